@@ -1,0 +1,19 @@
+"""emucal: the helper package of the tutorial book on emulator-based calibration.
+
+One module per step of the workflow (see the book's API page):
+
+- :mod:`emucal.data`: the pooch registry, the cache and the mirror, :func:`~emucal.data.fetch`.
+- :mod:`emucal.camels`: CAMELS-US attributes, forcing and streamflow.
+- :mod:`emucal.plotting`: maps and hydrographs shared by chapters.
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from . import camels, data, plotting
+
+try:
+    __version__ = version("emucal")
+except PackageNotFoundError:  # running from a source tree without installing
+    __version__ = "0+unknown"
+
+__all__ = ["camels", "data", "plotting", "__version__"]

@@ -1,0 +1,431 @@
+"""Read CAMELS-US basin attributes, forcing and streamflow into pandas and xarray.
+
+CAMELS (Catchment Attributes and MEteorology for Large-sample Studies;
+Newman et al. 2015, Addor et al. 2017) describes 671 US basins with little
+human influence: daily basin-mean meteorological forcing, daily USGS
+streamflow, and static attributes (climate, topography, soils, vegetation,
+geology, hydrological signatures).
+
+Two sources are supported:
+
+``"sample"``
+    The 19-basin teaching sample of the CUAHSI Summer Institute (NLDAS
+    forcing and USGS flow, water years 1994-2013; basin 01022500 for 1980-2014).
+    About 12 MB, fetched file by file.
+``"full"``
+    All 671 basins from the CAMELS-US time-series archive (3.4 GB, fetched
+    once; only the requested basins' files are extracted). Daymet, Maurer or
+    NLDAS forcing.
+
+The CAMELS files have a few quirks that the readers here handle: columns
+separated by a mix of tabs and spaces, a last line with no newline, missing
+flow written as ``-999.00`` with flag ``M``, estimated flow flagged ``A:e``,
+``NA`` in attribute files, capitalised NLDAS headers (``PRCP(mm/day)``) but
+lower-case Daymet headers (``prcp(mm/day)``), NLDAS files whose ``Tmax``
+equals ``Tmin`` (both hold the daily mean), and a basin area in the forcing
+header that differs from ``area_gages2``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import io
+import os
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Iterable, Literal
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from . import data
+
+__all__ = [
+    "ATTRIBUTE_FILES",
+    "CFS_TO_M3S",
+    "attributes",
+    "cfs_to_mm_per_day",
+    "load_basins",
+    "read_forcing",
+    "read_streamflow",
+    "sample_basins",
+]
+
+#: The seven CAMELS-US v2.0 attribute tables, merged by :func:`attributes`.
+ATTRIBUTE_FILES = ("name", "topo", "clim", "hydro", "soil", "vege", "geol")
+
+#: One cubic foot in cubic metres (0.3048 m per ft, exactly).
+CFS_TO_M3S = 0.3048**3
+
+_FORCING_FILE = {"nldas": "nldas", "daymet": "cida", "maurer": "maurer"}
+
+_VARIABLES = {
+    # name: (column in the file, attrs)
+    "prcp": ("prcp(mm/day)", {
+        "units": "mm/day", "standard_name": "lwe_precipitation_rate",
+        "long_name": "precipitation"}),
+    "srad": ("srad(w/m2)", {
+        "units": "W m-2", "standard_name": "surface_downwelling_shortwave_flux_in_air",
+        "long_name": "incoming shortwave radiation, mean over daylight hours"}),
+    "tmax": ("tmax(c)", {
+        "units": "degC", "standard_name": "air_temperature",
+        "long_name": "daily maximum air temperature"}),
+    "tmin": ("tmin(c)", {
+        "units": "degC", "standard_name": "air_temperature",
+        "long_name": "daily minimum air temperature"}),
+    "vp": ("vp(pa)", {
+        "units": "Pa", "standard_name": "water_vapor_partial_pressure_in_air",
+        "long_name": "vapour pressure"}),
+    "dayl": ("dayl(s)", {"units": "s", "long_name": "day length"}),
+    "swe": ("swe(mm)", {
+        "units": "mm", "standard_name": "lwe_thickness_of_surface_snow_amount",
+        "long_name": "snow water equivalent (from the forcing product's snow model)"}),
+}
+
+
+# --------------------------------------------------------------------- helpers
+def _read_text(path: str | os.PathLike) -> str:
+    raw = Path(path).read_bytes()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:  # older CAMELS releases wrote names in Latin-1
+        return raw.decode("latin-1")
+
+
+def _check_ids(ids: Iterable[str], valid: Iterable[str], where: str) -> list[str]:
+    ids = [_normalise_id(i) for i in ids]
+    valid = set(valid)
+    bad = [i for i in ids if i not in valid]
+    if bad:
+        raise KeyError(
+            f"Basin id(s) {bad} are not in {where}. Basin ids are 8-digit USGS "
+            "gauge ids as strings, e.g. '01013500'. List valid ones with "
+            "emucal.camels.sample_basins() (sample) or "
+            "emucal.camels.attributes().index (all 671 basins)."
+        )
+    return ids
+
+
+def _normalise_id(basin: str | int) -> str:
+    text = str(basin).strip()
+    if not text.isdigit():
+        raise KeyError(f"Basin id {basin!r} is not a USGS gauge number (digits only).")
+    return text.zfill(8)
+
+
+# ------------------------------------------------------------------ attributes
+@lru_cache(maxsize=1)
+def _attributes_cached() -> pd.DataFrame:
+    tables = []
+    for key in ATTRIBUTE_FILES:
+        path = data.fetch(f"camels_attributes_v2.0/camels_{key}.txt")
+        table = pd.read_csv(
+            io.StringIO(_read_text(path)),
+            sep=";",
+            dtype={"gauge_id": str, "huc_02": str},
+            na_values=["NA"],
+            keep_default_na=False,
+        )
+        table["gauge_id"] = table["gauge_id"].str.strip().str.zfill(8)
+        for column in table.columns:
+            if table[column].dtype == object or pd.api.types.is_string_dtype(table[column]):
+                table[column] = table[column].str.strip()
+        tables.append(table.set_index("gauge_id"))
+    merged = pd.concat(tables, axis=1, join="outer")
+    merged.index.name = "gauge_id"
+    merged["huc_02"] = merged["huc_02"].str.zfill(2)
+    return merged.sort_index()
+
+
+def attributes() -> pd.DataFrame:
+    """Return the CAMELS-US v2.0 attributes of all 671 basins.
+
+    The seven attribute files (name, topography, climate, hydrology, soil,
+    vegetation, geology) are fetched if needed and merged on ``gauge_id``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per basin, indexed by ``gauge_id`` (8-character zero-padded
+        string such as ``"01013500"``), one column per attribute. ``NA`` in
+        the files becomes NaN; text fields are stripped of padding. Units and
+        definitions are in Addor et al. (2017), Table 1-3, and the CAMELS
+        attribute description file on Zenodo record 15529996.
+
+    Examples
+    --------
+    >>> attrs = attributes()  # doctest: +SKIP
+    >>> attrs.loc["01013500", ["gauge_name", "aridity", "area_gages2"]]  # doctest: +SKIP
+    """
+    return _attributes_cached().copy()
+
+
+def sample_basins() -> list[str]:
+    """Return the gauge ids of the 19 basins in the teaching sample, sorted."""
+    pattern = re.compile(r"^camels_sample/usgs_streamflow/\d\d/(\d{8})_streamflow_qc\.txt$")
+    ids = {m.group(1) for name in data.registry() if (m := pattern.match(name))}
+    return sorted(ids)
+
+
+# ------------------------------------------------------------------ file parsers
+def read_forcing(path: str | os.PathLike) -> tuple[pd.DataFrame, dict[str, float]]:
+    """Read one CAMELS basin-mean forcing file (Daymet, Maurer or NLDAS).
+
+    Parameters
+    ----------
+    path
+        A ``*_lump_*_forcing_leap.txt`` file.
+
+    Returns
+    -------
+    frame : pandas.DataFrame
+        Daily values indexed by date, columns ``prcp``, ``srad``, ``tmax``,
+        ``tmin``, ``vp``, ``dayl``, ``swe`` (units as in the file: mm/day,
+        W m-2, degC, degC, Pa, s, mm).
+    header : dict
+        ``latitude`` (deg N), ``elevation`` (m) and ``area_m2`` (basin area,
+        m2) from the first three lines of the file.
+
+    Notes
+    -----
+    The header names are matched case-insensitively (NLDAS files write
+    ``PRCP(mm/day)``, Daymet files ``prcp(mm/day)``), and columns may be
+    separated by any mix of tabs and spaces.
+    """
+    text = _read_text(path)
+    lines = text.splitlines()
+    if len(lines) < 5:
+        raise ValueError(f"{path} has {len(lines)} lines; a CAMELS forcing file has a "
+                         "3-line header, a column line and daily rows.")
+    try:
+        header = {
+            "latitude": float(lines[0]),
+            "elevation": float(lines[1]),
+            "area_m2": float(lines[2]),
+        }
+    except ValueError as err:
+        raise ValueError(
+            f"{path}: the first three lines must be latitude, elevation and area; "
+            f"got {lines[:3]!r}."
+        ) from err
+    columns = [c.lower() for c in lines[3].split()]
+    table = pd.read_csv(io.StringIO("\n".join(lines[4:])), sep=r"\s+", header=None,
+                        names=columns, engine="c")
+    dates = pd.to_datetime(
+        {"year": table["year"], "month": table["mnth"], "day": table["day"]}
+    )
+    missing = [col for _, (col, _) in _VARIABLES.items() if col not in columns]
+    if missing:
+        raise ValueError(f"{path}: columns {missing} not found in header {lines[3]!r}.")
+    frame = pd.DataFrame(
+        {name: table[col].to_numpy(dtype=float) for name, (col, _) in _VARIABLES.items()},
+        index=pd.DatetimeIndex(dates, name="time"),
+    )
+    return frame, header
+
+
+def read_streamflow(path: str | os.PathLike) -> pd.DataFrame:
+    """Read one CAMELS USGS streamflow file.
+
+    Parameters
+    ----------
+    path
+        A ``*_streamflow_qc.txt`` file: gauge id, year, month, day, flow in
+        cubic feet per second, and a quality flag.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by date, columns ``q_cfs`` (float; ``-999`` becomes NaN) and
+        ``flag`` (``"A"`` approved, ``"A:e"`` approved but estimated,
+        ``"M"`` missing).
+    """
+    table = pd.read_csv(
+        path, sep=r"\s+", header=None, engine="c",
+        names=["gauge_id", "year", "month", "day", "q_cfs", "flag"],
+        dtype={"gauge_id": str, "flag": str},
+    )
+    dates = pd.to_datetime(table[["year", "month", "day"]])
+    q = np.array(table["q_cfs"], dtype=float)
+    q[q < 0] = np.nan  # -999.00 marks a missing day (flag M)
+    return pd.DataFrame(
+        {"q_cfs": q, "flag": table["flag"].fillna("").astype(str).to_numpy()},
+        index=pd.DatetimeIndex(dates, name="time"),
+    )
+
+
+def cfs_to_mm_per_day(q_cfs, area_km2):
+    """Convert flow in cubic feet per second to a depth in mm/day over a basin.
+
+    ``q [mm/day] = q [ft3/s] * 0.3048**3 [m3/ft3] * 86400 [s/day] / area [m2] * 1000``.
+    """
+    return np.asarray(q_cfs) * CFS_TO_M3S * 86400.0 / (np.asarray(area_km2) * 1e6) * 1000.0
+
+
+# --------------------------------------------------------------------- loading
+def _sample_paths(basin: str, forcing: str) -> tuple[Path, Path]:
+    if forcing != "nldas":
+        raise ValueError(f"The teaching sample has NLDAS forcing only, not {forcing!r}. "
+                         "Use source='full' for Daymet or Maurer.")
+    names = data.registry()
+    f_pat = f"camels_sample/basin_mean_forcing/nldas/*/{basin}_lump_nldas_forcing_leap.txt"
+    q_pat = f"camels_sample/usgs_streamflow/*/{basin}_streamflow_qc.txt"
+    f_name = next(n for n in names if fnmatch.fnmatch(n, f_pat))
+    q_name = next(n for n in names if fnmatch.fnmatch(n, q_pat))
+    return data.fetch(f_name), data.fetch(q_name)
+
+
+def _full_paths(basins: list[str], forcing: str) -> dict[str, tuple[Path, Path]]:
+    archive = data.fetch(data.FULL_ZIP)
+    patterns = {}
+    for basin in basins:
+        patterns[basin] = (
+            f"*basin_mean_forcing/{forcing}/*/{basin}_lump_{_FORCING_FILE[forcing]}"
+            "_forcing_leap.txt",
+            f"*usgs_streamflow/*/{basin}_streamflow_qc.txt",
+        )
+    flat = [p for pair in patterns.values() for p in pair]
+    extracted = data.extract_members(archive, flat, data.cache_dir() / "camels_full")
+    return {b: (extracted[f], extracted[q]) for b, (f, q) in patterns.items()}
+
+
+def load_basins(
+    basins: Iterable[str] | str | None = None,
+    *,
+    source: Literal["sample", "full"] = "sample",
+    forcing: Literal["nldas", "daymet", "maurer"] = "nldas",
+    area: Literal["gages2", "header"] = "gages2",
+    start: str | None = None,
+    end: str | None = None,
+) -> xr.Dataset:
+    """Load daily forcing and observed streamflow for CAMELS basins.
+
+    Parameters
+    ----------
+    basins
+        Gauge ids (8-digit strings). Default: every basin of the sample.
+    source
+        ``"sample"`` (19 basins, fetched file by file) or ``"full"`` (any of
+        the 671 basins; fetches the 3.4 GB archive once and extracts only the
+        requested basins' files).
+    forcing
+        ``"nldas"``, ``"daymet"`` or ``"maurer"`` (the sample has NLDAS only).
+    area
+        Basin area used to turn flow into a depth: ``"gages2"`` (the
+        ``area_gages2`` attribute, default) or ``"header"`` (the area on line 3
+        of the forcing file). ``area_gages2`` is what CAMELS itself used for its
+        hydrological signatures: with it, the mean flow of basin 01022500 over
+        water years 1990-2009 equals the ``q_mean`` attribute to 14 digits, while
+        the header area (588 vs 574 km2) gives 2.4% less.
+    start, end
+        Dates (inclusive) to keep, for example ``"1993-10-01"``. Default: from
+        the first to the last day found in any basin; days a basin has no data
+        for are NaN.
+
+    Returns
+    -------
+    xarray.Dataset
+        Dimensions ``(basin, time)``. Variables ``prcp``, ``srad``, ``tmax``,
+        ``tmin``, ``vp``, ``dayl``, ``swe`` (forcing), ``qobs`` (mm/day; NaN
+        where missing) and ``qobs_flag`` (USGS flag). Basin coordinates:
+        ``gauge_name``, ``gauge_lat``, ``gauge_lon``, ``area_km2`` (the area
+        used), ``area_header_km2``, ``huc_02``. Units in each variable's attrs;
+        sources in the dataset's attrs.
+
+    Raises
+    ------
+    KeyError
+        A basin id that is not in the chosen source; the message says how to
+        list valid ids.
+    """
+    if source not in ("sample", "full"):
+        raise ValueError(f"source must be 'sample' or 'full', not {source!r}.")
+    if forcing not in _FORCING_FILE:
+        raise ValueError(f"forcing must be one of {sorted(_FORCING_FILE)}, not {forcing!r}.")
+    if area not in ("gages2", "header"):
+        raise ValueError(f"area must be 'gages2' or 'header', not {area!r}.")
+
+    attrs = attributes()
+    if basins is None:
+        basins = sample_basins()
+    elif isinstance(basins, (str, int)):
+        basins = [basins]
+    if source == "sample":
+        basins = _check_ids(basins, sample_basins(), "the teaching sample")
+        paths = {b: _sample_paths(b, forcing) for b in basins}
+    else:
+        basins = _check_ids(basins, attrs.index, "CAMELS-US (671 basins)")
+        paths = _full_paths(basins, forcing)
+
+    frames, flows, headers = {}, {}, {}
+    for basin in basins:
+        forcing_path, flow_path = paths[basin]
+        frames[basin], headers[basin] = read_forcing(forcing_path)
+        flows[basin] = read_streamflow(flow_path)
+
+    index = frames[basins[0]].index
+    for basin in basins:
+        index = index.union(frames[basin].index).union(flows[basin].index)
+    if start is not None or end is not None:
+        index = index[(index >= pd.Timestamp(start or index[0]))
+                      & (index <= pd.Timestamp(end or index[-1]))]
+
+    area_header = np.array([headers[b]["area_m2"] / 1e6 for b in basins])
+    area_gages2 = attrs.loc[basins, "area_gages2"].to_numpy(dtype=float)
+    area_used = area_gages2 if area == "gages2" else area_header
+
+    variables = {}
+    for name, (_, var_attrs) in _VARIABLES.items():
+        values = np.stack([frames[b][name].reindex(index).to_numpy() for b in basins])
+        variables[name] = (("basin", "time"), values, dict(var_attrs))
+    q_cfs = np.stack([flows[b]["q_cfs"].reindex(index).to_numpy() for b in basins])
+    flags = np.stack([flows[b]["flag"].reindex(index).fillna("").to_numpy(dtype=str)
+                      for b in basins])
+    variables["qobs"] = (("basin", "time"), cfs_to_mm_per_day(q_cfs, area_used[:, None]), {
+        "units": "mm/day",
+        "long_name": "observed streamflow as a depth over the basin",
+        "comment": f"USGS daily flow (ft3/s) divided by basin area ({area!r}); "
+                   "-999 (flag M) set to NaN",
+    })
+    variables["qobs_flag"] = (("basin", "time"), flags, {
+        "long_name": "USGS quality flag",
+        "flag_meanings": "A: approved; A:e: approved, estimated; M: missing",
+    })
+
+    same_t = [b for b in basins
+              if np.allclose(frames[b]["tmax"], frames[b]["tmin"], equal_nan=True)]
+    if same_t:
+        note = ("In these basins' files tmax equals tmin: both hold the daily mean "
+                f"temperature (CAMELS NLDAS files): {same_t}")
+        variables["tmax"][2]["comment"] = note
+        variables["tmin"][2]["comment"] = note
+
+    coords = {
+        "basin": ("basin", np.array(basins, dtype=str)),
+        "time": index.to_numpy().astype("datetime64[ns]"),
+        "gauge_name": ("basin", attrs.loc[basins, "gauge_name"].to_numpy(dtype=str)),
+        "gauge_lat": ("basin", attrs.loc[basins, "gauge_lat"].to_numpy(dtype=float),
+                      {"units": "degrees_north"}),
+        "gauge_lon": ("basin", attrs.loc[basins, "gauge_lon"].to_numpy(dtype=float),
+                      {"units": "degrees_east"}),
+        "area_km2": ("basin", area_used, {
+            "units": "km2", "long_name": f"basin area used for qobs ({area})"}),
+        "area_header_km2": ("basin", area_header, {
+            "units": "km2", "long_name": "basin area from the forcing file header"}),
+        "huc_02": ("basin", attrs.loc[basins, "huc_02"].to_numpy(dtype=str)),
+    }
+    provenance = (
+        "CAMELS-US teaching sample, NWC-CUAHSI-Summer-Institute/CAMELS_data_sample "
+        "at commit 55b9349f" if source == "sample"
+        else "CAMELS-US basin_timeseries_v1p2 (Zenodo record 15529996)"
+    )
+    return xr.Dataset(variables, coords=coords, attrs={
+        "title": "CAMELS-US basin-mean forcing and observed streamflow",
+        "source": provenance,
+        "forcing": forcing,
+        "references": "Newman et al. (2015) doi:10.5194/hess-19-209-2015; "
+                      "Addor et al. (2017) doi:10.5194/hess-21-5293-2017",
+        "license": "CC BY 4.0 (CAMELS-US); see data_registry/README.md",
+    })

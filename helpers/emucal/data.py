@@ -1,0 +1,270 @@
+"""Download and cache the data the book uses, with hash checks.
+
+Every file the book reads is listed in a *registry* (``data_registry/camels.txt``
+in the repository, shipped inside the package as ``emucal/registry/camels.txt``):
+one line per file with its name, its SHA-256 hash and the upstream URL. The
+:func:`fetch` function downloads a file once into a local cache with
+`pooch <https://www.fatiando.org/pooch>`_, checks its hash, and returns the
+local path. Later calls, including ones made offline, return the cached copy.
+
+Two environment variables change where data comes from and goes to:
+
+``EMUCAL_DATA_DIR``
+    The cache folder. Default: the per-user cache that pooch chooses
+    (``~/.cache/emucal`` on Linux).
+``EMUCAL_MIRROR``
+    Base URL of a mirror (for example a workshop server started with
+    ``python -m http.server``). Every registry name is then fetched from
+    ``<mirror>/<name>`` instead of its upstream URL, with the same hash checks.
+
+Examples
+--------
+>>> from emucal import data
+>>> path = data.fetch("camels_attributes_v2.0/camels_topo.txt")  # doctest: +SKIP
+>>> sorted(data.registry())[:2]  # doctest: +SKIP
+['basin_timeseries_v1p2_metForcing_obsFlow.zip', 'camels_attributes_v2.0/camels_clim.txt']
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+import zipfile
+from functools import lru_cache
+from pathlib import Path
+
+import pooch
+import requests
+
+__all__ = [
+    "FULL_ZIP",
+    "cache_dir",
+    "extract_members",
+    "fetch",
+    "mirror_url",
+    "registry",
+    "registry_urls",
+]
+
+#: Registry name of the full CAMELS-US time-series archive (3.4 GB).
+FULL_ZIP = "basin_timeseries_v1p2_metForcing_obsFlow.zip"
+
+_REGISTRY_FILE = "camels.txt"
+
+# pooch logs one line per downloaded file; the sample is ~40 files, so keep it quiet.
+pooch.get_logger().setLevel("WARNING")
+
+
+def _registry_path() -> Path:
+    """Locate the registry file: inside an installed wheel, or in the repository."""
+    here = Path(__file__).resolve().parent
+    candidates = [
+        here / "registry" / _REGISTRY_FILE,  # installed wheel (force-included)
+        here.parents[1] / "data_registry" / _REGISTRY_FILE,  # editable install
+    ]
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise FileNotFoundError(
+        f"The emucal data registry {_REGISTRY_FILE!r} was not found in "
+        f"{[str(c) for c in candidates]}. Reinstall emucal (pip install -e .)."
+    )
+
+
+@lru_cache(maxsize=1)
+def _read_registry() -> tuple[dict[str, str], dict[str, str]]:
+    hashes: dict[str, str] = {}
+    urls: dict[str, str] = {}
+    for number, line in enumerate(_registry_path().read_text().splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        parts = line.split()
+        if len(parts) != 3:
+            raise ValueError(
+                f"Line {number} of the registry must be 'name hash url', got {line!r}."
+            )
+        name, sha256, url = parts
+        hashes[name] = sha256
+        urls[name] = url
+    return hashes, urls
+
+
+def registry() -> dict[str, str]:
+    """Return the registry as ``{name: sha256}``.
+
+    These are the only names :func:`fetch` accepts.
+    """
+    return dict(_read_registry()[0])
+
+
+def registry_urls() -> dict[str, str]:
+    """Return the upstream URL of every registry name, ``{name: url}``."""
+    return dict(_read_registry()[1])
+
+
+def cache_dir() -> Path:
+    """Return the cache folder: ``$EMUCAL_DATA_DIR`` or pooch's per-user cache."""
+    configured = os.environ.get("EMUCAL_DATA_DIR")
+    return Path(configured).expanduser() if configured else Path(pooch.os_cache("emucal"))
+
+
+def mirror_url() -> str | None:
+    """Return the mirror base URL from ``$EMUCAL_MIRROR`` (no trailing slash), or None."""
+    mirror = os.environ.get("EMUCAL_MIRROR", "").strip()
+    return mirror.rstrip("/") or None
+
+
+def _pooch() -> pooch.Pooch:
+    hashes, urls = _read_registry()
+    mirror = mirror_url()
+    return pooch.create(
+        path=cache_dir(),
+        # With a mirror, every name resolves to <mirror>/<name>; otherwise each
+        # name has its own upstream URL and base_url is never used.
+        base_url=(mirror + "/") if mirror else "https://invalid.example/",
+        registry=hashes,
+        urls={} if mirror else urls,
+        retry_if_failed=0,
+        allow_updates=True,
+    )
+
+
+def _check_name(name: str) -> None:
+    if name in registry():
+        return
+    close = [n for n in registry() if Path(n).name == Path(name).name]
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    raise KeyError(
+        f"{name!r} is not in the emucal data registry.{hint} "
+        "List the valid names with sorted(emucal.data.registry())."
+    )
+
+
+_HASH_MISMATCH = re.compile(r"but got (\w+)")
+
+
+def fetch(name: str, *, progressbar: bool | None = None) -> Path:
+    """Download a registry file once, check its hash, and return its local path.
+
+    Parameters
+    ----------
+    name
+        A name from :func:`registry`, for example
+        ``"camels_attributes_v2.0/camels_topo.txt"``.
+    progressbar
+        Show a download progress bar. Default: only for the full archive.
+
+    Returns
+    -------
+    pathlib.Path
+        The file in the cache (see :func:`cache_dir`).
+
+    Raises
+    ------
+    KeyError
+        If ``name`` is not in the registry.
+    ValueError
+        If the downloaded file's hash differs from the registry twice in a row
+        (a corrupted mirror or upstream change); the message names both hashes.
+    ConnectionError
+        If the file is not cached and cannot be downloaded; the message names
+        the URL that failed and how to use a mirror instead.
+
+    Notes
+    -----
+    pooch writes each download to a temporary file and moves it into the cache
+    only after the hash matched, so an interrupted or corrupted download never
+    leaves a file that a later call would take as cached. A cached file whose
+    hash no longer matches is downloaded again.
+    """
+    _check_name(name)
+    store = _pooch()
+    if progressbar is None:
+        progressbar = name == FULL_ZIP
+    downloader = pooch.HTTPDownloader(progressbar=progressbar, timeout=60)
+    url = store.get_url(name)
+    expected = store.registry[name]
+    last_error: Exception | None = None
+    for _attempt in range(2):  # one re-download after a hash mismatch
+        try:
+            return Path(store.fetch(name, downloader=downloader))
+        except ValueError as err:  # pooch raises ValueError on a hash mismatch
+            if "hash" not in str(err).lower():
+                raise
+            last_error = err
+        except requests.exceptions.RequestException as err:
+            raise ConnectionError(
+                f"Could not download {name!r} from {url} ({type(err).__name__}: {err}). "
+                f"It is not in the cache {cache_dir()} either. Check the network, "
+                "or point EMUCAL_MIRROR at a mirror that serves the registry names "
+                "(for example EMUCAL_MIRROR=http://127.0.0.1:8000 after "
+                "'python -m http.server 8000' in a folder made by 'emucal mirror')."
+            ) from err
+    found = _HASH_MISMATCH.search(str(last_error))
+    raise ValueError(
+        f"The file {name!r} downloaded from {url} has SHA-256 "
+        f"{found.group(1) if found else 'unknown'}, but the registry expects "
+        f"{expected}. It was downloaded twice with the same result, so the source "
+        "has changed or the mirror holds a different file; nothing was cached."
+    ) from last_error
+
+
+def extract_members(
+    archive: str | os.PathLike,
+    patterns: list[str],
+    extract_dir: str | os.PathLike,
+) -> dict[str, Path]:
+    """Extract only the members of a zip archive that match the given patterns.
+
+    The full CAMELS archive is 3.4 GB; a user who wants five basins needs a few
+    megabytes of it. Each pattern is a shell-style wildcard matched against
+    the member paths inside the archive (``*`` also matches ``/``), for example
+    ``"*usgs_streamflow/*/01013500_streamflow_qc.txt"``, so the archive's
+    top-level folder name does not matter. The first member that matches is
+    extracted, keeping its path under ``extract_dir``; members already
+    extracted are not extracted again, and an interrupted extraction leaves
+    only a ``.part`` file.
+
+    Parameters
+    ----------
+    archive
+        Path to the zip file.
+    patterns
+        One wildcard pattern per wanted member.
+    extract_dir
+        Folder to extract into.
+
+    Returns
+    -------
+    dict
+        ``{pattern: extracted path}`` in the order asked.
+
+    Raises
+    ------
+    KeyError
+        If a pattern matches no member of the archive.
+    """
+    extract_dir = Path(extract_dir)
+    found: dict[str, Path] = {}
+    with zipfile.ZipFile(archive) as zf:
+        names = [n for n in zf.namelist() if not n.endswith("/")]
+        for pattern in patterns:
+            matches = [n for n in names if fnmatch.fnmatchcase(n, pattern)]
+            if not matches:
+                raise KeyError(
+                    f"No member of {Path(archive).name} matches {pattern!r}. "
+                    "Check the basin id against emucal.camels.attributes().index."
+                )
+            member = matches[0]
+            target = extract_dir / member
+            if not target.is_file():
+                tmp = target.with_name(target.name + ".part")
+                tmp.parent.mkdir(parents=True, exist_ok=True)
+                with zf.open(member) as src, open(tmp, "wb") as dst:
+                    while chunk := src.read(1 << 20):
+                        dst.write(chunk)
+                tmp.replace(target)
+            found[pattern] = target
+    return found

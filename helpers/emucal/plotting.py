@@ -1,0 +1,186 @@
+"""Plots that several chapters share: basin maps and hydrographs.
+
+Maps use cartopy with Natural Earth features (coastlines, land, ocean, lakes,
+country borders). Without a network, point ``CARTOPY_DATA_DIR`` at a folder
+that holds those shapefiles in cartopy's layout (``postBuild`` prefetches them
+on Binder).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+__all__ = ["CONUS_EXTENT", "basin_map", "hydrograph"]
+
+#: Longitude and latitude limits of the contiguous United States (W, E, S, N).
+CONUS_EXTENT = (-125.0, -66.5, 24.0, 50.0)
+
+
+def _conus_projection():
+    import cartopy.crs as ccrs
+
+    # Albers equal-area with the standard parallels the USGS uses for CONUS.
+    return ccrs.AlbersEqualArea(central_longitude=-96.0, central_latitude=37.5,
+                                standard_parallels=(29.5, 45.5))
+
+
+def basin_map(
+    lon: Sequence[float],
+    lat: Sequence[float],
+    color: Sequence[float] | None = None,
+    size: Sequence[float] | None = None,
+    *,
+    ax=None,
+    cmap: str = "viridis",
+    color_label: str | None = None,
+    size_label: str | None = None,
+    size_range: tuple[float, float] = (15.0, 250.0),
+    labels: Sequence[str] | None = None,
+    resolution: str = "110m",
+    **scatter_kwargs,
+):
+    """Plot basins as points on a map of the contiguous United States.
+
+    Parameters
+    ----------
+    lon, lat
+        Gauge longitude and latitude in degrees.
+    color
+        Values that colour the points (for example the aridity index).
+    size
+        Values that size the points (for example the basin area); scaled
+        linearly into ``size_range`` (points squared).
+    ax
+        A cartopy ``GeoAxes``; a new figure in an Albers equal-area projection
+        is made when None.
+    cmap, color_label, size_label
+        Colour map, colour bar label, and the title of the size legend.
+    labels
+        Text written next to each point (for example gauge ids).
+    resolution
+        Natural Earth resolution, ``"110m"`` or ``"50m"``.
+    **scatter_kwargs
+        Passed to :meth:`matplotlib.axes.Axes.scatter`.
+
+    Returns
+    -------
+    cartopy.mpl.geoaxes.GeoAxes
+    """
+    import cartopy.crs as ccrs
+    import cartopy.feature as cfeature
+
+    lon = np.asarray(lon, dtype=float)
+    lat = np.asarray(lat, dtype=float)
+    if lon.shape != lat.shape:
+        raise ValueError(f"lon and lat must have the same shape, got {lon.shape} and {lat.shape}.")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(9, 5.2), subplot_kw={"projection": _conus_projection()})
+    ax.set_extent(CONUS_EXTENT, crs=ccrs.PlateCarree())
+    ax.add_feature(cfeature.NaturalEarthFeature("physical", "ocean", resolution),
+                   facecolor="#dceaf5", edgecolor="none", zorder=0)
+    ax.add_feature(cfeature.NaturalEarthFeature("physical", "land", resolution),
+                   facecolor="#f4f1ea", edgecolor="none", zorder=0)
+    ax.add_feature(cfeature.NaturalEarthFeature("physical", "lakes", resolution),
+                   facecolor="#dceaf5", edgecolor="#7a9cb8", linewidth=0.3, zorder=1)
+    ax.add_feature(cfeature.NaturalEarthFeature("physical", "coastline", resolution),
+                   facecolor="none", edgecolor="#555555", linewidth=0.5, zorder=1)
+    ax.add_feature(cfeature.NaturalEarthFeature(
+        "cultural", "admin_0_boundary_lines_land", resolution),
+        facecolor="none", edgecolor="#555555", linewidth=0.5, zorder=1)
+
+    if size is None:
+        sizes = np.full(lon.shape, 40.0)
+    else:
+        size = np.asarray(size, dtype=float)
+        span = np.nanmax(size) - np.nanmin(size)
+        frac = (size - np.nanmin(size)) / span if span > 0 else np.zeros_like(size)
+        sizes = size_range[0] + frac * (size_range[1] - size_range[0])
+    kwargs = {"edgecolor": "k", "linewidth": 0.4, "zorder": 3}
+    kwargs.update(scatter_kwargs)
+    points = ax.scatter(lon, lat, c=color, s=sizes, cmap=cmap if color is not None else None,
+                        transform=ccrs.PlateCarree(), **kwargs)
+    if color is not None:
+        bar = plt.colorbar(points, ax=ax, shrink=0.7, pad=0.02)
+        if color_label:
+            bar.set_label(color_label)
+    if size is not None:
+        picks = np.nanquantile(size, [0.0, 0.5, 1.0])
+        handles = [
+            ax.scatter([], [], s=size_range[0] + (p - np.nanmin(size)) / (span or 1)
+                       * (size_range[1] - size_range[0]), facecolor="none", edgecolor="k")
+            for p in picks
+        ]
+        ax.legend(handles, [f"{p:,.0f}" for p in picks], title=size_label,
+                  loc="lower left", frameon=True, fontsize=8, title_fontsize=8)
+    if labels is not None:
+        for x, y, text in zip(lon, lat, labels):
+            ax.text(x + 0.4, y + 0.3, str(text), fontsize=6, transform=ccrs.PlateCarree(),
+                    zorder=4)
+    return ax
+
+
+def hydrograph(
+    observed: xr.DataArray | pd.Series,
+    simulated: dict[str, xr.DataArray | pd.Series] | None = None,
+    *,
+    precipitation: xr.DataArray | pd.Series | None = None,
+    ax=None,
+    log: bool = False,
+    units: str = "mm/day",
+):
+    """Plot observed flow, optional simulations, and precipitation bars on top.
+
+    Parameters
+    ----------
+    observed
+        Observed flow with a time index (a 1-D DataArray with dimension
+        ``time``, or a Series).
+    simulated
+        ``{label: series}`` of simulated flows on the same time axis.
+    precipitation
+        Daily precipitation, drawn as inverted bars on a second axis.
+    ax
+        Matplotlib axes; a new figure when None.
+    log
+        Log scale for flow (shows recessions and low flows).
+    units
+        Flow units for the y label.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+
+    def _series(values) -> pd.Series:
+        if isinstance(values, xr.DataArray):
+            if values.ndim != 1:
+                raise ValueError(
+                    f"hydrograph needs 1-D series (dimension 'time'), got dims {values.dims}; "
+                    "select one basin first, e.g. ds.qobs.sel(basin='01013500')."
+                )
+            return values.to_series()
+        return pd.Series(values)
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(10, 3.5))
+    obs = _series(observed)
+    ax.plot(obs.index, obs.to_numpy(), color="k", lw=1.0, label="observed")
+    for (label, sim), colour in zip((simulated or {}).items(), plt.cm.tab10.colors):
+        sim = _series(sim)
+        ax.plot(sim.index, sim.to_numpy(), lw=0.9, color=colour, label=label)
+    ax.set_ylabel(f"flow ({units})")
+    if log:
+        ax.set_yscale("log")
+    if precipitation is not None:
+        rain = _series(precipitation)
+        top = ax.twinx()
+        top.bar(rain.index, rain.to_numpy(), width=1.0, color="#4a90d9", alpha=0.6)
+        top.set_ylim(np.nanmax(rain.to_numpy()) * 3.0, 0)
+        top.set_ylabel("precipitation (mm/day)")
+    ax.legend(loc="upper left", fontsize=8, frameon=False)
+    return ax

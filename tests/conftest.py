@@ -1,0 +1,146 @@
+"""Shared fixtures: HTTP mirrors on 127.0.0.1 and synthetic CAMELS data sets.
+
+Downloads in the tests go through emucal's real pooch path: a mirror served
+from a background thread on a free loopback port, and ``EMUCAL_MIRROR`` set to
+it. Two mirrors exist:
+
+``shared_mirror``
+    ``../shared/data/camels-mirror`` beside the checkout (the real CAMELS
+    files, byte-identical to upstream). Tests that need real data use it.
+``synthetic``
+    A mirror the test writes itself: small CAMELS-format files with every
+    quirk, and a registry patched to their hashes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import http.server
+import os
+import threading
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import emucal.camels
+import emucal.data
+import camels_files
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+SHARED_MIRROR = SHARED / "data" / "camels-mirror"
+NATURAL_EARTH = SHARED / "data" / "natural_earth"
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    requests_seen: list[str]
+
+    def log_message(self, *args):  # keep the test output clean
+        pass
+
+    def do_GET(self):
+        self.server.requests_seen.append(self.path)
+        super().do_GET()
+
+
+@contextlib.contextmanager
+def serve(directory: Path):
+    """Serve ``directory`` over HTTP on 127.0.0.1 (a free port) until the block ends."""
+    handler = functools.partial(_QuietHandler, directory=str(directory))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.requests_seen = []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server, f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_attribute_cache():
+    """Each test sees the registry and mirror it set up, not a previous test's."""
+    emucal.camels._attributes_cached.cache_clear()
+    yield
+    emucal.camels._attributes_cached.cache_clear()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _cartopy_offline():
+    """Point cartopy at the shared Natural Earth files when nothing else is set."""
+    if "CARTOPY_DATA_DIR" not in os.environ and NATURAL_EARTH.is_dir():
+        os.environ["CARTOPY_DATA_DIR"] = str(NATURAL_EARTH)
+    yield
+
+
+@pytest.fixture(scope="session")
+def shared_mirror_url():
+    """URL of the shared CAMELS mirror served on 127.0.0.1 for the whole session."""
+    if not SHARED_MIRROR.is_dir():
+        pytest.skip(f"real-data test: needs the CAMELS mirror at {SHARED_MIRROR}")
+    with serve(SHARED_MIRROR) as (_, url):
+        yield url
+
+
+@pytest.fixture(scope="session")
+def real_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("emucal-cache")
+
+
+@pytest.fixture
+def real_camels(shared_mirror_url, real_cache, monkeypatch):
+    """Real CAMELS data through the mirror, cached once per session."""
+    monkeypatch.setenv("EMUCAL_MIRROR", shared_mirror_url)
+    monkeypatch.setenv("EMUCAL_DATA_DIR", str(real_cache))
+    return shared_mirror_url
+
+
+class Synthetic:
+    """A synthetic mirror: folder, URL, server, cache and the files' truth."""
+
+    dates = pd.date_range("2000-01-01", "2000-03-31", freq="D")
+    sample = ["01000001", "02000002"]
+    full_only = "03000003"
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.mirror = root / "mirror"
+        self.cache = root / "cache"
+        self.truth_forcing = {}
+        self.truth_flow = {}
+        attr_paths = camels_files.write_attributes(self.mirror / "camels_attributes_v2.0")
+        names = {f"camels_attributes_v2.0/{p.name}": p for p in attr_paths.values()}
+        for i, basin in enumerate(self.sample):
+            huc, _, header_area = camels_files.BASINS[basin]
+            f_name = f"camels_sample/basin_mean_forcing/nldas/{huc}/{basin}_lump_nldas_forcing_leap.txt"
+            q_name = f"camels_sample/usgs_streamflow/{huc}/{basin}_streamflow_qc.txt"
+            # the second basin starts later, so the union of dates has gaps to fill with NaN
+            dates = self.dates if i == 0 else self.dates[5:]
+            self.truth_forcing[basin] = camels_files.write_forcing(
+                self.mirror / f_name, basin, dates, header_area_km2=header_area,
+                final_newline=bool(i))
+            self.truth_flow[basin] = camels_files.write_streamflow(self.mirror / q_name, basin, dates)
+            names[f_name] = self.mirror / f_name
+            names[q_name] = self.mirror / q_name
+        zip_path = self.mirror / emucal.data.FULL_ZIP
+        camels_files.write_full_zip(zip_path, [self.full_only, self.sample[0]], self.dates)
+        names[emucal.data.FULL_ZIP] = zip_path
+        self.hashes = {name: camels_files.sha256(path) for name, path in names.items()}
+        self.urls = {name: f"https://upstream.invalid/{name}" for name in names}
+
+
+@pytest.fixture
+def synthetic(tmp_path, monkeypatch):
+    """Serve a synthetic CAMELS mirror and point emucal's registry and cache at it."""
+    data_set = Synthetic(tmp_path)
+    monkeypatch.setattr(emucal.data, "_read_registry", lambda: (data_set.hashes, data_set.urls))
+    monkeypatch.setenv("EMUCAL_DATA_DIR", str(data_set.cache))
+    with serve(data_set.mirror) as (server, url):
+        monkeypatch.setenv("EMUCAL_MIRROR", url)
+        data_set.server = server
+        data_set.url = url
+        yield data_set

@@ -1,0 +1,117 @@
+"""emucal.data: registry, cache, mirror, hash checks and error messages."""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+import zipfile
+
+import pytest
+
+from emucal import data
+
+NAME = "camels_attributes_v2.0/camels_topo.txt"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_registry_file_lists_every_mirrored_name_with_its_hash():
+    from conftest import SHARED_MIRROR
+
+    reg = data.registry()
+    urls = data.registry_urls()
+    assert data.FULL_ZIP in reg
+    assert all(len(h) == 64 for h in reg.values())
+    assert all(u.startswith("https://") for u in urls.values())
+    assert "55b9349fad19ec31a57c5333557986947c4324f3" in urls[
+        "camels_sample/usgs_streamflow/01/01013500_streamflow_qc.txt"]
+    manifest = SHARED_MIRROR / "MANIFEST.tsv"
+    if manifest.is_file():
+        rows = [line.split("\t") for line in manifest.read_text().splitlines()[1:] if line]
+        assert {r[0]: r[2] for r in rows} == reg
+        assert {r[0]: r[4] for r in rows} == urls
+
+
+def test_fetch_downloads_once_through_mirror_and_checks_hash(synthetic):
+    path = data.fetch(NAME)
+    assert path.is_file() and path.is_relative_to(synthetic.cache)
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == synthetic.hashes[NAME]
+    assert synthetic.server.requests_seen == [f"/{NAME}"]
+    # second call: served from the cache, no new request
+    assert data.fetch(NAME) == path
+    assert synthetic.server.requests_seen == [f"/{NAME}"]
+
+
+def test_fetch_works_offline_once_cached(synthetic, monkeypatch):
+    path = data.fetch(NAME)
+    monkeypatch.setenv("EMUCAL_MIRROR", f"http://127.0.0.1:{_free_port()}")  # nothing listens
+    assert data.fetch(NAME) == path
+
+
+def test_unknown_name_says_how_to_list_valid_ones(synthetic):
+    with pytest.raises(KeyError, match=r"registry\(\)") as err:
+        data.fetch("camels_topo.txt")
+    assert "camels_attributes_v2.0/camels_topo.txt" in str(err.value)  # the suggestion
+
+
+def test_hash_mismatch_redownloads_once_then_names_both_hashes(synthetic):
+    served = synthetic.mirror / NAME
+    served.write_text(served.read_text() + "\n# tampered")
+    found = hashlib.sha256(served.read_bytes()).hexdigest()
+    with pytest.raises(ValueError) as err:
+        data.fetch(NAME)
+    message = str(err.value)
+    assert NAME in message and synthetic.hashes[NAME] in message and found in message
+    assert synthetic.server.requests_seen == [f"/{NAME}", f"/{NAME}"]
+    # nothing that a later call could take as cached
+    assert not any(p.is_file() for p in synthetic.cache.rglob("camels_topo*"))
+
+
+def test_corrupted_cache_is_downloaded_again(synthetic):
+    path = data.fetch(NAME)
+    path.write_text("half a file")
+    assert data.fetch(NAME) == path
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == synthetic.hashes[NAME]
+    assert len(synthetic.server.requests_seen) == 2
+
+
+def test_no_network_and_no_cache_names_url_and_mirror(synthetic, monkeypatch):
+    url = f"http://127.0.0.1:{_free_port()}"
+    monkeypatch.setenv("EMUCAL_MIRROR", url)
+    with pytest.raises(ConnectionError) as err:
+        data.fetch(NAME)
+    assert f"{url}/{NAME}" in str(err.value)
+    assert "EMUCAL_MIRROR" in str(err.value)
+    assert not any(p.is_file() for p in synthetic.cache.rglob("*"))
+
+
+def test_upstream_url_is_used_without_mirror(synthetic, monkeypatch):
+    monkeypatch.delenv("EMUCAL_MIRROR")
+    with pytest.raises(ConnectionError, match=r"https://upstream\.invalid/camels_attributes"):
+        data.fetch(NAME)
+
+
+def test_cache_dir_follows_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("EMUCAL_DATA_DIR", str(tmp_path / "here"))
+    assert data.cache_dir() == tmp_path / "here"
+    monkeypatch.setenv("EMUCAL_MIRROR", "http://127.0.0.1:8000/")
+    assert data.mirror_url() == "http://127.0.0.1:8000"
+    monkeypatch.setenv("EMUCAL_MIRROR", "")
+    assert data.mirror_url() is None
+
+
+def test_extract_members_takes_only_what_is_asked(tmp_path):
+    archive = tmp_path / "a.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("root/x/01/one.txt", "1")
+        zf.writestr("root/x/02/two.txt", "2")
+        zf.writestr("root/y/01/one.txt", "other")
+    out = data.extract_members(archive, ["*x/*/one.txt"], tmp_path / "out")
+    assert out["*x/*/one.txt"].read_text() == "1"
+    assert sorted(p.name for p in (tmp_path / "out").rglob("*.txt")) == ["one.txt"]
+    with pytest.raises(KeyError, match="three.txt"):
+        data.extract_members(archive, ["*/three.txt"], tmp_path / "out")

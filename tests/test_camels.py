@@ -140,3 +140,10 @@ def test_real_sample_missing_flow_is_flagged(real_camels):
     assert (missing == (ds.qobs_flag == "M")).all()
     assert int((ds.qobs_flag == "M").sum()) > 0
     assert int((ds.qobs < 0).sum()) == 0  # no -999 left
+
+
+def test_signature_attributes_are_exactly_the_hydro_file_columns(real_camels):
+    from emucal import data
+
+    header = data.fetch("camels_attributes_v2.0/camels_hydro.txt").read_text().splitlines()[0]
+    assert tuple(header.split(";")[1:]) == camels.SIGNATURE_ATTRIBUTES

@@ -4,16 +4,17 @@ One module per step of the workflow (see the book's API page):
 
 - :mod:`emucal.data`: the pooch registry, the cache and the mirror, :func:`~emucal.data.fetch`.
 - :mod:`emucal.camels`: CAMELS-US attributes, forcing and streamflow.
+- :mod:`emucal.metrics`: KGE, KGE', normKGE, NSE and water-year windows.
 - :mod:`emucal.plotting`: maps and hydrographs shared by chapters.
 """
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import camels, data, plotting
+from . import camels, data, metrics, plotting
 
 try:
     __version__ = version("emucal")
 except PackageNotFoundError:  # running from a source tree without installing
     __version__ = "0+unknown"
 
-__all__ = ["camels", "data", "plotting", "__version__"]
+__all__ = ["camels", "data", "metrics", "plotting", "__version__"]

@@ -45,6 +45,7 @@ from . import data
 __all__ = [
     "ATTRIBUTE_FILES",
     "CFS_TO_M3S",
+    "SIGNATURE_ATTRIBUTES",
     "attributes",
     "cfs_to_mm_per_day",
     "load_basins",
@@ -55,6 +56,14 @@ __all__ = [
 
 #: The seven CAMELS-US v2.0 attribute tables, merged by :func:`attributes`.
 ATTRIBUTE_FILES = ("name", "topo", "clim", "hydro", "soil", "vege", "geol")
+
+#: Attributes computed from observed streamflow (camels_hydro.txt; Addor et al.
+#: 2017, Table 3). An ungauged basin has none of them, so they must not be
+#: inputs of a regionalisation model.
+SIGNATURE_ATTRIBUTES = (
+    "q_mean", "runoff_ratio", "slope_fdc", "baseflow_index", "stream_elas", "q5", "q95",
+    "high_q_freq", "high_q_dur", "low_q_freq", "low_q_dur", "zero_q_freq", "hfd_mean",
+)
 
 #: One cubic foot in cubic metres (0.3048 m per ft, exactly).
 CFS_TO_M3S = 0.3048**3

@@ -1,0 +1,213 @@
+"""Skill scores of simulated against observed streamflow: KGE, KGE', normKGE, NSE.
+
+All functions compare ``sim`` with ``obs`` along one dimension (time) and
+work on any number of leading dimensions at once (``member x basin x time``
+gives ``member x basin`` scores). They take NumPy arrays (time on the last
+axis) or xarray DataArrays (time along ``dim``). Days where the observation
+(or the simulation) is NaN are left out, as in the CAMELS flow records, where
+missing days are common.
+
+References
+----------
+Nash, J. E. and Sutcliffe, J. V. (1970), River flow forecasting through
+conceptual models part I, J. Hydrol. 10, 282-290.
+Gupta, H. V., Kling, H., Yilmaz, K. K. and Martinez, G. F. (2009),
+Decomposition of the mean squared error and NSE performance criteria,
+J. Hydrol. 377, 80-91, doi:10.1016/j.jhydrol.2009.08.003.
+Kling, H., Fuchs, M. and Paulin, M. (2012), Runoff conditions in the upper
+Danube basin under an ensemble of climate change scenarios, J. Hydrol.
+424-425, 264-277, doi:10.1016/j.jhydrol.2012.01.011.
+Tang, G., Wood, A. W. and Swenson, S. (2025), Water Resour. Res. 61,
+e2024WR039525 (normKGE as the emulators' target).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+__all__ = [
+    "kge",
+    "kge_components",
+    "kge_prime",
+    "log_nse",
+    "norm_kge",
+    "nse",
+    "percent_bias",
+    "water_year",
+    "water_year_window",
+]
+
+
+def _masked(sim: np.ndarray, obs: np.ndarray):
+    sim, obs = np.broadcast_arrays(np.asarray(sim, dtype=float), np.asarray(obs, dtype=float))
+    valid = np.isfinite(sim) & np.isfinite(obs)
+    n = valid.sum(axis=-1)
+    return np.where(valid, sim, 0.0), np.where(valid, obs, 0.0), valid, n
+
+
+def _moments(sim, obs):
+    s, o, valid, n = _masked(sim, obs)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mu_s = s.sum(-1) / n
+        mu_o = o.sum(-1) / n
+        ds = np.where(valid, s - mu_s[..., None], 0.0)
+        do = np.where(valid, o - mu_o[..., None], 0.0)
+        sd_s = np.sqrt((ds**2).sum(-1) / n)
+        sd_o = np.sqrt((do**2).sum(-1) / n)
+        r = (ds * do).sum(-1) / np.sqrt((ds**2).sum(-1) * (do**2).sum(-1))
+    too_few = n < 2
+    return [np.where(too_few, np.nan, x) for x in (mu_s, mu_o, sd_s, sd_o, r)]
+
+
+def _apply(func, sim, obs, dim: str, n_out: int = 1):
+    """Run a NumPy kernel on arrays or DataArrays (core dimension ``dim``)."""
+    if isinstance(sim, xr.DataArray) or isinstance(obs, xr.DataArray):
+        sim = sim if isinstance(sim, xr.DataArray) else xr.DataArray(sim, dims=obs.dims)
+        obs = obs if isinstance(obs, xr.DataArray) else xr.DataArray(obs, dims=sim.dims)
+        if dim not in sim.dims or dim not in obs.dims:
+            raise ValueError(f"Both inputs need the dimension {dim!r}; got {sim.dims} and {obs.dims}.")
+        return xr.apply_ufunc(
+            func, sim, obs, input_core_dims=[[dim], [dim]],
+            output_core_dims=[[] for _ in range(n_out)] if n_out > 1 else [[]],
+            join="inner",
+        )
+    return func(np.asarray(sim, dtype=float), np.asarray(obs, dtype=float))
+
+
+def _kge_parts(sim, obs):
+    mu_s, mu_o, sd_s, sd_o, r = _moments(sim, obs)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return r, sd_s / sd_o, mu_s / mu_o, (sd_s / mu_s) / (sd_o / mu_o)
+
+
+def kge_components(sim, obs, dim: str = "time", *, modified: bool = False):
+    """Return the three components of KGE (or KGE'): ``r``, variability and bias ratios.
+
+    Parameters
+    ----------
+    sim, obs
+        Simulated and observed flow, time along ``dim`` (DataArray) or the last
+        axis (array).
+    modified
+        If True, the variability term is the ratio of coefficients of variation
+        ``gamma = (sd_s/mu_s)/(sd_o/mu_o)`` (Kling et al. 2012); otherwise the
+        ratio of standard deviations ``alpha = sd_s/sd_o`` (Gupta et al. 2009).
+
+    Returns
+    -------
+    r, variability, beta
+        Pearson correlation, ``alpha`` or ``gamma``, and ``beta = mu_s/mu_o``.
+    """
+
+    def kernel(s, o):
+        r, alpha, beta, gamma = _kge_parts(s, o)
+        return r, (gamma if modified else alpha), beta
+
+    return _apply(kernel, sim, obs, dim, n_out=3)
+
+
+def kge(sim, obs, dim: str = "time"):
+    """Kling-Gupta efficiency (Gupta et al. 2009), NaN-aware.
+
+    ``KGE = 1 - sqrt((r - 1)**2 + (alpha - 1)**2 + (beta - 1)**2)`` with
+    ``alpha = sd_s/sd_o`` and ``beta = mu_s/mu_o``. 1 is perfect; the mean of
+    the observations as a forecast scores ``1 - sqrt(2) = -0.41``.
+    """
+
+    def kernel(s, o):
+        r, alpha, beta, _ = _kge_parts(s, o)
+        return 1.0 - np.sqrt((r - 1) ** 2 + (alpha - 1) ** 2 + (beta - 1) ** 2)
+
+    return _apply(kernel, sim, obs, dim)
+
+
+def kge_prime(sim, obs, dim: str = "time"):
+    """Modified Kling-Gupta efficiency KGE' (Kling et al. 2012), NaN-aware.
+
+    As :func:`kge`, but with the ratio of coefficients of variation
+    ``gamma = (sd_s/mu_s)/(sd_o/mu_o)`` in place of ``alpha``, so that the bias
+    and variability terms do not overlap. Tang et al. (2025) report KGE'.
+    """
+
+    def kernel(s, o):
+        r, _, beta, gamma = _kge_parts(s, o)
+        return 1.0 - np.sqrt((r - 1) ** 2 + (gamma - 1) ** 2 + (beta - 1) ** 2)
+
+    return _apply(kernel, sim, obs, dim)
+
+
+def norm_kge(sim, obs, dim: str = "time", *, modified: bool = True):
+    """Normalised KGE, ``KGE / (2 - KGE)``, the emulators' target in Tang et al. (2025).
+
+    Maps KGE from (-inf, 1] onto (-1, 1]: 1 stays 1 and 0 stays 0, while very
+    poor runs are squeezed towards -1, so that a few terrible parameter sets do
+    not dominate an emulator's loss. Uses KGE' unless ``modified=False``.
+    """
+    score = (kge_prime if modified else kge)(sim, obs, dim)
+    return score / (2.0 - score)
+
+
+def nse(sim, obs, dim: str = "time"):
+    """Nash-Sutcliffe efficiency (Nash and Sutcliffe 1970), NaN-aware.
+
+    ``NSE = 1 - sum((s - o)**2) / sum((o - mean(o))**2)`` over the days with both values.
+    """
+
+    def kernel(s, o):
+        s, o, valid, n = _masked(s, o)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mu_o = o.sum(-1) / n
+            err = ((s - o) ** 2).sum(-1)
+            var = (np.where(valid, o - mu_o[..., None], 0.0) ** 2).sum(-1)
+            return np.where(n < 2, np.nan, 1.0 - err / var)
+
+    return _apply(kernel, sim, obs, dim)
+
+
+def log_nse(sim, obs, dim: str = "time", *, epsilon: float | None = None):
+    """NSE of log-transformed flows, which weights low flows.
+
+    ``epsilon`` is added before the logarithm so that zero flow is allowed;
+    by default one hundredth of the mean observed flow (Pushpalatha et al. 2012,
+    J. Hydrol. 420-421, 171-182).
+    """
+
+    def kernel(s, o):
+        eps = epsilon
+        if eps is None:
+            eps = 0.01 * np.nanmean(np.where(np.isfinite(s), o, np.nan), axis=-1, keepdims=True)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return nse(np.log(s + eps), np.log(o + eps))
+
+    return _apply(kernel, sim, obs, dim)
+
+
+def percent_bias(sim, obs, dim: str = "time"):
+    """Percent bias ``100 * sum(s - o) / sum(o)``; positive when the model makes too much flow."""
+
+    def kernel(s, o):
+        s, o, _, n = _masked(s, o)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(n < 1, np.nan, 100.0 * (s - o).sum(-1) / o.sum(-1))
+
+    return _apply(kernel, sim, obs, dim)
+
+
+def water_year(time) -> np.ndarray:
+    """US water year of each date: 1 October of year Y-1 to 30 September of year Y is Y."""
+    index = pd.DatetimeIndex(np.asarray(time))
+    return (index.year + (index.month >= 10)).to_numpy()
+
+
+def water_year_window(time, first: int, last: int) -> np.ndarray:
+    """Boolean mask of the dates in water years ``first`` to ``last`` (inclusive).
+
+    Use it to leave out a spin-up year and to split calibration from validation,
+    e.g. ``ds.sel(time=water_year_window(ds.time, 1995, 2007))``.
+    """
+    if first > last:
+        raise ValueError(f"first water year {first} is after last {last}.")
+    wy = water_year(time)
+    return (wy >= first) & (wy <= last)

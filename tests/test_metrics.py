@@ -1,0 +1,82 @@
+"""emucal.metrics against values computed by hand."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+from emucal import metrics
+
+OBS = np.array([1.0, 2.0, 3.0, 4.0])
+SIM = np.array([2.0, 2.0, 4.0, 4.0])
+# by hand: mu_o = 2.5, mu_s = 3, sd_o = sqrt(1.25), sd_s = 1 (population sd),
+# cov = mean((s-3)(o-2.5)) = (1.5 + 0.5 + 0.5 + 1.5)/4 = 1 -> r = 1/sqrt(1.25)
+R = 1 / math.sqrt(1.25)
+ALPHA = 1 / math.sqrt(1.25)
+BETA = 3 / 2.5
+GAMMA = (1 / 3) / (math.sqrt(1.25) / 2.5)
+
+
+def test_kge_by_hand():
+    expected = 1 - math.sqrt((R - 1) ** 2 + (ALPHA - 1) ** 2 + (BETA - 1) ** 2)
+    assert metrics.kge(SIM, OBS) == pytest.approx(expected, rel=1e-12)
+    r, alpha, beta = metrics.kge_components(SIM, OBS)
+    assert (r, alpha, beta) == pytest.approx((R, ALPHA, BETA), rel=1e-12)
+
+
+def test_kge_prime_and_norm_kge_by_hand():
+    expected = 1 - math.sqrt((R - 1) ** 2 + (GAMMA - 1) ** 2 + (BETA - 1) ** 2)
+    assert metrics.kge_prime(SIM, OBS) == pytest.approx(expected, rel=1e-12)
+    assert metrics.norm_kge(SIM, OBS) == pytest.approx(expected / (2 - expected), rel=1e-12)
+    assert metrics.kge_components(SIM, OBS, modified=True)[1] == pytest.approx(GAMMA)
+
+
+def test_nse_pbias_by_hand():
+    # sum((s-o)^2) = 1 + 0 + 1 + 0 = 2; sum((o-2.5)^2) = 5
+    assert metrics.nse(SIM, OBS) == pytest.approx(1 - 2 / 5)
+    assert metrics.percent_bias(SIM, OBS) == pytest.approx(100 * 2 / 10)
+
+
+def test_perfect_and_mean_benchmarks():
+    rng = np.random.default_rng(0)
+    obs = rng.gamma(2.0, 1.0, 365)
+    assert metrics.kge(obs, obs) == pytest.approx(1.0)
+    assert metrics.nse(obs, obs) == pytest.approx(1.0)
+    assert metrics.log_nse(obs, obs) == pytest.approx(1.0)
+    assert metrics.nse(np.full_like(obs, obs.mean()), obs) == pytest.approx(0.0, abs=1e-12)
+    assert metrics.norm_kge(obs, obs) == pytest.approx(1.0)
+
+
+def test_nan_observations_are_left_out():
+    obs = np.array([1.0, np.nan, 2.0, 3.0, 4.0])
+    sim = np.array([2.0, 99.0, 2.0, 4.0, 4.0])
+    assert metrics.kge(sim, obs) == pytest.approx(metrics.kge(SIM, OBS))
+    assert metrics.nse(sim, obs) == pytest.approx(0.6)
+
+
+def test_vectorised_over_leading_dims_and_xarray():
+    rng = np.random.default_rng(1)
+    obs = rng.gamma(2.0, 1.0, (3, 100))  # basin x time
+    sim = obs[None] * rng.uniform(0.5, 1.5, (4, 3, 1)) + rng.normal(0, 0.1, (4, 3, 100))
+    scores = metrics.kge_prime(sim, obs)
+    assert scores.shape == (4, 3)
+    assert scores[2, 1] == pytest.approx(metrics.kge_prime(sim[2, 1], obs[1]))
+    time = pd.date_range("2000-01-01", periods=100)
+    da_obs = xr.DataArray(obs, dims=("basin", "time"), coords={"time": time})
+    da_sim = xr.DataArray(sim, dims=("member", "basin", "time"), coords={"time": time})
+    out = metrics.kge_prime(da_sim, da_obs)
+    assert out.dims == ("member", "basin")
+    np.testing.assert_allclose(out.values, scores)
+
+
+def test_water_years():
+    time = pd.to_datetime(["1993-09-30", "1993-10-01", "1994-09-30", "2013-10-01"])
+    np.testing.assert_array_equal(metrics.water_year(time), [1993, 1994, 1994, 2014])
+    np.testing.assert_array_equal(metrics.water_year_window(time, 1994, 2013),
+                                  [False, True, True, False])
+    with pytest.raises(ValueError, match="after"):
+        metrics.water_year_window(time, 2000, 1999)

@@ -1,0 +1,338 @@
+"""The CTSM parameters to calibrate: names, defaults, ranges, scales, and where CTSM reads them.
+
+:class:`ParameterSpace` holds a list of :class:`Parameter` and maps parameter
+values to and from the unit cube, which is where samplers, emulators and
+optimisers work. :meth:`ParameterSpace.tang2025` returns the 16 parameters
+that Tang, Wood & Swenson (2025) calibrated for CTSM runoff in CAMELS basins,
+with the defaults and ranges of their file
+``src/parameter/CTSM_CAMELS_calibparam_2410.csv`` (NCAR/CTSM_calibration).
+"TN" in the meanings names the section of the CLM5 Technical Note
+(Lawrence et al. 2020, https://escomp.github.io/ctsm-docs/) that describes
+the process.
+
+Kinds of parameter (``kind``):
+
+``"value"``
+    The sampled number is the parameter's value (for a per-PFT or
+    per-gridcell array in CTSM, the array is scaled so that its mean equals
+    the sampled value, as in Tang et al.'s ``MOASMO_parameters.py``).
+``"multiplier"``
+    The sampled number multiplies a basin-specific value (``zbedrock``:
+    the basin's depth to bedrock); its default is 1.
+``"shift"``
+    The sampled number replaces the default, and related parameters move by
+    the same difference (the rain/snow repartition temperatures).
+
+Scales: a parameter whose range spans a factor of ten or more and is a
+positive scale factor, rate or conductance is sampled uniformly in its
+logarithm (``log=True``). Uniform sampling of ``fff`` on [0.001, 20] would put
+95% of the runs above 1 and almost none near the default 0.5; in log space each
+decade gets the same share. Fractions (``FMAX``, ``interception_fraction``) and
+temperatures stay linear. This is our choice for the teaching model; Tang et al.
+do not state one in the parameter file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Iterable, Literal, Sequence
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+__all__ = ["Parameter", "ParameterSpace"]
+
+Kind = Literal["value", "multiplier", "shift"]
+Where = Literal["paramfile", "namelist", "surface"]
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """One calibration parameter.
+
+    Attributes
+    ----------
+    name
+        Name exactly as in CTSM (paramfile variable, namelist entry, or
+        surface-dataset field).
+    default, lower, upper
+        CTSM default and the calibration range (for ``kind="multiplier"``,
+        multipliers of the basin value).
+    log
+        Sample uniformly in log space (see the module docstring).
+    kind
+        ``"value"``, ``"multiplier"`` or ``"shift"``.
+    units
+        Units of the sampled number.
+    meaning
+        One line on what the parameter does.
+    where
+        Where CTSM reads it in the current CTSM version: ``"paramfile"``,
+        ``"namelist"`` or ``"surface"`` (surface dataset).
+    moved
+        Earlier locations, as ``((ctsm_version, where_from_that_version), ...)``:
+        the parameter is read from ``where_from_that_version`` starting with
+        ``ctsm_version``; before the first entry it is read from ``where_before``.
+    where_before
+        Where CTSM versions before the first entry of ``moved`` read it.
+    per_pft
+        True for parameters that CTSM holds per plant functional type.
+    bound_with
+        Other CTSM parameters that move with this one (for ``kind="shift"``).
+    """
+
+    name: str
+    default: float
+    lower: float
+    upper: float
+    log: bool = False
+    kind: Kind = "value"
+    units: str = "1"
+    meaning: str = ""
+    where: Where = "paramfile"
+    moved: tuple[tuple[str, Where], ...] = ()
+    where_before: Where | None = None
+    per_pft: bool = False
+    bound_with: tuple[str, ...] = field(default_factory=tuple)
+
+    def __post_init__(self):
+        if not self.lower < self.upper:
+            raise ValueError(f"{self.name}: lower {self.lower} must be below upper {self.upper}.")
+        if not self.lower <= self.default <= self.upper:
+            raise ValueError(
+                f"{self.name}: default {self.default} is outside [{self.lower}, {self.upper}].")
+        if self.log and self.lower <= 0:
+            raise ValueError(f"{self.name}: a log-scaled parameter needs lower > 0, got {self.lower}.")
+
+    def location(self, ctsm_version: str | None = None) -> Where:
+        """Where a given CTSM version (e.g. ``"ctsm5.3.012"``) reads this parameter."""
+        if ctsm_version is None or not self.moved:
+            return self.where
+        version = _version_key(ctsm_version)
+        place = self.where_before or self.where
+        for since, where in self.moved:
+            if version >= _version_key(since):
+                place = where
+        return place
+
+
+def _version_key(tag: str) -> tuple[int, ...]:
+    digits = tag.lower().removeprefix("ctsm").replace("_", ".").split(".")
+    try:
+        return tuple(int(d) for d in digits if d)
+    except ValueError as err:
+        raise ValueError(f"CTSM version {tag!r} is not like 'ctsm5.3.012'.") from err
+
+
+class ParameterSpace:
+    """An ordered set of parameters with their ranges and scales.
+
+    Parameters
+    ----------
+    parameters
+        The :class:`Parameter` objects, in the order of the columns of a sample.
+
+    Examples
+    --------
+    >>> space = ParameterSpace.tang2025()
+    >>> len(space), space.names[:3]
+    (16, ['watsat_sf', 'fff', 'medlynslope'])
+    >>> u = space.to_unit(space.defaults)       # defaults in the unit cube
+    >>> bool(np.allclose(space.from_unit(u), space.defaults))
+    True
+    """
+
+    def __init__(self, parameters: Sequence[Parameter]):
+        parameters = list(parameters)
+        names = [p.name for p in parameters]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"Parameter names must be unique; repeated: {duplicates}.")
+        if not parameters:
+            raise ValueError("A ParameterSpace needs at least one parameter.")
+        self.parameters = parameters
+
+    # ---------------------------------------------------------------- basics
+    def __len__(self) -> int:
+        return len(self.parameters)
+
+    def __iter__(self):
+        return iter(self.parameters)
+
+    def __getitem__(self, name: str) -> Parameter:
+        for p in self.parameters:
+            if p.name == name:
+                return p
+        raise KeyError(f"{name!r} is not in this ParameterSpace; its parameters are {self.names}.")
+
+    def __repr__(self) -> str:
+        return f"ParameterSpace({len(self)} parameters: {', '.join(self.names)})"
+
+    @property
+    def names(self) -> list[str]:
+        """Parameter names in column order."""
+        return [p.name for p in self.parameters]
+
+    @property
+    def defaults(self) -> np.ndarray:
+        """CTSM defaults (multipliers: 1), shape ``(n_params,)``."""
+        return np.array([p.default for p in self.parameters])
+
+    @property
+    def lower(self) -> np.ndarray:
+        return np.array([p.lower for p in self.parameters])
+
+    @property
+    def upper(self) -> np.ndarray:
+        return np.array([p.upper for p in self.parameters])
+
+    @property
+    def log(self) -> np.ndarray:
+        """Boolean mask of the log-scaled parameters."""
+        return np.array([p.log for p in self.parameters])
+
+    def subset(self, names: Iterable[str]) -> "ParameterSpace":
+        """A new space with only ``names`` (in that order)."""
+        return ParameterSpace([self[n] for n in names])
+
+    def with_range(self, name: str, lower: float, upper: float) -> "ParameterSpace":
+        """A new space where ``name`` has the range ``[lower, upper]``."""
+        return ParameterSpace([replace(p, lower=lower, upper=upper) if p.name == name else p
+                               for p in self.parameters])
+
+    def table(self) -> pd.DataFrame:
+        """The space as a table, one row per parameter (for the book)."""
+        return pd.DataFrame([{
+            "parameter": p.name, "default": p.default, "lower": p.lower, "upper": p.upper,
+            "scale": "log" if p.log else "linear", "kind": p.kind, "units": p.units,
+            "CTSM reads it from": p.where, "meaning": p.meaning,
+        } for p in self.parameters]).set_index("parameter")
+
+    # ----------------------------------------------------- unit cube mapping
+    def _as_2d(self, values) -> tuple[np.ndarray, bool]:
+        array = np.asarray(values, dtype=float)
+        single = array.ndim == 1
+        array = np.atleast_2d(array)
+        if array.shape[-1] != len(self):
+            raise ValueError(f"Expected {len(self)} columns ({self.names}), got shape {array.shape}.")
+        return array, single
+
+    def to_unit(self, values) -> np.ndarray:
+        """Map parameter values, shape ``(..., n_params)``, into the unit cube."""
+        x, single = self._as_2d(values)
+        lo, hi, log = self.lower, self.upper, self.log
+        llo, lhi = np.log(np.where(log, lo, 1.0)), np.log(np.where(log, hi, np.e))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            lx = np.log(np.where(log, x, 1.0))
+        u = np.where(log, (lx - llo) / (lhi - llo), (x - lo) / (hi - lo))
+        return u[0] if single else u
+
+    def from_unit(self, unit) -> np.ndarray:
+        """Map points of the unit cube, shape ``(..., n_params)``, to parameter values."""
+        u, single = self._as_2d(unit)
+        if np.any((u < 0) | (u > 1)):
+            raise ValueError("Unit-cube coordinates must lie in [0, 1].")
+        lo, hi, log = self.lower, self.upper, self.log
+        llo, lhi = np.log(np.where(log, lo, 1.0)), np.log(np.where(log, hi, np.e))
+        x = np.where(log, np.exp(llo + u * (lhi - llo)), lo + u * (hi - lo))
+        # keep the bounds exact despite rounding in exp/log
+        x = np.clip(x, lo, hi)
+        return x[0] if single else x
+
+    def validate(self, values) -> np.ndarray:
+        """Check that every value lies in its range; return the values as an array.
+
+        Raises
+        ------
+        ValueError
+            Naming the first parameter out of range, the offending value, the
+            row, and the valid range.
+        """
+        x, single = self._as_2d(values)
+        bad = ~np.isfinite(x) | (x < self.lower) | (x > self.upper)
+        if bad.any():
+            row, col = np.argwhere(bad)[0]
+            p = self.parameters[col]
+            raise ValueError(
+                f"{p.name} = {float(x[row, col]):g} (row {row}) is outside its range "
+                f"[{p.lower}, {p.upper}] {p.units}."
+            )
+        return x[0] if single else x
+
+    def to_dataset(self, values, member_start: int = 0) -> xr.Dataset:
+        """Turn a sample, shape ``(member, param)``, into an xarray Dataset.
+
+        The Dataset has one variable, ``value(member, param)``, and the
+        parameters' defaults, ranges, scales and units as ``param`` coordinates.
+        """
+        x = np.atleast_2d(self.validate(values))
+        member = np.arange(member_start, member_start + x.shape[0])
+        return xr.Dataset(
+            {"value": (("member", "param"), x, {"long_name": "parameter value"})},
+            coords={
+                "member": member,
+                "param": self.names,
+                "default": ("param", self.defaults),
+                "lower": ("param", self.lower),
+                "upper": ("param", self.upper),
+                "log_scale": ("param", self.log),
+                "units": ("param", np.array([p.units for p in self.parameters], dtype=str)),
+            },
+            attrs={"title": "parameter sample"},
+        )
+
+    # -------------------------------------------------------------- presets
+    @classmethod
+    def tang2025(cls) -> "ParameterSpace":
+        """The 16 CTSM parameters that Tang, Wood & Swenson (2025) calibrated.
+
+        Defaults and ranges from ``src/parameter/CTSM_CAMELS_calibparam_2410.csv``
+        in NCAR/CTSM_calibration; physical meanings from the CLM5 Technical
+        Note (Lawrence et al. 2020) sections named in each line; locations and
+        the versions where they changed as in that repository's
+        ``MOASMO_parameters.py`` and the CTSM change log (ctsm5.3.010 moved
+        ``interception_fraction`` and ``maximum_leaf_wetted_fraction`` from the
+        namelist to the paramfile; ctsm5.4.025 moved ``baseflow_scalar`` and
+        the rain/snow repartition temperatures).
+        """
+        P = Parameter
+        return cls([
+            P("watsat_sf", 1.0, 0.1, 10.0, True, units="1",
+              meaning="scale factor on soil porosity (TN Hydrology: soil water)"),
+            P("fff", 0.5, 0.001, 20.0, True, units="m-1",
+              meaning="decay of saturated fraction with water-table depth, fsat = FMAX exp(-0.5 fff zwt) (TN Hydrology: surface runoff)"),
+            P("medlynslope", 4.840379695, 0.1, 20.0, True, units="1", per_pft=True,
+              meaning="slope g1 of the Medlyn stomatal conductance model, PFT mean (TN Stomatal resistance and photosynthesis)"),
+            P("hksat_sf", 1.0, 0.1, 10.0, True, units="1",
+              meaning="scale factor on saturated hydraulic conductivity (TN Hydrology: soil water)"),
+            P("accum_factor", 0.1, 0.01, 1.0, True, units="1",
+              meaning="how fast new snow covers the ground, snow-cover fraction on accumulation (TN Snow hydrology: snow-covered area)"),
+            P("FMAX", 0.381669399, 0.1, 0.9, False, units="1", where="surface",
+              meaning="maximum saturated fraction of the gridcell (TN Hydrology: surface runoff); default: a typical surface-dataset value"),
+            P("om_frac_sf", 1.0, 0.1, 10.0, True, units="1",
+              meaning="scale factor on soil organic matter fraction, which raises porosity and conductivity near the surface (TN Hydrology: soil water)"),
+            P("e_ice", 6.0, 0.01, 20.0, True, units="1",
+              meaning="ice impedance exponent: conductivity and infiltration times 10^(-e_ice F_ice) (TN Hydrology: frozen soils)"),
+            P("zbedrock", 1.0, 0.1, 10.0, True, kind="multiplier", units="1", where="surface",
+              meaning="multiplier of the basin's depth to bedrock, the bottom of the hydrologically active soil (TN Hydrology: soil water)"),
+            P("n_melt_coef", 200.0, 5.0, 800.0, True, units="m",
+              meaning="snow-cover depletion during melt, N_melt = n_melt_coef / sigma_topo (TN Snow hydrology: snow-covered area)"),
+            P("d_max", 15.0, 0.1, 500.0, True, units="mm",
+              meaning="maximum dry surface layer thickness, soil evaporation resistance (TN Roughness and resistances; Swenson and Lawrence 2014)"),
+            P("precip_repartition_nonglc_all_rain_t", 2.0, 0.0, 4.0, False, kind="shift", units="degC",
+              where="paramfile", where_before="namelist", moved=(("ctsm5.4.025", "paramfile"),),
+              bound_with=("precip_repartition_nonglc_all_snow_t", "precip_repartition_glc_all_rain_t",
+                          "precip_repartition_glc_all_snow_t"),
+              meaning="temperature above which all precipitation is rain; all_snow_t shifts with it (TN Atmospheric coupling: precipitation phase)"),
+            P("interception_fraction", 1.0, 0.1, 1.0, False, units="1",
+              where="paramfile", where_before="namelist", moved=(("ctsm5.3.010", "paramfile"),),
+              meaning="scale of the fraction of precipitation intercepted by the canopy (TN Hydrology: canopy water)"),
+            P("n_baseflow", 1.0, 0.1, 30.0, True, units="1",
+              meaning="exponent of saturated thickness in baseflow, q = k tan(beta) dz_sat^n_baseflow (TN Hydrology: lateral sub-surface runoff)"),
+            P("liq_canopy_storage_scalar", 0.1, 0.01, 20.0, True, units="mm",
+              meaning="canopy water storage capacity per unit leaf and stem area (TN Hydrology: canopy water)"),
+            P("baseflow_scalar", 0.001, 1e-5, 0.1, True, units="mm s-1",
+              where="paramfile", where_before="namelist", moved=(("ctsm5.4.025", "paramfile"),),
+              meaning="baseflow coefficient k in q = k tan(beta) dz_sat^n_baseflow (TN Hydrology: lateral sub-surface runoff)"),
+        ])

@@ -1,0 +1,93 @@
+"""emucal.parameters: the Tang et al. (2025) space, unit-cube mapping, validation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from emucal.parameters import Parameter, ParameterSpace
+
+TANG = {  # name: (default, lower, upper) from CTSM_CAMELS_calibparam_2410.csv
+    "watsat_sf": (1, 0.1, 10), "fff": (0.5, 0.001, 20), "medlynslope": (4.840379695, 0.1, 20),
+    "hksat_sf": (1, 0.1, 10), "accum_factor": (0.1, 0.01, 1), "FMAX": (0.381669399, 0.1, 0.9),
+    "om_frac_sf": (1, 0.1, 10), "e_ice": (6, 0.01, 20), "zbedrock": (1, 0.1, 10),
+    "n_melt_coef": (200, 5, 800), "d_max": (15, 0.1, 500),
+    "precip_repartition_nonglc_all_rain_t": (2, 0, 4), "interception_fraction": (1, 0.1, 1),
+    "n_baseflow": (1, 0.1, 30), "liq_canopy_storage_scalar": (0.1, 0.01, 20),
+    "baseflow_scalar": (0.001, 1e-5, 0.1),
+}
+
+
+def test_tang2025_has_the_published_defaults_and_ranges():
+    space = ParameterSpace.tang2025()
+    assert space.names == list(TANG)
+    for p in space:
+        assert (p.default, p.lower, p.upper) == pytest.approx(TANG[p.name]), p.name
+    assert space["zbedrock"].kind == "multiplier"
+    assert space["precip_repartition_nonglc_all_rain_t"].kind == "shift"
+    assert space["medlynslope"].per_pft
+
+
+def test_log_scale_rule():
+    space = ParameterSpace.tang2025()
+    for p in space:
+        spans_decade = p.lower > 0 and p.upper / p.lower >= 10
+        fraction_or_temperature = p.name in ("FMAX", "interception_fraction",
+                                             "precip_repartition_nonglc_all_rain_t")
+        assert p.log == (spans_decade and not fraction_or_temperature), p.name
+
+
+def test_unit_cube_round_trip_and_log_midpoint():
+    space = ParameterSpace.tang2025()
+    rng = np.random.default_rng(3)
+    u = rng.uniform(size=(50, len(space)))
+    np.testing.assert_allclose(space.to_unit(space.from_unit(u)), u, atol=1e-12)
+    mid = space.from_unit(np.full(len(space), 0.5))
+    assert mid[space.names.index("fff")] == pytest.approx(np.sqrt(0.001 * 20))
+    assert mid[space.names.index("FMAX")] == pytest.approx(0.5)
+    np.testing.assert_allclose(space.from_unit(np.zeros(len(space))), space.lower)
+    np.testing.assert_allclose(space.from_unit(np.ones(len(space))), space.upper)
+
+
+def test_validate_names_parameter_value_and_range():
+    space = ParameterSpace.tang2025()
+    values = np.tile(space.defaults, (3, 1))
+    values[2, space.names.index("fff")] = 25.0
+    with pytest.raises(ValueError, match=r"fff = 25 \(row 2\) is outside its range \[0.001, 20.0\]"):
+        space.validate(values)
+    with pytest.raises(ValueError, match="16 columns"):
+        space.validate(np.ones((2, 3)))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        space.from_unit(np.full(len(space), 1.5))
+
+
+def test_to_dataset_has_member_and_param():
+    space = ParameterSpace.tang2025().subset(["fff", "FMAX"])
+    ds = space.to_dataset([[0.5, 0.3], [2.0, 0.8]], member_start=10)
+    assert ds.value.dims == ("member", "param")
+    assert list(ds.member.values) == [10, 11] and list(ds.param.values) == ["fff", "FMAX"]
+    assert ds.value.sel(member=11, param="FMAX").item() == 0.8
+    assert list(ds.log_scale.values) == [True, False]
+
+
+def test_location_depends_on_ctsm_version():
+    space = ParameterSpace.tang2025()
+    icpt = space["interception_fraction"]
+    assert icpt.location("ctsm5.2.005") == "namelist"
+    assert icpt.location("ctsm5.3.010") == "paramfile"
+    assert icpt.location("ctsm5.3.009") == "namelist"
+    bf = space["baseflow_scalar"]
+    assert bf.location("ctsm5.3.062") == "namelist" and bf.location("ctsm5.4.025") == "paramfile"
+    assert space["fff"].location("ctsm5.1.0") == "paramfile"
+    assert space["FMAX"].location() == "surface"
+
+
+def test_bad_parameter_definitions_are_refused():
+    with pytest.raises(ValueError, match="outside"):
+        Parameter("x", 5.0, 0.0, 1.0)
+    with pytest.raises(ValueError, match="lower > 0"):
+        Parameter("x", 0.5, 0.0, 1.0, log=True)
+    with pytest.raises(ValueError, match="unique"):
+        ParameterSpace([Parameter("x", 0.5, 0, 1), Parameter("x", 0.5, 0, 1)])
+    with pytest.raises(KeyError, match="its parameters are"):
+        ParameterSpace.tang2025()["porosity"]

@@ -1,0 +1,272 @@
+"""emucal.sampling: designs, their reproducibility, their structure and their diagnostics."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from emucal import sampling  # noqa: E402
+from emucal.parameters import ParameterSpace  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def space():
+    return ParameterSpace.tang2025()
+
+
+def _is_one_per_stratum(column: np.ndarray) -> bool:
+    n = len(column)
+    strata = np.floor(column * n).astype(int)
+    return sorted(strata.tolist()) == list(range(n))
+
+
+# ------------------------------------------------------------ shapes, bounds
+@pytest.mark.parametrize("method", ["lhs", "random", "sobol"])
+@pytest.mark.parametrize("include_default", [True, False])
+def test_shape_bounds_and_default(space, method, include_default):
+    n = 33 if include_default else 32  # a power-of-two Sobol' design either way
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no Sobol' balance warning for these n
+        x = sampling.sample(space, n, method, seed=7, include_default=include_default)
+    assert x.shape == (n, len(space))
+    space.validate(x)  # raises if any value is outside its range
+    assert np.array_equal(x[0], space.defaults) == include_default
+    # the design rows are not the default
+    assert not np.any(np.all(np.isclose(x[1:], space.defaults), axis=1))
+
+
+def test_sample_unit_shape_and_range():
+    for method in sampling.METHODS:
+        u = sampling.sample_unit(5, 16, method, seed=3)
+        assert u.shape == (16, 5)
+        assert np.all((u >= 0) & (u < 1))
+
+
+# --------------------------------------------------------- reproducibility
+@pytest.mark.parametrize("method", ["lhs", "random", "sobol"])
+def test_same_seed_same_numbers_other_seed_other_numbers(space, method):
+    a = sampling.sample(space, 17, method, seed=11)
+    b = sampling.sample(space, 17, method, seed=11)
+    c = sampling.sample(space, 17, method, seed=12)
+    assert np.array_equal(a, b)
+    assert not np.allclose(a[1:], c[1:])
+    assert np.array_equal(a[0], c[0])  # the default row does not depend on the seed
+
+
+def test_methods_differ(space):
+    lhs = sampling.sample(space, 17, "lhs", seed=0)
+    rnd = sampling.sample(space, 17, "random", seed=0)
+    sob = sampling.sample(space, 17, "sobol", seed=0)
+    assert not np.allclose(lhs[1:], rnd[1:])
+    assert not np.allclose(lhs[1:], sob[1:])
+
+
+# ------------------------------------------------------------ LHS property
+@pytest.mark.parametrize("optimization", ["random-cd", None])
+def test_lhs_one_point_per_stratum_in_unit_space(optimization):
+    n = 40
+    u = sampling.sample_unit(6, n, "lhs", seed=5, optimization=optimization)
+    for j in range(u.shape[1]):
+        assert _is_one_per_stratum(u[:, j]), f"column {j} is not a Latin hypercube"
+
+
+@pytest.mark.parametrize("include_default", [True, False])
+def test_lhs_property_after_mapping_to_parameters(space, include_default):
+    n = 50
+    x = sampling.sample(space, n, "lhs", seed=21, include_default=include_default)
+    design = x[1:] if include_default else x
+    u = space.to_unit(design)
+    for j, name in enumerate(space.names):
+        assert _is_one_per_stratum(u[:, j]), f"{name} is not one point per stratum"
+
+
+def test_random_design_is_not_a_latin_hypercube():
+    # guards the check above: it can fail (plain random points break it)
+    u = sampling.sample_unit(6, 40, "random", seed=5)
+    assert not all(_is_one_per_stratum(u[:, j]) for j in range(6))
+
+
+def test_sobol_power_of_two_is_balanced():
+    # 2**m scrambled Sobol' points: every one of the 2**m strata of each axis holds one point
+    u = sampling.sample_unit(4, 64, "sobol", seed=9)
+    for j in range(4):
+        assert _is_one_per_stratum(u[:, j])
+
+
+# -------------------------------------------------------------- log scale
+def test_log_parameter_uniform_in_log_space(space):
+    fff = space["fff"]
+    x = sampling.sample(space, 2000, "random", seed=1, include_default=False)
+    values = x[:, space.names.index("fff")]
+    geometric_mid = math.sqrt(fff.lower * fff.upper)
+    linear_mid = 0.5 * (fff.lower + fff.upper)
+    below_geometric = np.mean(values < geometric_mid)
+    above_linear = np.mean(values > linear_mid)
+    assert below_geometric == pytest.approx(0.5, abs=0.04)
+    # log-uniform: P(x > 10) = log(20/10) / log(20/0.001) = 0.07; linear sampling would give 0.5
+    assert above_linear == pytest.approx(math.log(2) / math.log(2e4), abs=0.02)
+
+
+def test_linear_parameter_uniform_in_linear_space(space):
+    fmax = space["FMAX"]
+    x = sampling.sample(space, 2000, "random", seed=1, include_default=False)
+    values = x[:, space.names.index("FMAX")]
+    assert np.mean(values < 0.5 * (fmax.lower + fmax.upper)) == pytest.approx(0.5, abs=0.04)
+
+
+# ------------------------------------------------------------- discrepancy
+def test_optimised_lhs_more_uniform_than_random():
+    seeds = range(4)
+    lhs = [sampling.discrepancy(sampling.sample_unit(16, 64, "lhs", seed=s)) for s in seeds]
+    rnd = [sampling.discrepancy(sampling.sample_unit(16, 64, "random", seed=s)) for s in seeds]
+    plain = [sampling.discrepancy(sampling.sample_unit(16, 64, "lhs", seed=s, optimization=None))
+             for s in seeds]
+    assert np.mean(lhs) < np.mean(plain) < np.mean(rnd)
+    assert all(a < b for a, b in zip(lhs, rnd))
+
+
+def test_discrepancy_matches_scipy_and_favours_a_grid():
+    from scipy.stats import qmc
+
+    u = sampling.sample_unit(3, 20, "random", seed=2)
+    assert sampling.discrepancy(u) == pytest.approx(qmc.discrepancy(u, method="CD"))
+    assert sampling.discrepancy(u, "WD") == pytest.approx(qmc.discrepancy(u, method="WD"))
+    centres = (np.arange(10) + 0.5) / 10
+    clumped = np.full(10, 0.05)
+    assert sampling.discrepancy(centres[:, None]) < sampling.discrepancy(clumped[:, None])
+
+
+def test_min_distance_by_hand():
+    # distances: (0,0)-(0.3,0.4) = 0.5; (0.3,0.4)-(1,1) = sqrt(0.49+0.36); (0,0)-(1,1) = sqrt(2)
+    u = np.array([[0.0, 0.0], [0.3, 0.4], [1.0, 1.0]])
+    assert sampling.min_distance(u) == pytest.approx(0.5)
+    u[1] = [0.6, 0.8]  # now (0.6,0.8)-(1,1) = sqrt(0.16+0.04) is the closest pair
+    assert sampling.min_distance(u) == pytest.approx(math.sqrt(0.2))
+
+
+def test_design_diagnostics(space):
+    x = sampling.sample(space, 65, "sobol", seed=4)
+    diag = sampling.design_diagnostics(space, x)
+    assert set(diag) == {"n", "centred_discrepancy", "min_distance"}
+    assert diag["n"] == 65
+    u = np.clip(space.to_unit(x), 0, 1)
+    assert diag["centred_discrepancy"] == pytest.approx(sampling.discrepancy(u))
+    assert diag["min_distance"] == pytest.approx(sampling.min_distance(u))
+    # the Dataset form gives the same numbers
+    ds = sampling.sample_dataset(space, 65, "sobol", seed=4)
+    assert sampling.design_diagnostics(space, ds) == pytest.approx(diag)
+    # duplicating a member makes the closest pair zero
+    assert sampling.design_diagnostics(space, np.vstack([x, x[3]]))["min_distance"] == 0.0
+
+
+# ----------------------------------------------------------------- dataset
+def test_sample_dataset_values_and_attrs(space):
+    ds = sampling.sample_dataset(space, 12, "lhs", seed=8, optimization=None)
+    assert np.array_equal(ds["value"].values,
+                          sampling.sample(space, 12, "lhs", seed=8, optimization=None))
+    assert list(ds["param"].values) == space.names
+    assert ds.attrs["method"] == "lhs"
+    assert ds.attrs["seed"] == 8
+    assert ds.attrs["include_default"] == 1
+    assert ds.attrs["optimization"] == "none"
+    ds2 = sampling.sample_dataset(space, 12, "random", seed=8, include_default=False)
+    assert ds2.attrs["include_default"] == 0
+    assert not np.array_equal(ds2["value"].values[0], space.defaults)
+
+
+# ------------------------------------------------------------------ errors
+def test_unknown_method_lists_valid_ones(space):
+    with pytest.raises(ValueError, match=r"Unknown sampling method 'halton'.*'lhs', 'sobol', 'random'"):
+        sampling.sample(space, 10, "halton", seed=0)
+    with pytest.raises(ValueError, match="valid methods"):
+        sampling.sample_unit(3, 10, "grid", seed=0)
+
+
+def test_bad_n(space):
+    with pytest.raises(ValueError, match=r"n must be at least 2 with include_default.*got 1"):
+        sampling.sample(space, 1, seed=0)
+    with pytest.raises(ValueError, match=r"n must be at least 1; got 0"):
+        sampling.sample(space, 0, seed=0, include_default=False)
+    assert sampling.sample(space, 1, seed=0, include_default=False).shape == (1, len(space))
+    assert np.array_equal(sampling.sample(space, 2, seed=0)[0], space.defaults)
+    with pytest.raises(ValueError, match=r"n \(the number of points\) must be at least 1"):
+        sampling.sample_unit(3, 0, seed=0)
+
+
+def test_bad_optimization_and_seed(space):
+    with pytest.raises(ValueError, match=r"Unknown optimization 'maximin'.*'random-cd', 'lloyd'"):
+        sampling.sample(space, 10, seed=0, optimization="maximin")
+    with pytest.raises(TypeError, match="seed must be a non-negative integer"):
+        sampling.sample(space, 10, seed=None)
+
+
+def test_sobol_warns_when_not_power_of_two(space):
+    with pytest.warns(UserWarning, match=r"200 points is not a power of 2") as record:
+        sampling.sample_unit(4, 200, "sobol", seed=0)
+    # only our warning, not scipy's as well
+    assert len([w for w in record if "balance" in str(w.message)]) == 1
+    with pytest.warns(UserWarning, match=r"n = 2\*\*m \+ 1 \(for example 129 or 257\)"):
+        sampling.sample(space, 200, "sobol", seed=0)
+
+
+def test_out_of_range_unit_values():
+    with pytest.raises(ValueError, match=r"unit cube \[0, 1\]; value 1.2 at row 1, column 0"):
+        sampling.discrepancy(np.array([[0.1, 0.2], [1.2, 0.5]]))
+    with pytest.raises(ValueError, match=r"value -0.1 at row 0, column 1"):
+        sampling.min_distance(np.array([[0.1, -0.1], [0.2, 0.5]]))
+    with pytest.raises(ValueError, match="2-D array"):
+        sampling.discrepancy(np.array([0.1, 0.2]))
+    with pytest.raises(ValueError, match="at least two points"):
+        sampling.min_distance(np.array([[0.1, 0.2]]))
+    with pytest.raises(ValueError, match="Unknown discrepancy 'XD'"):
+        sampling.discrepancy(np.array([[0.1, 0.2]]), "XD")
+
+
+def test_diagnostics_reject_values_outside_the_ranges(space):
+    x = sampling.sample(space, 5, seed=0)
+    x[2, space.names.index("fff")] = 50.0
+    with pytest.raises(ValueError, match=r"fff = \S*50\S* \(row 2\) is outside its range"):
+        sampling.design_diagnostics(space, x)
+
+
+# -------------------------------------------------------------------- plot
+def test_pair_plot_grid(space):
+    x = sampling.sample(space, 30, seed=0)
+    names = ["fff", "FMAX", "d_max", "e_ice"]
+    fig = sampling.pair_plot(space, x, names=names)
+    try:
+        assert isinstance(fig, Figure)
+        assert len(fig.axes) == 16
+        visible = [ax for ax in fig.axes if ax.axison]
+        assert len(visible) == 10  # 4 histograms + 6 pairs
+        bottom_labels = [ax.get_xlabel() for ax in fig.axes[-4:]]
+        assert bottom_labels == ["fff (log)", "FMAX", "d_max (log)", "e_ice (log)"]
+        # the default is drawn in red in the lower-left panel (e_ice against fff)
+        lower_left = fig.axes[12]
+        colours = [c.get_facecolor()[0][:3] for c in lower_left.collections]
+        assert any(np.allclose(c, (1.0, 0.0, 0.0)) for c in colours)
+    finally:
+        plt.close(fig)
+
+
+def test_pair_plot_without_default_and_bad_names(space):
+    x = sampling.sample(space, 30, seed=0, include_default=False)
+    fig = sampling.pair_plot(space, x, names=["fff", "FMAX"])
+    try:
+        assert len(fig.axes) == 4
+        for ax in fig.axes:
+            for c in ax.collections:
+                assert not np.allclose(c.get_facecolor()[0][:3], (1.0, 0.0, 0.0))
+    finally:
+        plt.close(fig)
+    with pytest.raises(ValueError, match=r"Unknown parameters \['nope'\]"):
+        sampling.pair_plot(space, x, names=["fff", "nope"])

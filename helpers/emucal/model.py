@@ -12,7 +12,7 @@ One column is one (parameter set, basin) pair. All columns are integrated
 together in compiled code (numba, parallel over columns).
 
 Processes, in the order of one daily step
-----------------------------------------
+-----------------------------------------
 Rain and snow (TN, atmospheric forcing: precipitation phase)
     Rain fraction ramps linearly from 0 at ``all_snow_t`` to 1 at
     ``all_rain_t`` (CTSM defaults 0 and 2 degC for non-glacier land).
@@ -46,8 +46,7 @@ Surface runoff and infiltration (TN Hydrology: surface runoff, infiltration)
     Saturated fraction ``f_sat = FMAX exp(-0.5 fff z_wt)``; water on the
     saturated fraction runs off; the rest infiltrates up to
     ``(1 - f_sat) Theta_ice k_sat``.
-Soil hydraulic properties (TN Hydrology: soil water; Cosby et al. 1984;
-Lawrence and Slater 2008)
+Soil hydraulic properties (TN Hydrology: soil water; Cosby et al. 1984; Lawrence and Slater 2008)
     Mineral porosity and conductivity from CAMELS (``soil_porosity``,
     ``soil_conductivity``), mixed with organic soil (porosity 0.9,
     conductivity 0.1 mm/s, ``b`` 2.7, ``psi_sat`` -10.3 mm) by the organic

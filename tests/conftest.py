@@ -21,8 +21,10 @@ import os
 import threading
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+import xarray as xr
 
 import emucal.camels
 import emucal.data
@@ -144,3 +146,33 @@ def synthetic(tmp_path, monkeypatch):
         data_set.server = server
         data_set.url = url
         yield data_set
+
+
+@pytest.fixture(scope="module")
+def toy():
+    """Two synthetic basins, four years: a cold snowy one and a warm wet one."""
+    time = pd.date_range("2001-01-01", periods=4 * 365, freq="D")
+    doy = time.day_of_year.to_numpy()
+    rng = np.random.default_rng(7)
+    n = len(time)
+    temp = np.stack([-2 + 14 * np.sin(2 * np.pi * (doy - 110) / 365),
+                     15 + 8 * np.sin(2 * np.pi * (doy - 110) / 365)])
+    # about 1100 mm/yr in the cold basin and 2200 mm/yr in the warm one
+    prcp = rng.gamma(0.6, 10.0, (2, n)) * (rng.uniform(size=(2, n)) < 0.5) * np.array([[1.0], [2.0]])
+    forcing = xr.Dataset({
+        "prcp": (("basin", "time"), prcp),
+        "tmax": (("basin", "time"), temp), "tmin": (("basin", "time"), temp),
+        "srad": (("basin", "time"), np.broadcast_to(200 + 100 * np.sin(2 * np.pi * (doy - 80) / 365), (2, n)).copy()),
+        "dayl": (("basin", "time"), np.broadcast_to(43200 + 8000 * np.sin(2 * np.pi * (doy - 80) / 365), (2, n)).copy()),
+        "vp": (("basin", "time"), np.full((2, n), 700.0)),
+        # a stand-in for observed flow: a smoothed, lagged share of precipitation
+        "qobs": (("basin", "time"), np.stack([np.convolve(p, np.full(10, 0.05))[:n] for p in prcp])),
+    }, coords={"basin": ["00000001", "00000002"], "time": time})
+    attrs = pd.DataFrame({
+        "soil_porosity": [0.45, 0.40], "soil_conductivity": [1.5, 3.0],
+        "soil_depth_pelletier": [2.0, 5.0], "organic_frac": [1.0, 0.5],
+        "clay_frac": [15.0, 25.0], "sand_frac": [40.0, 30.0], "slope_mean": [40.0, 15.0],
+        "lai_max": [4.0, 5.0], "lai_diff": [3.0, 1.0], "gauge_lat": [46.0, 33.0],
+        "elev_mean": [400.0, 150.0],
+    }, index=pd.Index(["00000001", "00000002"], name="gauge_id"))
+    return forcing, attrs

@@ -80,3 +80,13 @@ def test_water_years():
                                   [False, True, True, False])
     with pytest.raises(ValueError, match="after"):
         metrics.water_year_window(time, 2000, 1999)
+
+
+def test_blocked_evaluation_equals_one_pass():
+    rng = np.random.default_rng(5)
+    obs = rng.gamma(2.0, 1.0, (3, 50))
+    sim = obs * rng.uniform(0.5, 1.5, (4, 3, 1))
+    whole = metrics._blocked(metrics._kge_parts, sim, obs, 4, block=10**9)
+    pieces = metrics._blocked(metrics._kge_parts, sim, obs, 4, block=60)  # split by member, then row
+    for a, b in zip(whole, pieces):
+        np.testing.assert_array_equal(a, b)

@@ -61,6 +61,39 @@ def _moments(sim, obs):
     return [np.where(too_few, np.nan, x) for x in (mu_s, mu_o, sd_s, sd_o, r)]
 
 
+def _blocked(func, sim, obs, n_out: int, block: int = 2_000_000):
+    """Apply a kernel over (leading dims x time) in blocks, to bound memory.
+
+    The kernels make several float64 temporaries of the input's size; an
+    ensemble of 300 members x 19 basins x 20 years would need gigabytes at
+    once. Working on blocks of about two million values keeps that near
+    100 MB, and the inputs are never broadcast or converted as a whole.
+    """
+    sim, obs = np.asarray(sim), np.asarray(obs)
+    shape = np.broadcast_shapes(sim.shape, obs.shape)
+    nd = len(shape)
+    sim = sim.reshape((1,) * (nd - sim.ndim) + sim.shape)
+    obs = obs.reshape((1,) * (nd - obs.ndim) + obs.shape)
+    if nd > 2 and np.prod(shape) > block:
+        parts = [_blocked(func, sim[i if sim.shape[0] > 1 else 0],
+                          obs[i if obs.shape[0] > 1 else 0], n_out, block)
+                 for i in range(shape[0])]
+        if n_out == 1:
+            return np.stack(parts)
+        return tuple(np.stack([p[k] for p in parts]) for k in range(n_out))
+    if nd == 1:
+        return func(sim.astype(float), obs.astype(float))
+    lead, n_time = shape[:-1], shape[-1]
+    sim2 = np.broadcast_to(sim, shape).reshape(-1, n_time)
+    obs2 = np.broadcast_to(obs, shape).reshape(-1, n_time)
+    rows = max(1, block // max(n_time, 1))
+    parts = [func(sim2[i:i + rows].astype(float), obs2[i:i + rows].astype(float))
+             for i in range(0, sim2.shape[0], rows)]
+    if n_out == 1:
+        return np.concatenate(parts).reshape(lead)
+    return tuple(np.concatenate([p[k] for p in parts]).reshape(lead) for k in range(n_out))
+
+
 def _apply(func, sim, obs, dim: str, n_out: int = 1):
     """Run a NumPy kernel on arrays or DataArrays (core dimension ``dim``)."""
     if isinstance(sim, xr.DataArray) or isinstance(obs, xr.DataArray):
@@ -69,11 +102,12 @@ def _apply(func, sim, obs, dim: str, n_out: int = 1):
         if dim not in sim.dims or dim not in obs.dims:
             raise ValueError(f"Both inputs need the dimension {dim!r}; got {sim.dims} and {obs.dims}.")
         return xr.apply_ufunc(
-            func, sim, obs, input_core_dims=[[dim], [dim]],
+            lambda s, o: _blocked(func, s, o, n_out), sim, obs,
+            input_core_dims=[[dim], [dim]],
             output_core_dims=[[] for _ in range(n_out)] if n_out > 1 else [[]],
             join="inner",
         )
-    return func(np.asarray(sim, dtype=float), np.asarray(obs, dtype=float))
+    return _blocked(func, sim, obs, n_out)
 
 
 def _kge_parts(sim, obs):

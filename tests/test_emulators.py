@@ -1,0 +1,147 @@
+"""emucal.emulators on functions whose answer is known."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from emucal import emulators
+
+
+def _function(x):
+    # depends strongly on x0, weakly on x1, not at all on x2
+    return np.sin(5 * x[..., 0]) + 0.3 * x[..., 1] ** 2
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    x = rng.uniform(size=(80, 3))
+    xt = rng.uniform(size=(200, 3))
+    return x, _function(x), xt, _function(xt)
+
+
+def test_gp_learns_a_smooth_function_and_reads_sensitivity(data):
+    x, y, xt, yt = data
+    gp = emulators.GPEmulator(lower=0, upper=1).fit(x, y)
+    mean, std = gp.predict(xt, return_std=True)
+    assert emulators.r2_score(yt, mean) > 0.98
+    ls = gp.lengthscales_
+    assert ls[0] < ls[1] < ls[2]  # the irrelevant input has the longest lengthscale
+    assert std.shape == mean.shape and np.all(std > 0)
+    # more uncertain far outside the data than at a training point
+    _, far = gp.predict(np.array([[3.0, 3.0, 3.0]]), return_std=True)
+    _, near = gp.predict(x[:1], return_std=True)
+    assert far[0] > 5 * near[0]
+
+
+def test_gp_intervals_cover_noisy_data(data):
+    rng = np.random.default_rng(1)
+    x = rng.uniform(size=(150, 3))
+    y = _function(x) + rng.normal(0, 0.1, 150)
+    xt = rng.uniform(size=(400, 3))
+    yt = _function(xt) + rng.normal(0, 0.1, 400)
+    gp = emulators.GPEmulator(lower=0, upper=1).fit(x, y)
+    mean, std = gp.predict(xt, return_std=True)
+    assert 0.8 < emulators.coverage(yt, mean, std, 0.9) < 0.97
+    assert gp.noise_ * gp.scaler_.y_std.item() ** 2 == pytest.approx(0.01, rel=0.6)
+
+
+def test_batched_gp_fits_each_member_like_a_single_gp(data):
+    x, y, xt, yt = data
+    xb = np.stack([x, x])
+    yb = np.stack([y, -2 * y + 1])  # two different "basins"
+    gp = emulators.GPEmulator(lower=0, upper=1).fit(xb, yb)
+    mean = gp.predict(np.stack([xt, xt]))
+    assert mean.shape == (2, 200)
+    assert emulators.r2_score(yt, mean[0]) > 0.98
+    assert emulators.r2_score(-2 * yt + 1, mean[1]) > 0.98
+    single = emulators.GPEmulator(lower=0, upper=1).fit(x, y).predict(xt)
+    assert np.max(np.abs(single - mean[0])) < 0.05
+    assert gp.lengthscales_.shape == (2, 3)
+
+
+def test_same_seed_same_fit_and_save_load_round_trip(data, tmp_path):
+    x, y, xt, _ = data
+    a = emulators.GPEmulator(lower=0, upper=1, seed=3).fit(x, y)
+    b = emulators.GPEmulator(lower=0, upper=1, seed=3).fit(x, y)
+    np.testing.assert_array_equal(a.predict(xt), b.predict(xt))
+    loaded = emulators.load(a.save(tmp_path / "gp.pt"))
+    m1, s1 = a.predict(xt, return_std=True)
+    m2, s2 = loaded.predict(xt, return_std=True)
+    np.testing.assert_allclose(m1, m2, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(s1, s2, rtol=1e-10, atol=1e-12)
+
+
+def test_adam_optimiser_also_converges(data):
+    x, y, xt, yt = data
+    gp = emulators.GPEmulator(lower=0, upper=1, optimizer="adam", lr=0.1, max_iter=300).fit(x, y)
+    assert gp.n_iter_ > 20
+    assert emulators.r2_score(yt, gp.predict(xt)) > 0.95
+
+
+def test_sparse_gp_on_a_larger_set_and_round_trip(tmp_path):
+    rng = np.random.default_rng(2)
+    x = rng.uniform(size=(3000, 3))
+    y = _function(x) + rng.normal(0, 0.02, 3000)
+    xt = rng.uniform(size=(500, 3))
+    em = emulators.SparseGPEmulator(n_inducing=64, seed=0).fit(x, y)
+    assert em.n_iter_ > 5
+    mean, std = em.predict(xt, return_std=True)
+    assert emulators.r2_score(_function(xt), mean) > 0.95
+    loaded = emulators.load(em.save(tmp_path / "sgp.pt"))
+    np.testing.assert_allclose(loaded.predict(xt), mean, rtol=1e-10, atol=1e-12)
+
+
+def test_make_lse_switches_at_the_exact_gp_limit():
+    assert isinstance(emulators.make_lse(emulators.EXACT_GP_MAX_N), emulators.GPEmulator)
+    assert isinstance(emulators.make_lse(emulators.EXACT_GP_MAX_N + 1), emulators.SparseGPEmulator)
+
+
+def test_random_forest_baseline(data):
+    x, y, xt, yt = data
+    rf = emulators.RandomForestEmulator(seed=0).fit(x, y)
+    mean, std = rf.predict(xt, return_std=True)
+    assert 0.5 < emulators.r2_score(yt, mean) < 1.0
+    assert np.all(std >= 0)
+    batched = emulators.RandomForestEmulator(seed=0).fit(np.stack([x, x]), np.stack([y, y]))
+    np.testing.assert_allclose(batched.predict(np.stack([xt, xt]))[0], mean)
+
+
+def test_kfold_partitions_and_keeps_groups_together():
+    folds = emulators.kfold(23, 5, seed=1)
+    assert sorted(np.concatenate(folds)) == list(range(23))
+    groups = np.repeat(np.arange(6), 4)
+    gfolds = emulators.kfold(24, 3, groups=groups, seed=1)
+    assert sorted(np.concatenate(gfolds)) == list(range(24))
+    for fold in gfolds:
+        held = set(groups[fold])
+        assert not held & set(groups[np.setdiff1d(np.arange(24), fold)])
+    with pytest.raises(ValueError, match="number of groups"):
+        emulators.kfold(24, 7, groups=groups)
+
+
+def test_cross_validate_scores_per_fold_and_per_batch(data):
+    x, y, _, _ = data
+    table = emulators.cross_validate(lambda: emulators.GPEmulator(lower=0, upper=1), x, y,
+                                     n_splits=4)
+    assert list(table.columns) == ["fold", "r2", "rmse", "coverage", "n_test"]
+    assert len(table) == 4 and table.r2.min() > 0.9 and table.n_test.sum() == len(y)
+    batched = emulators.cross_validate(lambda: emulators.RandomForestEmulator(),
+                                       np.stack([x, x]), np.stack([y, y]), n_splits=2)
+    assert len(batched) == 4 and set(batched.batch) == {0, 1}
+
+
+def test_bad_input_and_unfitted_use_are_explained(data):
+    x, y, _, _ = data
+    with pytest.raises(ValueError, match="y must have shape"):
+        emulators.GPEmulator().fit(x, y[:-1])
+    with pytest.raises(ValueError, match="finite"):
+        emulators.GPEmulator().fit(x, np.where(np.arange(len(y)) == 3, np.nan, y))
+    with pytest.raises(RuntimeError, match="not fitted"):
+        emulators.GPEmulator().predict(x)
+    with pytest.raises(ValueError, match="optimizer"):
+        emulators.GPEmulator(optimizer="sgd")
+    gp = emulators.GPEmulator().fit(x, y)
+    with pytest.raises(ValueError, match="X must have shape"):
+        gp.predict(np.ones((4, 5)))

@@ -145,3 +145,29 @@ def test_bad_input_and_unfitted_use_are_explained(data):
     gp = emulators.GPEmulator().fit(x, y)
     with pytest.raises(ValueError, match="X must have shape"):
         gp.predict(np.ones((4, 5)))
+
+
+def test_training_data_layout_from_an_ensemble():
+    import pandas as pd
+    import xarray as xr
+
+    from emucal.parameters import ParameterSpace
+
+    space = ParameterSpace.tang2025().subset(["fff", "FMAX"])
+    params = np.array([[0.5, 0.3], [2.0, 0.8], [0.01, 0.5]])
+    skill = np.arange(6.0).reshape(3, 2)  # member x basin
+    ens = xr.Dataset({"norm_kge": (("member", "basin", "period"), skill[..., None]),
+                      "params": (("member", "param"), params)},
+                     coords={"member": [0, 1, 2], "basin": ["a", "b"], "param": space.names,
+                             "period": ["calibration"]})
+    x, y = emulators.sse_data(ens, space)
+    assert x.shape == (2, 3, 2) and y.shape == (2, 3)
+    np.testing.assert_allclose(x[1], space.to_unit(params))
+    np.testing.assert_array_equal(y[1], skill[:, 1])
+    attrs = pd.DataFrame({"aridity": [0.5, 2.0]}, index=["a", "b"])
+    xl, yl, basins = emulators.lse_data(ens, attrs, space, attributes=("aridity",))
+    assert xl.shape == (6, 3) and list(basins) == ["a", "a", "a", "b", "b", "b"]
+    np.testing.assert_array_equal(xl[3:, 2], 2.0)
+    np.testing.assert_array_equal(yl, y.ravel())
+    with pytest.raises(KeyError, match="LSE_ATTRIBUTES"):
+        emulators.lse_data(ens, attrs, space, attributes=("porosity",))

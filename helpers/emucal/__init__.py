@@ -6,6 +6,7 @@ One module per step of the workflow (see the book's API page):
 - :mod:`emucal.camels`: CAMELS-US attributes, forcing and streamflow.
 - :mod:`emucal.parameters`: the CTSM parameters to calibrate (:class:`~emucal.parameters.ParameterSpace`).
 - :mod:`emucal.sampling`: Latin hypercube, Sobol' and random designs and their diagnostics.
+- :mod:`emucal.ctsm`: a real CTSM ensemble: paramfiles, namelists, CIME scripts, history files.
 - :mod:`emucal.model`: the teaching model, CTSM's hydrology in a fast lumped form.
 - :mod:`emucal.ensemble`: running samples x basins in chunks, resumable, locally or on dask.
 - :mod:`emucal.emulators`: GPyTorch emulators (per-basin batch GP, large-sample GP) and baselines.
@@ -13,15 +14,22 @@ One module per step of the workflow (see the book's API page):
 - :mod:`emucal.plotting`: maps and hydrographs shared by chapters.
 """
 
+import importlib
 from importlib.metadata import PackageNotFoundError, version
-
-from . import camels, data, emulators, ensemble, metrics, model, parameters, plotting, sampling
 
 try:
     __version__ = version("emucal")
 except PackageNotFoundError:  # running from a source tree without installing
     __version__ = "0+unknown"
 
-__all__ = [
-    "camels", "data", "emulators", "ensemble", "metrics", "model", "parameters", "plotting", "sampling", "__version__",
-]
+_MODULES = ("camels", "ctsm", "data", "emulators", "ensemble", "metrics", "model", "parameters",
+            "plotting", "sampling")
+__all__ = [*_MODULES, "__version__"]
+
+
+def __getattr__(name: str):
+    # Modules load on first use: `import emucal` stays quick, and a chapter
+    # that only reads data never imports torch.
+    if name in _MODULES:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'emucal' has no attribute {name!r}")

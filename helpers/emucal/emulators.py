@@ -65,6 +65,9 @@ import torch
 
 __all__ = [
     "EXACT_GP_MAX_N",
+    "lse_data",
+    "lse_features",
+    "sse_data",
     "LSE_ATTRIBUTES",
     "GPEmulator",
     "RandomForestEmulator",
@@ -92,6 +95,72 @@ LSE_ATTRIBUTES = (
     "soil_conductivity", "clay_frac", "sand_frac", "frac_forest", "lai_max", "lai_diff",
     "carbonate_rocks_frac",
 )
+
+
+# ------------------------------------------------------------- training data
+def sse_data(ens, space, metric: str = "norm_kge", period: str = "calibration"):
+    """Training data for single-site emulators from an ensemble.
+
+    Parameters
+    ----------
+    ens
+        Output of :func:`emucal.ensemble.run_ensemble` (``params`` and the metric).
+    space
+        The :class:`~emucal.parameters.ParameterSpace` of the samples.
+    metric, period
+        The skill to emulate (normKGE in Tang et al. 2025) and the period.
+
+    Returns
+    -------
+    X : ndarray ``(basin, member, param)``
+        Parameters in the unit cube (log-scaled ones by their logarithm).
+    y : ndarray ``(basin, member)``
+        The skill.
+    """
+    unit = space.to_unit(ens["params"].transpose("member", "param").values)
+    y = ens[metric].sel(period=period).transpose("basin", "member").values
+    if not np.isfinite(y).all():
+        bad = ens.basin.values[~np.isfinite(y).all(axis=1)]
+        raise ValueError(f"{metric} is NaN in basins {list(bad)} (no observed flow in the "
+                         f"{period} period?); drop them with ens.drop_sel(basin=...).")
+    return np.broadcast_to(unit, (y.shape[0],) + unit.shape).copy(), y
+
+
+def lse_features(unit_params, basin_attrs) -> np.ndarray:
+    """Large-sample emulator inputs: unit-cube parameters next to basin attributes.
+
+    ``unit_params`` is ``(n, n_param)``; ``basin_attrs`` is ``(n, n_attr)`` (one
+    row per run) or ``(n_attr,)`` (one basin for all runs).
+    """
+    unit_params = np.atleast_2d(np.asarray(unit_params, float))
+    basin_attrs = np.asarray(basin_attrs, float)
+    if basin_attrs.ndim == 1:
+        basin_attrs = np.broadcast_to(basin_attrs, (unit_params.shape[0], basin_attrs.size))
+    if not np.isfinite(basin_attrs).all():
+        raise ValueError("Basin attributes contain NaN; choose attributes that exist for these "
+                         "basins or fill them first.")
+    return np.concatenate([unit_params, basin_attrs], axis=1)
+
+
+def lse_data(ens, attrs: pd.DataFrame, space, metric: str = "norm_kge",
+             period: str = "calibration", attributes=LSE_ATTRIBUTES):
+    """Training data for a large-sample emulator: every (member, basin) run is one row.
+
+    Returns
+    -------
+    X : ndarray ``(member * basin, n_param + n_attr)``
+    y : ndarray ``(member * basin,)``
+    basins : ndarray
+        The basin of each row (for grouped cross-validation).
+    """
+    x_sse, y_sse = sse_data(ens, space, metric, period)  # basin x member x param
+    missing = [a for a in attributes if a not in attrs.columns]
+    if missing:
+        raise KeyError(f"Attributes {missing} are not in the table; see LSE_ATTRIBUTES.")
+    table = attrs.loc[ens.basin.values, list(attributes)].to_numpy(dtype=float)
+    n_basin, n_member = y_sse.shape
+    x = lse_features(x_sse.reshape(n_basin * n_member, -1), np.repeat(table, n_member, axis=0))
+    return x, y_sse.ravel(), np.repeat(ens.basin.values, n_member)
 
 
 # --------------------------------------------------------------------- scores
@@ -307,11 +376,14 @@ class GPEmulator:
         self.noise_ = likelihood.noise.detach().cpu().numpy().reshape(tuple(batch_shape))
         return self
 
-    def predict(self, X, return_std: bool = False, chunk_size: int = 4096):
+    def predict(self, X, return_std: bool = False, chunk_size: int = 256):
         """Predict the output at ``X`` (same layout as in ``fit``), in chunks.
 
         Returns the predictive mean, and with ``return_std=True`` also the
         predictive standard deviation, which includes the fitted noise.
+        GPyTorch forms the predictive covariance of each chunk (chunk x chunk
+        per batch member), so chunks stay small: memory stays near that of the
+        training data, and small chunks are also the fastest here.
         """
         _check_fitted(self, "model_")
         x = np.asarray(X, dtype=float)
@@ -374,7 +446,7 @@ def _initialise(model, likelihood) -> None:
     """Start from a smooth signal with little noise (GPyTorch's default starts at
     noise 0.69 of the standardised variance, from where a batch member can settle
     on "all noise" and predict a constant)."""
-    likelihood.noise = 1e-2
+    likelihood.noise = max(1e-2, 2 * float(likelihood.noise_covar.raw_noise_constraint.lower_bound))
     model.covar_module.outputscale = 1.0
     model.covar_module.base_kernel.lengthscale = 1.0
 
@@ -538,7 +610,7 @@ class SparseGPEmulator:
         self.noise_ = float(likelihood.noise.detach().cpu())
         return self
 
-    def predict(self, X, return_std: bool = False, chunk_size: int = 16384):
+    def predict(self, X, return_std: bool = False, chunk_size: int = 2048):
         """Predictive mean (and standard deviation with ``return_std``) at ``X`` ``(m, d)``."""
         _check_fitted(self, "model_")
         x = np.asarray(X, dtype=float)

@@ -1,0 +1,1093 @@
+r"""Real CTSM ensembles: parameter files, namelists, CIME cases and history files.
+
+The teaching model runs an ensemble in seconds; CTSM needs a cluster. This
+module does the two ends of a CTSM ensemble in Python and leaves the running
+to CIME on the cluster:
+
+1. :func:`prepare_ensemble` writes, for every parameter set, a folder with
+   the files that make a single-basin CTSM case run with those values, and a
+   shell script of CIME commands that clones the base case and submits it.
+   Nothing is submitted from Python.
+2. :func:`read_history` reads the daily history files the runs write and
+   returns them in the layout of :func:`emucal.model.simulate`, a Dataset
+   ``(member, basin, time)`` of flows in mm/day, so that the chapters' code
+   (metrics, emulators) works on real CTSM output unchanged.
+   :func:`incomplete_members` lists the runs that failed or stopped early.
+
+Where CTSM reads a parameter
+----------------------------
+CTSM takes its parameters from three places, and a parameter's place
+depends on the CTSM version (:meth:`emucal.parameters.Parameter.location`):
+
+the parameter file (``paramfile``)
+    A netCDF file of scalars and per-PFT arrays (``medlynslope(pft)``).
+    Each member gets an edited copy, written as ``NETCDF3_CLASSIC``, the
+    format CTSM's parameter reader expects.
+the namelist (``user_nl_clm``)
+    ``name = value`` lines. ``interception_fraction`` was a namelist
+    variable before ctsm5.3.010; ``baseflow_scalar`` and the four rain/snow
+    repartition temperatures were namelist variables before ctsm5.4.025.
+the surface dataset (``fsurdat``)
+    Gridded fields of the basin: ``FMAX(lsmlat, lsmlon)`` and
+    ``zbedrock(lsmlat, lsmlon)``. A member that changes one gets an edited
+    copy of the surface dataset.
+
+How a sampled value becomes CTSM input
+--------------------------------------
+The conventions are those of Tang et al.'s ``MOASMO_parameters.py``
+(NCAR/CTSM_calibration), by :attr:`~emucal.parameters.Parameter.kind`:
+
+``kind="value"``, one number in CTSM
+    The number is set.
+``kind="value"``, an array in CTSM (per PFT, per gridcell)
+    The array is multiplied by ``sample / mean(array)``, so that its mean
+    becomes the sampled value and the ratios between PFTs (or gridcells)
+    stay as in the base file. Zero entries (``medlynslope`` of bare soil, a
+    gridcell without saturated area) and fill values stay as they are and,
+    by default, are left out of the mean: a bare-soil "slope" of 0 is not a
+    slope, and counting it would make the mean depend on how many unused
+    PFTs a file carries. Tang et al. took ``np.nanmean`` over the whole
+    array, zeros included; ``zeros_in_mean=True`` does the same.
+``kind="multiplier"`` (``zbedrock``)
+    The base field is multiplied by the sampled number, so each basin keeps
+    its own depth to bedrock times the same factor.
+``kind="shift"`` (``precip_repartition_nonglc_all_rain_t``)
+    The parameter is set to the sampled value, and the parameters in
+    :attr:`~emucal.parameters.Parameter.bound_with` (the other three
+    repartition temperatures) move by the same difference from their base
+    values, so that the rain/snow ramps keep their widths.
+
+Base values (for scaling, multiplying and shifting) come from the base
+files, or for namelist parameters from the base case's ``user_nl_clm``, then
+its ``Buildconf/clmconf/lnd_in``, then CTSM's namelist defaults.
+
+What runs on the cluster
+------------------------
+For member ``N`` the script ``run_case.sh`` runs CIME's ``create_clone
+--keepexe`` to make a new case that shares the base case's executable (no
+build: a clone costs seconds and a few megabytes), optionally ``./xmlchange``,
+installs the member's ``user_nl_clm`` (the base case's file, with the
+member's lines appended and any earlier lines setting the same variables
+commented out, so that no variable is set twice), then ``./case.setup`` and
+``./case.submit``. Each member is its own CIME case and its own batch job (or,
+with ``submit_args="--no-batch"``, runs inside a job you already hold, such as
+one task of a job array).
+
+History files and CTSM's time stamps
+------------------------------------
+With ``hist_nhtfrq = 0, -24`` in ``user_nl_clm`` CTSM writes daily means to
+the second history tape, files ``CASE.clm2.h1.YYYY-MM-DD-SSSSS.nc``
+(``CASE.clm2.h1a.*.nc`` from ctsm5.3.062 on, ``a`` for averages). Fluxes such
+as ``QRUNOFF`` are in mm/s (kg m-2 s-1). The ``time`` of an averaged record
+is the *end* of the averaging interval: the mean of 1 October 1994 is
+stamped ``1994-10-02 00:00``. :func:`read_history` labels each daily mean
+with the day it averages: the lower edge of ``time_bounds`` where the file
+has it, otherwise the day before the stamp (``ceil(time) - 1`` days after
+the reference date, which also gives the right day for stamps in the middle
+of the interval). CTSM's default calendar is ``noleap``: its output has no
+29 February, and those days are NaN, like any other missing day, when the
+result is aligned with observations.
+
+References
+----------
+Tang, G., Wood, A. W. and Swenson, S. (2025), On using AI-based large-sample
+emulators for land/hydrology model calibration and regionalization, Water
+Resour. Res. 61, e2024WR039525; code: https://github.com/NCAR/CTSM_calibration.
+Lawrence, D. M. et al. (2019), The Community Land Model version 5, J. Adv.
+Model. Earth Syst. 11, 4245-4287 (history fields, parameter files).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import glob
+import math
+import os
+import re
+import shlex
+import shutil
+import warnings
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+import netCDF4
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from .parameters import Parameter, ParameterSpace, _version_key
+
+__all__ = [
+    "HISTORY_VARIABLES",
+    "NAMELIST_DEFAULTS",
+    "fortran_number",
+    "incomplete_members",
+    "prepare_ensemble",
+    "read_history",
+]
+
+#: CTSM history fields :func:`read_history` reads: CTSM name -> (name in the
+#: result, long name). All are water fluxes in mm/s in the files and mm/day
+#: in the result.
+HISTORY_VARIABLES = {
+    "QRUNOFF": ("qsim", "total liquid runoff, not including correction for land use change"),
+    "QOVER": ("qover", "total surface runoff (includes QH2OSFC)"),
+    "QDRAI": ("qdrai", "sub-surface drainage"),
+    "QDRAI_PERCH": ("qdrai_perch", "perched water table drainage"),
+    "QRGWL": ("qrgwl", "surface runoff at glaciers (liquid only), wetlands, lakes"),
+    "QVEGE": ("qvege", "canopy evaporation"),
+    "QVEGT": ("qvegt", "canopy transpiration"),
+    "QSOIL": ("qsoil", "ground evaporation (soil/snow evaporation + soil/snow sublimation - dew)"),
+}
+
+#: CTSM's namelist defaults for the parameters that a shift moves, in degC
+#: (``namelist_defaults_ctsm.xml``, CLM5 physics). Used only when the base
+#: case sets neither in ``user_nl_clm`` nor in ``Buildconf/clmconf/lnd_in``.
+NAMELIST_DEFAULTS = {
+    "precip_repartition_nonglc_all_rain_t": 2.0,
+    "precip_repartition_nonglc_all_snow_t": 0.0,
+    "precip_repartition_glc_all_rain_t": 0.0,
+    "precip_repartition_glc_all_snow_t": -2.0,
+}
+
+_FILL_LIMIT = 1e30  # CTSM's fill value is 1e36; anything this large is not data
+_KELVIN = 273.15
+_SECONDS_PER_DAY = 86400.0
+_FLUX_UNITS = {"mm/s", "mms-1", "mm/sec", "kg/m2/s", "kgm-2s-1", "kg/m2s", "kg/(m2s)"}
+_NOLEAP_MONTHS = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+_NOLEAP_CUM = np.cumsum((0,) + _NOLEAP_MONTHS)
+
+
+# ====================================================================== helpers
+def fortran_number(value: float) -> str:
+    """Format a number for a Fortran namelist, exactly and unambiguously.
+
+    The shortest decimal that reads back as the same double, in exponent
+    form with at least one digit after the point, e.g. ``1.0e-03`` or
+    ``2.5e+00``. Fortran reads it into a ``real(r8)`` without loss.
+
+    Parameters
+    ----------
+    value
+        A finite number.
+
+    Returns
+    -------
+    str
+        The formatted number.
+
+    Raises
+    ------
+    ValueError
+        For NaN or infinite values, which a namelist cannot hold.
+
+    Examples
+    --------
+    >>> fortran_number(0.001)
+    '1.0e-03'
+    >>> fortran_number(-2)
+    '-2.0e+00'
+    """
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"A namelist value must be finite; got {value!r}.")
+    return np.format_float_scientific(value, unique=True, exp_digits=2, trim="0")
+
+
+def _quoted(path: Path) -> str:
+    return f"'{path}'"
+
+
+def _parse_fortran_value(text: str):
+    text = text.strip().rstrip(",").strip()
+    if text[:1] in "'\"":
+        return text.strip("'\"")
+    return float(text.lower().replace("d", "e"))
+
+
+def _namelist_setting(lines: Iterable[str], name: str):
+    """Value of ``name = value`` in namelist text (last setting wins), or None."""
+    pattern = re.compile(rf"^\s*{re.escape(name)}\s*=\s*(.+?)\s*(?:!.*)?$", re.IGNORECASE)
+    found = None
+    for line in lines:
+        if line.lstrip().startswith("!"):
+            continue
+        match = pattern.match(line)
+        if match:
+            found = match.group(1)
+    return found
+
+
+def _case_namelist_files(base_case: Path) -> list[Path]:
+    return [p for p in (base_case / "user_nl_clm", base_case / "Buildconf" / "clmconf" / "lnd_in",
+                        base_case / "CaseDocs" / "lnd_in") if p.is_file()]
+
+
+def _case_setting(base_case: Path, name: str):
+    """A namelist variable as the base case sets it: user_nl_clm, then lnd_in; None if unset."""
+    for path in _case_namelist_files(base_case):
+        text = _namelist_setting(path.read_text().splitlines(), name)
+        if text is not None:
+            try:
+                return _parse_fortran_value(text), path
+            except ValueError as err:
+                raise ValueError(f"{path}: cannot read {name} = {text!r} as a number.") from err
+    return None, None
+
+
+def _open_copy(path: Path) -> xr.Dataset:
+    """A netCDF file in memory, raw (no masking, scaling or time decoding), file closed."""
+    with xr.open_dataset(path, decode_times=False, decode_timedelta=False,
+                         mask_and_scale=False) as ds:
+        return ds.load()
+
+
+def _valid(da: xr.DataArray, values: np.ndarray) -> np.ndarray:
+    """Entries of a raw variable that are data: finite, not a fill or missing value."""
+    ok = np.isfinite(values) & (np.abs(values) < _FILL_LIMIT)
+    for key in ("_FillValue", "missing_value"):
+        fill = da.attrs.get(key, da.encoding.get(key))
+        if fill is not None:
+            ok &= values != np.asarray(fill, dtype=values.dtype)
+    return ok
+
+
+def _is_kelvin(da: xr.DataArray) -> bool:
+    return str(da.attrs.get("units", "")).strip().lower() in {"k", "kelvin", "deg_k", "degk"}
+
+
+# ======================================================== applying one parameter
+def _edit_array(ds: xr.Dataset, name: str, param: Parameter, value: float, *, source: Path,
+                zeros_in_mean: bool, delta: float | None = None) -> tuple[xr.DataArray, float, float]:
+    """Apply one sampled value to variable ``name`` of ``ds`` (see the module docstring).
+
+    Returns the new variable and the mean of the entries that count, before
+    and after. ``delta`` (for ``kind="shift"``) is added to every valid entry.
+    """
+    da = ds[name]
+    old = np.asarray(da.values, dtype=np.float64)
+    valid = _valid(da, old)
+    if not valid.any():
+        raise ValueError(f"{name} in {source} holds no data (only fill values); cannot set it.")
+    new = old.copy()
+    used = valid
+    if delta is not None:
+        new[valid] = old[valid] + delta
+    elif param.kind == "multiplier":
+        new[valid] = old[valid] * value
+    elif old.size == 1:
+        new[valid] = value
+    else:
+        used = valid if zeros_in_mean else valid & (old != 0)
+        if not used.any() or old[used].mean() == 0:
+            raise ValueError(f"{name} in {source} has no non-zero entries, so it cannot be "
+                             f"scaled to a mean of {value:g}.")
+        new[used] = old[used] * (value / old[used].mean())
+        if name == "FMAX" and (new[used] > 1).any():
+            raise ValueError(
+                f"FMAX = {value:g} would put a gridcell of {source} above 1 (largest "
+                f"{new[used].max():.3g}), and FMAX is a fraction; narrow FMAX's range for "
+                "this basin.")
+    return da.copy(data=new.astype(da.dtype)), float(old[used].mean()), float(new[used].mean())
+
+
+# ===================================================================== prepare
+def _as_sample_table(space: ParameterSpace, samples, member_start: int) -> pd.DataFrame:
+    """Samples as a DataFrame (member x parameter), validated against the space."""
+    members = None
+    if isinstance(samples, xr.Dataset):
+        if "value" not in samples:
+            raise ValueError("A Dataset of samples needs the variable 'value(member, param)' "
+                             "(ParameterSpace.to_dataset).")
+        if member_start != 0:
+            raise ValueError("member_start is taken from the Dataset's 'member' coordinate; "
+                             f"do not pass member_start={member_start} as well.")
+        da = samples["value"]
+        missing = [n for n in space.names if n not in da["param"].values]
+        if missing:
+            raise ValueError(f"The samples lack the parameters {missing}.")
+        members = [int(m) for m in da["member"].values]
+        values = da.sel(param=space.names).transpose("member", "param").values
+    elif isinstance(samples, pd.DataFrame):
+        missing = [n for n in space.names if n not in samples.columns]
+        if missing:
+            raise ValueError(f"The samples lack the columns {missing}.")
+        values = samples[space.names].to_numpy(dtype=float)
+    else:
+        values = np.asarray(samples, dtype=float)
+    values = np.atleast_2d(space.validate(values))
+    if values.ndim != 2:
+        raise ValueError(f"samples must have shape (n_members, {len(space)}); got {values.shape}.")
+    if members is None:
+        if int(member_start) != member_start or member_start < 0:
+            raise ValueError(f"member_start must be a non-negative integer; got {member_start!r}.")
+        members = list(range(int(member_start), int(member_start) + values.shape[0]))
+    if len(set(members)) != len(members):
+        raise ValueError("Member numbers must be unique.")
+    return pd.DataFrame(values, index=pd.Index(members, name="member"), columns=space.names)
+
+
+def _member_tag(member: int) -> str:
+    return f"member_{member:04d}"
+
+
+def _script(*, base_case: Path, case: Path, folder: Path, tag: str, xmlchange: dict,
+            submit_args: str) -> str:
+    q = shlex.quote
+    lines = [
+        "#!/usr/bin/env bash",
+        f"# emucal.ctsm {tag}: clone the base case, give it this member's parameters, submit.",
+        "# Run it on the cluster (a login node), from any folder:",
+        f"#   bash {q(str(folder / 'run_case.sh'))}",
+        "# CIMEROOT: set it, or it is read from the base case with ./xmlquery.",
+        "set -euo pipefail",
+        f"BASE_CASE={q(str(base_case))}",
+        f"CASE={q(str(case))}",
+        f"MEMBER_DIR={q(str(folder))}",
+        'CIMEROOT="${CIMEROOT:-$(cd "$BASE_CASE" && ./xmlquery --value CIMEROOT)}"',
+        'if [ -e "$CASE" ]; then',
+        '  echo "$CASE exists already: remove it to run this member again." >&2',
+        "  exit 1",
+        "fi",
+        '"$CIMEROOT/scripts/create_clone" --case "$CASE" --clone "$BASE_CASE" --keepexe',
+        'cd "$CASE"',
+    ]
+    for key, val in xmlchange.items():
+        lines.append(f"./xmlchange {q(f'{key}={val}')}")
+    lines += [
+        "# the base case's user_nl_clm with this member's lines appended",
+        'cp "$MEMBER_DIR/user_nl_clm" user_nl_clm',
+        "./case.setup",
+        ("./case.submit " + submit_args).rstrip(),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _user_nl_clm(base_lines: list[str], settings: dict[str, str], tag: str,
+                 ctsm_version: str) -> str:
+    """The member's user_nl_clm: base lines (conflicts commented out) + the member's block."""
+    names = {n.lower() for n in settings}
+    out = []
+    for line in base_lines:
+        match = re.match(r"^\s*([A-Za-z_][A-Za-z0-9_%]*)\s*=", line)
+        if match and not line.lstrip().startswith("!") and match.group(1).lower() in names:
+            out.append(f"! emucal {tag}: replaced below: {line.strip()}")
+        else:
+            out.append(line.rstrip("\n"))
+    while out and not out[-1].strip():
+        out.pop()
+    if out:
+        out.append("")
+    out.append(f"! ---- emucal.ctsm {tag} ({ctsm_version}) ----")
+    out += [f"{name} = {text}" for name, text in settings.items()]
+    return "\n".join(out) + "\n"
+
+
+def _write_nc(ds: xr.Dataset, path: Path, note: str) -> None:
+    ds = ds.copy()
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    history = str(ds.attrs.get("history", ""))
+    ds.attrs["history"] = f"{stamp}: {note}" + (f"\n{history}" if history else "")
+    ds.to_netcdf(path, format="NETCDF3_CLASSIC")
+
+
+def _member_edits(values: pd.Series, by_place: dict, base: dict, sources: dict, targets: dict,
+                  namelist_base: dict, zeros_in_mean: bool):
+    """One member's edited datasets, namelist settings and table of changes."""
+    edited = {place: ds.copy() for place, ds in base.items() if ds is not None}
+    settings: dict[str, str] = {}
+    changes: list[dict] = []
+
+    def record(p, variable, place, old, new):
+        changes.append({"parameter": p.name, "sampled": float(values[p.name]), "kind": p.kind,
+                        "location": place, "variable": variable, "file": str(targets[place]),
+                        "base": old, "new": new})
+
+    for place in ("paramfile", "surface"):
+        for p in by_place[place]:
+            ds, value = edited[place], float(values[p.name])
+            if p.kind == "shift":
+                primary = ds[p.name]
+                raw = np.asarray(primary.values, dtype=np.float64)
+                old = float(raw[_valid(primary, raw)].mean())
+                if _is_kelvin(primary) and p.units == "degC":
+                    old -= _KELVIN  # the sample is in degC, the file in K
+                delta = value - old
+                for name in (p.name, *p.bound_with):
+                    ds[name], b, n = _edit_array(ds, name, p, value, source=sources[place],
+                                                 zeros_in_mean=True, delta=delta)
+                    record(p, name, place, b, n)
+            else:
+                ds[p.name], b, n = _edit_array(ds, p.name, p, value, source=sources[place],
+                                               zeros_in_mean=zeros_in_mean)
+                record(p, p.name, place, b, n)
+    for p in by_place["namelist"]:
+        value = float(values[p.name])
+        if p.kind == "shift":
+            delta = value - namelist_base[p.name]
+            for name in (p.name, *p.bound_with):
+                new = namelist_base[name] + delta
+                settings[name] = fortran_number(new)
+                record(p, name, "namelist", namelist_base[name], new)
+        elif p.kind == "multiplier":
+            new = namelist_base[p.name] * value
+            settings[p.name] = fortran_number(new)
+            record(p, p.name, "namelist", namelist_base[p.name], new)
+        else:
+            settings[p.name] = fortran_number(value)
+            record(p, p.name, "namelist", namelist_base[p.name], value)
+    return edited, settings, changes
+
+
+def prepare_ensemble(
+    space: ParameterSpace,
+    samples,
+    base_case: str | os.PathLike,
+    paramfile: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    ctsm_version: str,
+    surfdata: str | os.PathLike | None = None,
+    case_root: str | os.PathLike | None = None,
+    member_start: int = 0,
+    zeros_in_mean: bool = False,
+    xmlchange: Mapping[str, object] | None = None,
+    submit_args: str = "",
+    dry_run: bool = False,
+) -> pd.DataFrame:
+    """Write the files that run a perturbed-parameter CTSM ensemble on a cluster.
+
+    One call prepares the members of one basin: ``base_case`` is a working
+    single-basin CTSM case (built, with the history output you want, e.g.
+    ``hist_nhtfrq = 0, -24`` and ``hist_fincl2 = 'QRUNOFF', ...``). For each
+    member ``N``, the folder ``out_dir/member_NNNN/`` receives:
+
+    - a copy of ``paramfile`` with the member's values (``NETCDF3_CLASSIC``);
+    - a copy of the surface dataset with the member's ``FMAX``/``zbedrock``,
+      if the space has parameters that live there;
+    - ``user_nl_clm``: the base case's file, with the member's lines appended
+      (``paramfile = '...'``, ``fsurdat = '...'`` and the namelist parameters
+      of ``ctsm_version``); earlier lines of the base file that set the same
+      variables are commented out;
+    - ``run_case.sh``: CIME commands (``create_clone --keepexe``,
+      ``./xmlchange``, ``./case.setup``, ``./case.submit``) to run on the
+      cluster;
+    - ``parameters.csv``: every edit, with base and new values.
+
+    Each member folder is written under a temporary name and renamed when
+    complete, so an interrupted call leaves no half-written member. The base
+    files are only read.
+
+    Parameters
+    ----------
+    space
+        The parameters of the samples (:class:`~emucal.parameters.ParameterSpace`).
+    samples
+        Parameter sets: an array ``(member, param)`` in the order of
+        ``space.names``, a DataFrame with those columns, or the Dataset of
+        :meth:`~emucal.parameters.ParameterSpace.to_dataset` (its ``member``
+        coordinate numbers the members). Values are checked with
+        :meth:`~emucal.parameters.ParameterSpace.validate`.
+    base_case
+        The CIME case directory of the base case (holds ``env_case.xml``).
+    paramfile
+        The base CTSM parameter file (netCDF) to copy and edit. Usually the
+        file the base case reads (``paramfile`` in its
+        ``Buildconf/clmconf/lnd_in``); a warning says when it is not.
+    out_dir
+        Folder for the member folders (created if needed).
+    ctsm_version
+        The CTSM tag of the base case, e.g. ``"ctsm5.2.005"``: decides where
+        each parameter goes (:meth:`~emucal.parameters.Parameter.location`).
+    surfdata
+        The base surface dataset, needed when the space has surface
+        parameters (``FMAX``, ``zbedrock``). Default: ``fsurdat`` of the base
+        case's ``user_nl_clm`` or ``Buildconf/clmconf/lnd_in``.
+    case_root
+        Folder where the scripts create the member cases, named
+        ``<base case name>_member_NNNN``. Default: beside the base case.
+    member_start
+        Number of the first member when ``samples`` is an array or
+        DataFrame, to add members to an ensemble later.
+    zeros_in_mean
+        Count zero entries in the mean that a per-PFT or per-gridcell array
+        is scaled to, as Tang et al. did (``np.nanmean`` over the array).
+        Default False: zeros (bare soil) are left out of the mean. Zeros stay
+        zero either way.
+    xmlchange
+        ``{VARIABLE: value}`` for ``./xmlchange`` in every member case, e.g.
+        ``{"JOB_WALLCLOCK_TIME": "00:30:00"}``. Values may contain
+        ``{member}``, ``{folder}`` and ``{case}``, filled in per member, e.g.
+        ``{"DOUT_S_ROOT": "{folder}/archive"}`` to archive each member's
+        history files into its folder.
+    submit_args
+        Extra arguments of ``./case.submit``: ``"--no-batch"`` runs the case
+        in the current job, for job arrays.
+    dry_run
+        Check everything and return the table, but write nothing.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per member (index ``member``): the paths ``folder``, ``case``
+        (the case the script creates), ``script``, ``user_nl_clm``,
+        ``paramfile``, ``surfdata`` (None when no surface parameter is
+        sampled) and ``parameters``, then the sampled value of each
+        parameter. ``attrs["locations"]`` maps each parameter to where
+        ``ctsm_version`` reads it. Each member's ``parameters.csv`` lists
+        every edit: parameter, sampled value, kind, location, variable, file,
+        and the mean of the variable before (``base``) and after (``new``).
+
+    Raises
+    ------
+    ValueError
+        A value outside its range (naming it), an unknown CTSM version, a
+        member folder or member case that exists already, a base case that is
+        not a CIME case, an array that cannot be scaled.
+    KeyError
+        A parameter that ``ctsm_version`` reads from the paramfile or the
+        surface dataset is not in that file (the message names the file and
+        the variables it has).
+    FileNotFoundError
+        ``paramfile`` or the surface dataset does not exist.
+
+    Notes
+    -----
+    A row equal to ``space.defaults`` (row 0 of
+    :func:`emucal.sampling.sample`) sets each parameter to the *space's*
+    default. Where the base files hold other values (``FMAX`` of a basin, a
+    ``medlynslope`` mean counted another way) that member differs from the
+    base case; Tang et al.'s member 0 was the base case itself.
+
+    Examples
+    --------
+    >>> plan = prepare_ensemble(space, samples, "/glade/work/me/cases/camels_01013500",
+    ...                         "/glade/work/me/params/ctsm60_params.c250311.nc",
+    ...                         "/glade/work/me/ens/01013500", ctsm_version="ctsm5.3.012",
+    ...                         dry_run=True)  # doctest: +SKIP
+    >>> plan.script.iloc[0]  # doctest: +SKIP
+    PosixPath('/glade/work/me/ens/01013500/member_0000/run_case.sh')
+    """
+    _version_key(ctsm_version)  # a clear error for a malformed tag
+    table = _as_sample_table(space, samples, member_start)
+    base_case = Path(base_case).expanduser().resolve()
+    if not base_case.is_dir() or not (base_case / "env_case.xml").is_file():
+        raise ValueError(f"{base_case} is not a CIME case directory (no env_case.xml); pass the "
+                         "folder that create_newcase made for the base case.")
+    paramfile = Path(paramfile).expanduser().resolve()
+    if not paramfile.is_file():
+        raise FileNotFoundError(f"The parameter file {paramfile} does not exist.")
+    out_dir = Path(out_dir).expanduser().resolve()
+    case_root = (Path(case_root).expanduser().resolve() if case_root is not None
+                 else base_case.parent)
+    xmlchange = dict(xmlchange or {})
+
+    where = {p.name: p.location(ctsm_version) for p in space}
+    by_place = {place: [p for p in space if where[p.name] == place]
+                for place in ("paramfile", "namelist", "surface")}
+
+    # the base case's own settings: a different paramfile is worth a warning
+    case_paramfile, found_in = _case_setting_text(base_case, "paramfile")
+    if case_paramfile is not None and Path(case_paramfile).name != paramfile.name:
+        warnings.warn(f"The base case reads the parameter file {case_paramfile} ({found_in}), "
+                      f"but the members get copies of {paramfile}.", stacklevel=2)
+
+    # base files, read once
+    base_param = _open_copy(paramfile)
+    surf_path, base_surf = None, None
+    if by_place["surface"]:
+        if surfdata is None:
+            text, _ = _case_setting_text(base_case, "fsurdat")
+            if text is None:
+                raise ValueError(
+                    f"The parameters {[p.name for p in by_place['surface']]} live in the surface "
+                    f"dataset, but the base case sets no fsurdat that can be found; pass surfdata=.")
+            surfdata = text
+        surf_path = Path(surfdata).expanduser().resolve()
+        if not surf_path.is_file():
+            raise FileNotFoundError(f"The surface dataset {surf_path} does not exist.")
+        base_surf = _open_copy(surf_path)
+    for place, ds, path in (("paramfile", base_param, paramfile), ("surface", base_surf, surf_path)):
+        needed = [n for p in by_place[place]
+                  for n in (p.name, *(p.bound_with if p.kind == "shift" else ()))]
+        missing = [n for n in needed if n not in ds.data_vars] if needed else []
+        if missing:
+            what = "parameter file" if place == "paramfile" else "surface dataset"
+            raise KeyError(
+                f"{ctsm_version} reads {missing} from the {what}, but {path} has no such "
+                f"variable (it has {sorted(map(str, ds.data_vars))}). Check ctsm_version "
+                "and the file.")
+    namelist_base = {}
+    for p in by_place["namelist"]:
+        if p.kind == "value":  # no base value needed; recorded when the case has one
+            value, _ = _case_setting(base_case, p.name)
+            namelist_base[p.name] = float(value) if value is not None else np.nan
+            continue
+        for name in [p.name] + (list(p.bound_with) if p.kind == "shift" else []):
+            value, _ = _case_setting(base_case, name)
+            if value is None:
+                if name not in NAMELIST_DEFAULTS:
+                    raise ValueError(
+                        f"{name}: {p.kind} needs its base value, but the base case sets none "
+                        "(user_nl_clm, Buildconf/clmconf/lnd_in) and emucal knows no CTSM default.")
+                value = NAMELIST_DEFAULTS[name]
+            namelist_base[name] = float(value)
+    base_user_nl = ((base_case / "user_nl_clm").read_text().splitlines()
+                    if (base_case / "user_nl_clm").is_file() else [])
+
+    # nothing may be overwritten
+    existing = [str(out_dir / _member_tag(m)) for m in table.index
+                if (out_dir / _member_tag(m)).exists()]
+    if existing:
+        raise ValueError(f"Member folders exist already: {existing[:5]}"
+                         f"{' ...' if len(existing) > 5 else ''}. Choose another out_dir or "
+                         "member_start, or remove them.")
+    cases = {m: case_root / f"{base_case.name}_{_member_tag(m)}" for m in table.index}
+    taken = [str(c) for c in cases.values() if c.exists()]
+    if taken:
+        raise ValueError(f"Member cases exist already: {taken[:5]}; create_clone would fail. "
+                         "Remove them or pass another case_root.")
+
+    rows = []
+    for member, values in table.iterrows():
+        tag = _member_tag(member)
+        folder = out_dir / tag
+        targets = {"paramfile": folder / f"{paramfile.stem}.{tag}.nc",
+                   "namelist": folder / "user_nl_clm"}
+        if surf_path is not None:
+            targets["surface"] = folder / f"{surf_path.stem}.{tag}.nc"
+        edited, settings, member_changes = _member_edits(
+            values, by_place, {"paramfile": base_param, "surface": base_surf},
+            {"paramfile": paramfile, "surface": surf_path}, targets, namelist_base,
+            zeros_in_mean)
+        member_changes = [{"member": member, **c} for c in member_changes]
+        settings = {"paramfile": _quoted(targets["paramfile"]),
+                    **({"fsurdat": _quoted(targets["surface"])} if "surface" in targets else {}),
+                    **settings}
+
+        fill = {"member": member, "folder": folder, "case": cases[member]}
+        try:
+            xml = {k: str(v).format(**fill) for k, v in xmlchange.items()}
+        except (KeyError, IndexError) as err:
+            raise ValueError(f"xmlchange values may use {{member}}, {{folder}} and {{case}}; "
+                             f"got {xmlchange!r}.") from err
+        row = {
+            "member": member, "folder": folder, "case": cases[member],
+            "script": folder / "run_case.sh", "user_nl_clm": folder / "user_nl_clm",
+            "paramfile": targets["paramfile"], "surfdata": targets.get("surface"),
+            "parameters": folder / "parameters.csv", **values.to_dict(),
+        }
+        rows.append(row)
+        if dry_run:
+            continue
+
+        part = folder.with_name(folder.name + ".part")
+        if part.exists():  # left by an interrupted call of this function
+            shutil.rmtree(part)
+        part.mkdir(parents=True)
+        for place, source in (("paramfile", paramfile), ("surface", surf_path)):
+            if place in targets:
+                note = (f"emucal.ctsm.prepare_ensemble {tag} ({ctsm_version}) from {source}: "
+                        + ", ".join(f"{c['variable']} = {c['new']:.6g}" for c in member_changes
+                                    if c["location"] == place))
+                _write_nc(edited[place], part / targets[place].name, note)
+        (part / "user_nl_clm").write_text(_user_nl_clm(base_user_nl, settings, tag, ctsm_version))
+        script = part / "run_case.sh"
+        script.write_text(_script(base_case=base_case, case=cases[member], folder=folder, tag=tag,
+                                  xmlchange=xml, submit_args=submit_args))
+        script.chmod(0o755)
+        pd.DataFrame(member_changes).to_csv(part / "parameters.csv", index=False)
+        os.replace(part, folder)
+
+    plan = pd.DataFrame(rows).set_index("member")
+    plan.attrs.update(ctsm_version=ctsm_version, locations=where, dry_run=bool(dry_run))
+    return plan
+
+
+def _case_setting_text(base_case: Path, name: str):
+    """A string namelist setting (a path) of the base case, or (None, None)."""
+    for path in _case_namelist_files(base_case):
+        text = _namelist_setting(path.read_text().splitlines(), name)
+        if text is not None:
+            return str(_parse_fortran_value(text)), path
+    return None, None
+
+
+# ================================================================= read back
+def _calendar_dates(days: np.ndarray, units: str, calendar: str) -> pd.DatetimeIndex:
+    """Whole days after a CF reference date -> dates (noleap or Gregorian calendars)."""
+    match = re.match(r"\s*days\s+since\s+(\d{1,4})-(\d{1,2})-(\d{1,2})", units)
+    if not match:
+        raise ValueError(f"Time units {units!r} are not 'days since YYYY-MM-DD ...'.")
+    year, month, day = (int(g) for g in match.groups())
+    calendar = (calendar or "standard").lower()
+    days = np.asarray(days, dtype=np.int64)
+    if calendar in ("noleap", "365_day"):
+        ordinal = year * 365 + int(_NOLEAP_CUM[month - 1]) + day - 1 + days
+        years, doy = np.divmod(ordinal, 365)
+        months = np.searchsorted(_NOLEAP_CUM, doy, side="right")
+        dom = doy - _NOLEAP_CUM[months - 1] + 1
+        dates = ((years - 1970).astype("datetime64[Y]").astype("datetime64[M]")
+                 + (months - 1).astype("timedelta64[M]")).astype("datetime64[D]") \
+            + (dom - 1).astype("timedelta64[D]")
+    elif calendar in ("standard", "gregorian", "proleptic_gregorian"):
+        dates = np.datetime64(f"{year:04d}-{month:02d}-{day:02d}", "D") + days
+    else:
+        raise ValueError(f"Calendar {calendar!r} is not supported; CTSM writes 'noleap' "
+                         "(the default) or 'gregorian'.")
+    return pd.DatetimeIndex(dates.astype("datetime64[ns]"))
+
+
+def _reference_offset(units: str) -> float:
+    """Time of day of the reference date, in days (CTSM uses 00:00:00)."""
+    match = re.search(r"\d{1,4}-\d{1,2}-\d{1,2}[ T](\d{1,2}):(\d{1,2})(?::(\d{1,2}(?:\.\d*)?))?",
+                      units)
+    if not match:
+        return 0.0
+    h, m, sec = match.group(1), match.group(2), match.group(3) or "0"
+    return (int(h) * 3600 + int(m) * 60 + float(sec)) / _SECONDS_PER_DAY
+
+
+def _as_float(var) -> np.ndarray:
+    """A netCDF4 variable as float64 with fill values as NaN."""
+    return np.ma.filled(np.ma.asarray(var[:], dtype=np.float64), np.nan)
+
+
+def _history_days(nc, path: Path) -> pd.DatetimeIndex:
+    """The day each record of a daily history file averages (see the module docstring)."""
+    time = nc.variables["time"]
+    units = str(getattr(time, "units", ""))
+    calendar = str(getattr(time, "calendar", "standard"))
+    offset = _reference_offset(units)
+    t = _as_float(time) + offset
+    names = (getattr(time, "bounds", None), "time_bounds", "time_bnds")
+    bounds = next((b for b in names if b and b in nc.variables), None)
+    tol = 1e-6
+    if bounds is not None:
+        b = _as_float(nc.variables[bounds]).reshape(-1, 2) + offset
+        width = b[:, 1] - b[:, 0]
+        if np.any(np.abs(width - 1.0) > 1e-3):
+            raise ValueError(f"{path}: read_history reads daily means (hist_nhtfrq = -24), but "
+                             f"this file averages over {np.unique(np.round(width, 3))} days.")
+        day = np.floor(b[:, 0] + tol)
+    else:
+        if t.size > 1 and np.any(np.abs(np.diff(t) - 1.0) > 1e-3):
+            raise ValueError(f"{path}: read_history reads daily means (hist_nhtfrq = -24), but "
+                             "the records of this file are not one day apart.")
+        day = np.ceil(t - tol) - 1.0
+    return _calendar_dates(day, units, calendar)
+
+
+def _find_history(spec, tape: str) -> list[Path]:
+    """History files for one (member, basin): a file, a glob, or a folder to search."""
+    text = str(spec)
+    if any(c in text for c in "*?["):
+        return sorted(Path(p) for p in glob.glob(os.path.expanduser(text)))
+    path = Path(text).expanduser()
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        return []
+    patterns = [f"*.clm2.{tape}.*.nc"] + ([f"*.clm2.{tape}a.*.nc"] if tape[-1].isdigit() else [])
+    for folder in (path, path / "lnd" / "hist", path / "run"):
+        found = sorted({f for pattern in patterns for f in folder.glob(pattern)})
+        if found:
+            return found
+    return []
+
+
+def _flux_factor(var, path: Path) -> float:
+    """Factor from the units of a CTSM water flux to mm/day."""
+    units = str(getattr(var, "units", ""))
+    key = units.replace(" ", "").replace("^", "").replace("**", "").lower()
+    if key not in _FLUX_UNITS:
+        raise ValueError(f"{path}: {var.name} has units {units!r}; read_history expects a water "
+                         "flux in mm/s (kg m-2 s-1), as CTSM writes it.")
+    return _SECONDS_PER_DAY
+
+
+def _weights(nc, space_dims: tuple[str, ...]) -> np.ndarray | None:
+    """Gridcell weights area x landfrac, when the file has them on ``space_dims``."""
+    if "area" not in nc.variables or nc.variables["area"].dimensions != space_dims:
+        return None
+    w = _as_float(nc.variables["area"])
+    if "landfrac" in nc.variables and nc.variables["landfrac"].dimensions == space_dims:
+        w = w * _as_float(nc.variables["landfrac"])
+    return w.reshape(-1)
+
+
+def _basin_mean(var, nc, path: Path) -> np.ndarray:
+    """Daily basin means of one field: over its gridcells, area x landfrac weighted if known."""
+    dims = var.dimensions
+    if not dims or dims[0] != "time":
+        raise ValueError(f"{path}: {var.name} has dimensions {dims}; expected time first.")
+    bad = [d for d in dims if d in ("pft", "column", "landunit")]
+    if bad:
+        raise ValueError(f"{path}: {var.name} is on {bad}; write gridcell averages "
+                         "(hist_dov2xy = .true., the default).")
+    x = _as_float(var).reshape(var.shape[0], -1) * _flux_factor(var, path)
+    w = _weights(nc, dims[1:])
+    if w is None or w.size != x.shape[1]:
+        w = np.ones(x.shape[1])
+    w = np.where(np.isfinite(w) & (np.abs(w) < _FILL_LIMIT), w, 0.0)
+    ok = np.isfinite(x) & (np.abs(x) < _FILL_LIMIT * _SECONDS_PER_DAY) & (w[None, :] > 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(ok, x * w, 0.0).sum(1) / np.where(ok, w, 0.0).sum(1)
+
+
+def _read_files(files: list[Path], names: list[str], required: bool) -> tuple[dict, dict]:
+    """Daily series {CTSM name: pandas.Series (mm/day)} and long names of one (member, basin).
+
+    Files are read in name order (chronological for CTSM's names); a day in
+    two files (a run restarted over old output) keeps the later file's value.
+    """
+    series: dict[str, list[pd.Series]] = {n: [] for n in names}
+    long_names: dict[str, str] = {}
+    for path in files:
+        with netCDF4.Dataset(path) as nc:
+            nc.set_auto_mask(True)
+            if "time" not in nc.variables or nc.variables["time"].shape[0] == 0:
+                continue
+            days = _history_days(nc, path)
+            for name in names:
+                if name not in nc.variables:
+                    if required:
+                        raise KeyError(f"{path} has no {name}; add it to the history tape "
+                                       "(hist_fincl2) or leave it out of variables.")
+                    continue
+                var = nc.variables[name]
+                series[name].append(pd.Series(_basin_mean(var, nc, path), index=days))
+                long_names.setdefault(name, str(getattr(var, "long_name", "")))
+    out = {}
+    for name, parts in series.items():
+        if parts:
+            s = pd.concat(parts)
+            out[name] = s[~s.index.duplicated(keep="last")].sort_index()
+    return out, long_names
+
+
+def _normalise_cases(cases, basin) -> dict[tuple[int, str], object]:
+    if isinstance(cases, Mapping):
+        keys = list(cases)
+        if keys and all(isinstance(k, tuple) and len(k) == 2 for k in keys):
+            if basin is not None:
+                raise ValueError("Give basin= only when the keys of cases are members, "
+                                 "not (member, basin) pairs.")
+            return {(int(m), str(b)): v for (m, b), v in cases.items()}
+        if basin is None:
+            raise ValueError("cases maps members to paths: also give basin=..., or use "
+                             "(member, basin) keys.")
+        return {(int(m), str(basin)): v for m, v in cases.items()}
+    if isinstance(cases, (str, os.PathLike)):
+        raise TypeError("cases must be a mapping or a list of paths, not one path; e.g. "
+                        "read_history([path], basin='01013500').")
+    if basin is None:
+        raise ValueError("A list of paths needs basin=... (members are numbered 0, 1, ...).")
+    return {(i, str(basin)): v for i, v in enumerate(cases)}
+
+
+def read_history(
+    cases,
+    *,
+    basin: str | None = None,
+    variables: Sequence[str] | None = None,
+    tape: str = "h1",
+    start=None,
+    end=None,
+) -> xr.Dataset:
+    """Read CTSM daily history files of an ensemble into ``(member, basin, time)``.
+
+    Parameters
+    ----------
+    cases
+        Where each run's history files are. Either a mapping
+        ``{(member, basin): location}``, or ``{member: location}`` or a list
+        of locations (members 0, 1, ...) together with ``basin``. A location
+        is a history file, a glob pattern (``".../lnd/hist/*.clm2.h1*.nc"``),
+        or a folder: the folder itself, its ``lnd/hist`` (a CIME archive
+        folder, ``DOUT_S_ROOT``) and its ``run`` folder are searched, in that
+        order, for ``*.clm2.<tape>.*.nc`` and ``*.clm2.<tape>a.*.nc`` (the
+        naming from ctsm5.3.062 on). A location with no files is a missing
+        member, not an error.
+    basin
+        The basin of all runs, when ``cases`` does not give (member, basin)
+        pairs.
+    variables
+        CTSM fields to read (keys of :data:`HISTORY_VARIABLES`). Default:
+        ``QRUNOFF`` plus whichever of the others the files have. Named
+        fields must be in every file.
+    tape
+        The history tape with the daily means: ``"h1"`` (also matches
+        ``h1a``), or e.g. ``"h2"``.
+    start, end
+        First and last day to return (anything pandas reads as a date).
+        With both, a run is complete when it has every day between them
+        (but 29 February when no run has one, as in CTSM's ``noleap``
+        calendar). Default: the days that any run of the basin has.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``qsim`` (from ``QRUNOFF``) and the other fields under the names of
+        :data:`HISTORY_VARIABLES` (``qover``, ``qdrai``, ...), plus ``et =
+        qvege + qvegt + qsoil`` when all three are read; each ``(member,
+        basin, time)`` in mm/day, NaN where a run has no value. ``time`` is
+        the day each mean covers (see the module docstring). ``days_read``
+        ``(member, basin)`` counts the days found; ``attrs["missing"]`` and
+        ``attrs["incomplete"]`` list the runs with no files and with fewer
+        days than their basin's period (also reported by a warning and by
+        :func:`incomplete_members`).
+
+    Raises
+    ------
+    FileNotFoundError
+        When no run has any history file.
+    ValueError
+        For files that are not daily means, fluxes not in mm/s, or output on
+        PFTs or columns.
+
+    Warns
+    -----
+    UserWarning
+        Naming the missing and incomplete runs.
+
+    Examples
+    --------
+    >>> plan = prepare_ensemble(...)  # doctest: +SKIP
+    >>> flows = read_history({(m, "01013500"): f"{folder}/archive"
+    ...                       for m, folder in plan.folder.items()})  # doctest: +SKIP
+    >>> metrics.kge_prime(flows.qsim, qobs)  # doctest: +SKIP
+    """
+    runs = _normalise_cases(cases, basin)
+    if not runs:
+        raise ValueError("cases is empty.")
+    unknown = [v for v in (variables or []) if v not in HISTORY_VARIABLES]
+    if unknown:
+        raise ValueError(f"Unknown variables {unknown}; choose from {list(HISTORY_VARIABLES)}.")
+    names = list(variables) if variables else list(HISTORY_VARIABLES)
+    required = variables is not None
+
+    data: dict[tuple[int, str], dict[str, pd.Series]] = {}
+    long_names: dict[str, str] = {}
+    for key, spec in runs.items():
+        files = _find_history(spec, tape)
+        series, names_found = _read_files(files, names, required)
+        if files and "QRUNOFF" not in series and "QRUNOFF" in names:
+            raise KeyError(f"The history files of member {key[0]}, basin {key[1]} ({files[0]}, "
+                           "...) have no QRUNOFF.")
+        data[key] = series
+        long_names.update(names_found)
+    if not any(data.values()):
+        raise FileNotFoundError(
+            f"No history files ({tape}) found for any run; looked in e.g. {next(iter(runs.values()))}.")
+    present = [n for n in names if any(n in s for s in data.values())]
+
+    members = sorted({m for m, _ in runs})
+    basins = list(dict.fromkeys(b for _, b in runs))
+    lo = pd.Timestamp(start) if start is not None else None
+    hi = pd.Timestamp(end) if end is not None else None
+    expected: dict[str, pd.DatetimeIndex] = {}
+    for b in basins:
+        days = [s.index for (m, bb), d in data.items() if bb == b for s in d.values()]
+        idx = days[0].append(days[1:]).unique().sort_values() if days else pd.DatetimeIndex([])
+        if lo is not None and hi is not None and len(idx):
+            # the full daily period, without 29 February if the runs have none
+            full = pd.date_range(lo, hi, freq="D")
+            if not ((idx.month == 2) & (idx.day == 29)).any():
+                full = full[~((full.month == 2) & (full.day == 29))]
+            idx = full
+        if lo is not None:
+            idx = idx[idx >= lo]
+        if hi is not None:
+            idx = idx[idx <= hi]
+        expected[b] = idx
+    time = pd.DatetimeIndex(sorted(set().union(*[set(i) for i in expected.values()])))
+
+    shape = (len(members), len(basins), len(time))
+    arrays = {n: np.full(shape, np.nan) for n in present}
+    days_read = np.zeros(shape[:2], dtype=np.int64)
+    missing, incomplete = [], []
+    row, col = {m: i for i, m in enumerate(members)}, {b: j for j, b in enumerate(basins)}
+    for (m, b), series in data.items():
+        i, j = row[m], col[b]
+        for n, s in series.items():
+            s = s[s.index.isin(time)]
+            arrays[n][i, j, time.get_indexer(s.index)] = s.to_numpy()
+        if "QRUNOFF" in series:
+            have = series["QRUNOFF"].index
+        else:
+            have = next(iter(series.values())).index if series else pd.DatetimeIndex([])
+        n_have = int(have.isin(expected[b]).sum())
+        days_read[i, j] = n_have
+        if n_have == 0:
+            missing.append(f"{m}:{b}")
+        elif n_have < len(expected[b]):
+            incomplete.append(f"{m}:{b} ({n_have} of {len(expected[b])} days)")
+    # (member, basin) pairs not in cases at all are missing too
+    for m in members:
+        for b in basins:
+            if (m, b) not in runs:
+                missing.append(f"{m}:{b}")
+    if missing or incomplete:
+        def listed(items):
+            return ", ".join(items[:20]) + (f", ... ({len(items) - 20} more)" if len(items) > 20 else "")
+        parts = ([f"no history files for {len(missing)} (member:basin): {listed(missing)}"]
+                 if missing else [])
+        parts += ([f"too few days for {len(incomplete)}: {listed(incomplete)}"]
+                  if incomplete else [])
+        warnings.warn("CTSM runs not complete: " + "; ".join(parts)
+                      + ". Their days are NaN; see incomplete_members().", UserWarning,
+                      stacklevel=2)
+
+    data_vars = {}
+    for n in present:
+        out_name, default_long = HISTORY_VARIABLES[n]
+        data_vars[out_name] = (("member", "basin", "time"), arrays[n], {
+            "units": "mm/day", "long_name": long_names.get(n) or default_long,
+            "ctsm_name": n, "ctsm_units": "mm/s"})
+    if all(n in present for n in ("QVEGE", "QVEGT", "QSOIL")):
+        data_vars["et"] = (("member", "basin", "time"),
+                           arrays["QVEGE"] + arrays["QVEGT"] + arrays["QSOIL"],
+                           {"units": "mm/day", "long_name": "evapotranspiration, QVEGE + QVEGT + QSOIL"})
+    data_vars["days_read"] = (("member", "basin"), days_read,
+                              {"long_name": "days of history found for the run"})
+    expected_days = np.array([len(expected[b]) for b in basins], dtype=np.int64)
+    return xr.Dataset(data_vars, coords={
+        "member": members, "basin": np.asarray(basins, dtype=str), "time": time.values,
+        "expected_days": ("basin", expected_days, {"long_name": "days in the basin's period"}),
+    }, attrs={
+        "model": "CTSM",
+        "source": f"history tape {tape}",
+        "time_convention": "each time is the day the daily mean covers (lower edge of "
+                           "time_bounds; else the CTSM time stamp minus one day)",
+        "missing": ", ".join(missing),
+        "incomplete": ", ".join(incomplete),
+    })
+
+
+def incomplete_members(flows: xr.Dataset) -> pd.DataFrame:
+    """The runs of :func:`read_history` output that are missing or stopped early.
+
+    Parameters
+    ----------
+    flows
+        The Dataset of :func:`read_history` (uses ``days_read`` and
+        ``expected_days``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per incomplete run: ``member``, ``basin``, ``days_read``,
+        ``expected_days`` and ``status`` (``"missing"`` or ``"incomplete"``);
+        empty when every run is complete. Rerun these members (their
+        ``run_case.sh``, after removing the old case) or leave them out.
+    """
+    if "days_read" not in flows or "expected_days" not in flows.coords:
+        raise ValueError("flows must be the Dataset of read_history (days_read, expected_days).")
+    table = flows["days_read"].to_dataframe().reset_index()
+    table["expected_days"] = table["basin"].map(
+        dict(zip(flows.basin.values, flows["expected_days"].values)))
+    table = table[table.days_read < table.expected_days].copy()
+    table["status"] = np.where(table.days_read == 0, "missing", "incomplete")
+    return table[["member", "basin", "days_read", "expected_days", "status"]].reset_index(drop=True)

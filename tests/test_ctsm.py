@@ -555,3 +555,18 @@ def test_period_files_and_tapes(tmp_path):
         out = ctsm.read_history(runs, start="2001-01-01", end="2003-12-31")
     assert out.sizes["time"] == 3 * 365  # noleap runs: no 29 February expected
     assert ctsm.incomplete_members(out).days_read.tolist() == [730, 500]
+
+
+def test_example_case_feeds_prepare_ensemble(tmp_path):
+    files = ctsm.example_case(tmp_path / "example", ctsm_version="ctsm5.3.012")
+    samples = sampling.sample(SPACE, 3, "lhs", seed=0)
+    table = ctsm.prepare_ensemble(SPACE, samples, files["case"], files["paramfile"],
+                                  tmp_path / "members", ctsm_version="ctsm5.3.012",
+                                  surfdata=files["surfdata"])
+    assert len(table) == 3
+    member = tmp_path / "members" / "member_0001"
+    nl = namelist(member / "user_nl_clm")
+    assert float(nl["baseflow_scalar"].replace("d", "e")) == pytest.approx(samples[1, -1])
+    with xr.open_dataset(next(member.glob("*param*.nc"))) as p:
+        slope = p["medlynslope"].values
+        assert slope[0] == 0 and slope[1:].mean() == pytest.approx(samples[1, 2])

@@ -120,6 +120,7 @@ from .parameters import Parameter, ParameterSpace, _version_key
 __all__ = [
     "HISTORY_VARIABLES",
     "NAMELIST_DEFAULTS",
+    "example_case",
     "fortran_number",
     "incomplete_members",
     "prepare_ensemble",
@@ -1091,3 +1092,63 @@ def incomplete_members(flows: xr.Dataset) -> pd.DataFrame:
     table = table[table.days_read < table.expected_days].copy()
     table["status"] = np.where(table.days_read == 0, "missing", "incomplete")
     return table[["member", "basin", "days_read", "expected_days", "status"]].reset_index(drop=True)
+
+
+def example_case(folder: str | os.PathLike, *, ctsm_version: str = "ctsm5.3.012",
+                 basin: str = "01013500", zbedrock: float = 7.4,
+                 space: ParameterSpace | None = None) -> dict[str, Path]:
+    """Write a stand-in CTSM base case to try :func:`prepare_ensemble` without CTSM.
+
+    The files have CTSM's structure but not CTSM's content: a CIME case
+    folder with ``env_case.xml`` and ``user_nl_clm``, a parameter file that
+    holds every parameter of ``space`` that ``ctsm_version`` reads from the
+    paramfile (at its default; ``medlynslope`` for 17 PFTs, bare soil 0 and
+    the others equal to the default), and a one-gridcell surface dataset
+    with ``FMAX`` (default) and ``zbedrock`` (``zbedrock`` metres). Use real
+    CTSM files (``paramfile`` and ``fsurdat`` of your case) for real runs.
+
+    Returns
+    -------
+    dict
+        Paths ``case``, ``paramfile`` and ``surfdata``.
+    """
+    space = space or ParameterSpace.tang2025()
+    folder = Path(folder)
+    case = folder / f"camels_{basin}"
+    (case / "Buildconf" / "clmconf").mkdir(parents=True, exist_ok=True)
+    (case / "env_case.xml").write_text("<?xml version='1.0'?>\n<file id='env_case.xml'/>\n")
+    inputs = folder / "inputdata"
+    inputs.mkdir(parents=True, exist_ok=True)
+    paramfile = inputs / "clm5_params.example.nc"
+    surfdata = inputs / f"surfdata_{basin}.example.nc"
+    (case / "user_nl_clm").write_text(
+        "! history: daily means of runoff and its components on tape 2\n"
+        "hist_nhtfrq = 0, -24\n"
+        "hist_mfilt = 1, 365\n"
+        "hist_fincl2 = 'QRUNOFF', 'QOVER', 'QDRAI', 'QDRAI_PERCH', 'QRGWL', "
+        "'QVEGE', 'QVEGT', 'QSOIL'\n"
+        f"paramfile = '{paramfile.resolve()}'\n"
+        f"fsurdat = '{surfdata.resolve()}'\n")
+    variables = {}
+    for p in space:
+        if p.location(ctsm_version) != "paramfile":
+            continue
+        if p.per_pft:
+            values = np.full(17, p.default)
+            values[0] = 0.0  # bare soil
+            variables[p.name] = ("pft", values, {"units": p.units})
+        elif p.kind == "shift":
+            for name, value in zip((p.name, *p.bound_with), (2.0, 0.0, 0.0, -2.0)):
+                variables[name] = ((), value, {"units": "degC"})
+        else:
+            variables[p.name] = ((), p.default, {"units": p.units})
+    xr.Dataset(variables, attrs={"title": "stand-in CTSM parameter file (emucal example)"}).to_netcdf(
+        paramfile, format="NETCDF3_CLASSIC")
+    dims = ("lsmlat", "lsmlon")
+    fmax = space["FMAX"].default if "FMAX" in space.names else 0.38
+    xr.Dataset({
+        "FMAX": (dims, np.full((1, 1), fmax), {"units": "unitless"}),
+        "zbedrock": (dims, np.full((1, 1), zbedrock), {"units": "m"}),
+    }, attrs={"title": "stand-in CTSM surface dataset (emucal example)"}).to_netcdf(
+        surfdata, format="NETCDF3_CLASSIC")
+    return {"case": case, "paramfile": paramfile, "surfdata": surfdata}

@@ -244,20 +244,44 @@ def _lengthscale_prior(d: int, use: bool):
     return gpytorch.priors.LogNormalPrior(loc=np.sqrt(2.0) + np.log(d) / 2.0, scale=np.sqrt(3.0))
 
 
+def _matern52(d: int, batch_shape, lengthscale_bounds, prior: bool):
+    """Scaled Matern 5/2 kernel with one lengthscale per input (ARD)."""
+    return gpytorch.kernels.ScaleKernel(
+        gpytorch.kernels.MaternKernel(
+            nu=2.5, ard_num_dims=d, batch_shape=batch_shape,
+            lengthscale_prior=_lengthscale_prior(d, prior),
+            lengthscale_constraint=gpytorch.constraints.Interval(*lengthscale_bounds)),
+        batch_shape=batch_shape)
+
+
 class _ExactModel(gpytorch.models.ExactGP):
     def __init__(self, x, y, likelihood, batch_shape, lengthscale_bounds, prior=True):
         super().__init__(x, y, likelihood)
-        d = x.shape[-1]
         self.mean_module = gpytorch.means.ConstantMean(batch_shape=batch_shape)
-        self.covar_module = gpytorch.kernels.ScaleKernel(
-            gpytorch.kernels.MaternKernel(
-                nu=2.5, ard_num_dims=d, batch_shape=batch_shape,
-                lengthscale_prior=_lengthscale_prior(d, prior),
-                lengthscale_constraint=gpytorch.constraints.Interval(*lengthscale_bounds)),
-            batch_shape=batch_shape)
+        self.covar_module = _matern52(x.shape[-1], batch_shape, lengthscale_bounds, prior)
 
     def forward(self, x):
         return gpytorch.distributions.MultivariateNormal(self.mean_module(x), self.covar_module(x))
+
+
+def _predict(em, x: np.ndarray, chunk_size: int, return_std: bool):
+    """Predictive mean (and sd) of a fitted emulator, chunk by chunk along axis -2."""
+    dev = next(em.model_.parameters()).device
+    means, stds = [], []
+    with torch.no_grad(), gpytorch.settings.max_cholesky_size(getattr(em, "max_cholesky_size", 100_000)):
+        for i in range(0, x.shape[-2], chunk_size):
+            part = torch.as_tensor(em.scaler_.x(x[..., i:i + chunk_size, :]),
+                                   dtype=torch.float64, device=dev)
+            pred = em.likelihood_(em.model_(part))
+            means.append(pred.mean.cpu().numpy())
+            stds.append(pred.variance.clamp_min(0).sqrt().cpu().numpy())
+    y_mean, y_std = em.scaler_.y_mean, em.scaler_.y_std
+    if x.ndim == 2:
+        y_mean, y_std = y_mean[..., 0], y_std[..., 0]
+    mean = np.concatenate(means, axis=-1) * y_std + y_mean
+    if not return_std:
+        return mean
+    return mean, np.concatenate(stds, axis=-1) * y_std
 
 
 class GPEmulator:
@@ -390,19 +414,7 @@ class GPEmulator:
         if x.shape[-1] != self.n_features_in_ or tuple(x.shape[:-2]) != self.batch_shape_:
             raise ValueError(f"X must have shape {(*self.batch_shape_, 'm', self.n_features_in_)}; "
                              f"got {x.shape}.")
-        dev = next(self.model_.parameters()).device
-        means, stds = [], []
-        with torch.no_grad(), gpytorch.settings.max_cholesky_size(self.max_cholesky_size):
-            for i in range(0, x.shape[-2], chunk_size):
-                part = torch.as_tensor(self.scaler_.x(x[..., i:i + chunk_size, :]),
-                                       dtype=torch.float64, device=dev)
-                pred = self.likelihood_(self.model_(part))
-                means.append(pred.mean.cpu().numpy())
-                stds.append(pred.variance.clamp_min(0).sqrt().cpu().numpy())
-        mean = np.concatenate(means, axis=-1) * self.scaler_.y_std + self.scaler_.y_mean
-        if not return_std:
-            return mean
-        return mean, np.concatenate(stds, axis=-1) * self.scaler_.y_std
+        return _predict(self, x, chunk_size, return_std)
 
     def save(self, path) -> Path:
         """Save the fitted emulator (settings, scaling, training data, hyperparameters)."""
@@ -500,10 +512,7 @@ class _SparseModel(gpytorch.models.ApproximateGP):
             self, inducing, distribution, learn_inducing_locations=True)
         super().__init__(strategy)
         self.mean_module = gpytorch.means.ConstantMean()
-        self.covar_module = gpytorch.kernels.ScaleKernel(gpytorch.kernels.MaternKernel(
-            nu=2.5, ard_num_dims=inducing.shape[-1],
-            lengthscale_prior=_lengthscale_prior(inducing.shape[-1], prior),
-            lengthscale_constraint=gpytorch.constraints.Interval(*lengthscale_bounds)))
+        self.covar_module = _matern52(inducing.shape[-1], torch.Size(), lengthscale_bounds, prior)
 
     def forward(self, x):
         return gpytorch.distributions.MultivariateNormal(self.mean_module(x), self.covar_module(x))
@@ -616,19 +625,7 @@ class SparseGPEmulator:
         x = np.asarray(X, dtype=float)
         if x.ndim != 2 or x.shape[1] != self.n_features_in_:
             raise ValueError(f"X must have shape (m, {self.n_features_in_}); got {x.shape}.")
-        dev = next(self.model_.parameters()).device
-        means, stds = [], []
-        with torch.no_grad():
-            for i in range(0, x.shape[0], chunk_size):
-                part = torch.as_tensor(self.scaler_.x(x[i:i + chunk_size]), dtype=torch.float64,
-                                       device=dev)
-                pred = self.likelihood_(self.model_(part))
-                means.append(pred.mean.cpu().numpy())
-                stds.append(pred.variance.clamp_min(0).sqrt().cpu().numpy())
-        mean = np.concatenate(means) * self.scaler_.y_std[..., 0] + self.scaler_.y_mean[..., 0]
-        if not return_std:
-            return mean
-        return mean, np.concatenate(stds) * self.scaler_.y_std[..., 0]
+        return _predict(self, x, chunk_size, return_std)
 
     def save(self, path) -> Path:
         """Save the fitted emulator."""

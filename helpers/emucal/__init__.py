@@ -10,6 +10,7 @@ One module per step of the workflow (see the book's API page):
 - :mod:`emucal.model`: the teaching model, CTSM's hydrology in a fast lumped form.
 - :mod:`emucal.ensemble`: running samples x basins in chunks, resumable, locally or on dask.
 - :mod:`emucal.emulators`: GPyTorch emulators (per-basin batch GP, large-sample GP) and baselines.
+- :mod:`emucal.calibrate`: emulator search, iterative refinement, the DDS baseline.
 - :mod:`emucal.metrics`: KGE, KGE', normKGE, NSE and water-year windows.
 - :mod:`emucal.plotting`: maps and hydrographs shared by chapters.
 """
@@ -22,7 +23,7 @@ try:
 except PackageNotFoundError:  # running from a source tree without installing
     __version__ = "0+unknown"
 
-_MODULES = ("camels", "ctsm", "data", "emulators", "ensemble", "metrics", "model", "parameters",
+_MODULES = ("calibrate", "camels", "ctsm", "data", "emulators", "ensemble", "metrics", "model", "parameters",
             "plotting", "sampling")
 __all__ = [*_MODULES, "__version__"]
 

@@ -1,0 +1,86 @@
+"""emucal.calibrate on problems whose optimum is known, and on the teaching model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from emucal import calibrate, ensemble, sampling
+from emucal.parameters import Parameter, ParameterSpace
+
+SPACE = ParameterSpace([Parameter(f"p{i}", 0.5, 0.0, 1.0) for i in range(4)])
+OPTIMA = np.array([[0.2, 0.8, 0.5, 0.3], [0.7, 0.1, 0.9, 0.6]])  # one per "basin"
+
+
+def toy_run(params):
+    """KGE-like skill: 1 at each basin's optimum, falling off quadratically."""
+    params = np.asarray(params)
+    return 1.0 - 3.0 * ((params - OPTIMA[:, None, :]) ** 2).sum(-1)
+
+
+toy_run.n_basin = 2
+
+
+def test_search_finds_each_basins_maximum():
+    predict = lambda u: toy_run(u)
+    pop, fit = calibrate.search(predict, 2, 4, popsize=40, generations=80, seed=0)
+    np.testing.assert_allclose(pop[:, 0], OPTIMA, atol=0.02)
+    assert np.all(np.diff(fit, axis=1) <= 0)  # sorted best first
+    again, _ = calibrate.search(predict, 2, 4, popsize=40, generations=80, seed=0)
+    np.testing.assert_array_equal(pop, again)
+
+
+def test_pick_distinct_keeps_candidates_apart():
+    rng = np.random.default_rng(0)
+    cands = np.concatenate([np.full((1, 5, 4), 0.5), rng.uniform(size=(1, 30, 4))], axis=1)
+    chosen = calibrate.pick_distinct(cands, 6, min_distance=0.1)
+    assert chosen.shape == (1, 6, 4)
+    np.testing.assert_array_equal(chosen[0, 0], cands[0, 0])  # the best is kept
+    dist = np.linalg.norm(chosen[0][:, None] - chosen[0][None], axis=-1) / 2.0
+    assert dist[np.triu_indices(6, 1)].min() >= 0.1
+
+
+def test_iterate_improves_and_resumes():
+    initial = sampling.sample(SPACE, 20, "lhs", seed=1)
+    full = calibrate.iterate(toy_run, SPACE, initial, n_iterations=2, n_per_iteration=5,
+                             popsize=30, generations=30, progress=False)
+    assert full.params.shape == (2, 30, 4) and list(full.after_iteration.values) == [0, 1, 2]
+    best = full.best_skill.values
+    assert np.all(np.diff(best, axis=1) >= 0) and np.all(best[:, -1] > best[:, 0])
+    assert np.all(best[:, -1] > 0.95)  # near the optimum of 1
+    first = calibrate.iterate(toy_run, SPACE, initial, n_iterations=1, n_per_iteration=5,
+                              popsize=30, generations=30, progress=False)
+    resumed = calibrate.iterate(toy_run, SPACE, None, n_iterations=2, n_per_iteration=5,
+                                popsize=30, generations=30, history=first, progress=False)
+    np.testing.assert_array_equal(resumed.params.values, full.params.values)
+
+
+def test_dds_improves_monotonically_and_is_seeded():
+    a = calibrate.dds(toy_run, SPACE, 150, seed=3, progress=False)
+    b = calibrate.dds(toy_run, SPACE, 150, seed=3, progress=False)
+    np.testing.assert_array_equal(a.best_skill.values, b.best_skill.values)
+    assert a.best_skill.shape == (2, 150)
+    assert np.all(np.diff(a.best_skill.values, axis=1) >= 0)
+    assert np.all(a.best_skill.values[:, -1] > 0.97)
+    batched = calibrate.dds(toy_run, SPACE, 150, seed=3, batch=5, progress=False)
+    assert batched.skill.shape == (2, 150)
+
+
+def test_model_runner_matches_the_ensemble(toy):
+    forcing, attrs = toy
+    space = ParameterSpace.tang2025()
+    samples = sampling.sample(space, 4, "lhs", seed=0)
+    run = calibrate.model_runner(forcing, attrs, space, period=(2002, 2004))
+    skill = run(np.broadcast_to(samples, (2,) + samples.shape))
+    ens = ensemble.run_ensemble(samples, forcing, attrs, metrics=("kge_prime",),
+                                periods={"c": (2002, 2004)}, progress=False)
+    np.testing.assert_allclose(skill, ens.kge_prime.sel(period="c").values.T, rtol=1e-10)
+    with pytest.raises(ValueError, match="basin=2"):
+        run(samples)
+
+
+def test_bad_settings_are_explained():
+    with pytest.raises(ValueError, match="emulator must be"):
+        calibrate.iterate(toy_run, SPACE, np.zeros((2, 4)), emulator="nn")
+    with pytest.raises(ValueError, match="basin_attrs"):
+        calibrate.iterate(toy_run, SPACE, np.zeros((2, 4)), emulator="lse")

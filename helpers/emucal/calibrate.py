@@ -89,6 +89,7 @@ def model_runner(forcing: xr.Dataset, attrs, space: ParameterSpace, *, metric: s
         return score(flow, qobs[:, None, :])
 
     run.n_basin = n_basin
+    run.basins = forcing.basin.values
     return run
 
 
@@ -273,10 +274,10 @@ def iterate(run: Callable, space: ParameterSpace, initial: np.ndarray, *, n_iter
         skill = np.concatenate([skill, new_skill], axis=1)
         iteration = np.concatenate([iteration, np.full(new_skill.shape, it)], axis=1)
         bar.set_postfix(median_best=float(np.median(np.nanmax(skill, axis=1))))
-    return _history(params, skill, iteration, space)
+    return _history(params, skill, iteration, space, getattr(run, "basins", None))
 
 
-def _history(params, skill, iteration, space) -> xr.Dataset:
+def _history(params, skill, iteration, space, basins=None) -> xr.Dataset:
     n_iter = int(iteration.max())
     best = np.stack([np.nanmax(np.where(iteration <= k, skill, -np.inf), axis=1)
                      for k in range(n_iter + 1)], axis=1)
@@ -285,7 +286,8 @@ def _history(params, skill, iteration, space) -> xr.Dataset:
         "skill": (("basin", "run"), skill),
         "iteration": (("basin", "run"), iteration),
         "best_skill": (("basin", "after_iteration"), best),
-    }, coords={"param": space.names, "after_iteration": np.arange(n_iter + 1)})
+    }, coords={"param": space.names, "after_iteration": np.arange(n_iter + 1),
+               **({"basin": basins} if basins is not None else {})})
 
 
 # --------------------------------------------------------------------- DDS
@@ -351,4 +353,5 @@ def dds(run: Callable, space: ParameterSpace, n_evaluations: int, *, n_basin: in
         "params": (("basin", "run", "param"), params),
         "skill": (("basin", "run"), skill),
         "best_skill": (("basin", "evaluation"), np.stack(trace, axis=1)),
-    }, coords={"param": space.names, "evaluation": np.arange(1, len(trace) + 1)})
+    }, coords={"param": space.names, "evaluation": np.arange(1, len(trace) + 1),
+               **({"basin": run.basins} if hasattr(run, "basins") else {})})

@@ -84,3 +84,24 @@ def test_bad_settings_are_explained():
         calibrate.iterate(toy_run, SPACE, np.zeros((2, 4)), emulator="nn")
     with pytest.raises(ValueError, match="basin_attrs"):
         calibrate.iterate(toy_run, SPACE, np.zeros((2, 4)), emulator="lse")
+
+
+def test_posterior_recovers_a_known_distribution():
+    # "emulator": normKGE falls off from 1 at each basin's optimum; no emulator doubt
+    centre = OPTIMA[:, None, :]
+
+    def predict(u, return_std=False):
+        mu = 1.0 - ((u - centre) ** 2).sum(-1)
+        return (mu, np.zeros_like(mu)) if return_std else mu
+
+    # with tau, log L = -(sum of squares)^2 / (2 tau^2): concentrated near the optimum
+    draws, acc = calibrate.posterior(predict, 2, 4, tau=0.02, n_steps=1500, burn=700, seed=1)
+    assert draws.shape[0] == 2 and draws.shape[2] == 4
+    assert np.all((acc > 0.1) & (acc < 0.5))
+    np.testing.assert_allclose(np.median(draws, axis=1), OPTIMA, atol=0.05)
+    # a larger emulator doubt widens the posterior
+    def doubtful(u, return_std=False):
+        return 1.0 - ((u - centre) ** 2).sum(-1), np.full(u.shape[:-1], 0.2)
+
+    wide, _ = calibrate.posterior(doubtful, 2, 4, tau=0.02, n_steps=1500, burn=700, seed=1)
+    assert np.all(wide.std(axis=1).mean(-1) > 2 * draws.std(axis=1).mean(-1))

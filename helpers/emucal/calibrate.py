@@ -52,7 +52,7 @@ from .emulators import GPEmulator, lse_features, make_lse
 from .model import prepare_inputs, run_columns
 from .parameters import ParameterSpace
 
-__all__ = ["dds", "iterate", "model_runner", "pick_distinct", "search"]
+__all__ = ["dds", "iterate", "model_runner", "pick_distinct", "posterior", "search"]
 
 
 # ------------------------------------------------------------------- runner
@@ -355,3 +355,83 @@ def dds(run: Callable, space: ParameterSpace, n_evaluations: int, *, n_basin: in
         "best_skill": (("basin", "evaluation"), np.stack(trace, axis=1)),
     }, coords={"param": space.names, "evaluation": np.arange(1, len(trace) + 1),
                **({"basin": run.basins} if hasattr(run, "basins") else {})})
+
+
+# ---------------------------------------------------------------- posterior
+def posterior(predict: Callable, n_basin: int, n_dim: int, *, tau: float = 0.05,
+              n_chains: int = 16, n_steps: int = 2000, burn: int = 1000, thin: int = 10,
+              seed: int = 0, init: np.ndarray | None = None):
+    """Posterior samples of the parameters, on the emulator, for all basins at once.
+
+    The skill of a parameter set is treated as an informal likelihood: a
+    perfect model would score normKGE = 1, and the distance from 1 is judged
+    against a tolerance ``tau`` plus the emulator's own uncertainty. With
+    the emulator's prediction ``N(mu(u), s(u)^2)`` for normKGE at unit-cube
+    point ``u``, integrating over it gives
+
+    ``log L(u) = -(1 - mu)^2 / (2 (tau^2 + s^2)) - log(tau^2 + s^2) / 2``,
+
+    so parameter sets where the emulator is unsure are neither rewarded nor
+    excluded with false confidence. The prior is uniform in the unit cube
+    (uniform in log for log-scaled parameters). ``tau`` sets how sharp the
+    posterior is: it plays the role of the error that no parameter set can
+    remove (chapter 7), and is a choice, not a measured quantity.
+
+    Sampling is random-walk Metropolis with ``n_chains`` chains per basin,
+    steps reflected at the cube's faces, and the step size tuned during
+    burn-in towards an acceptance rate of about 0.25.
+
+    Parameters
+    ----------
+    predict
+        ``predict(u, return_std=True)`` with ``u`` ``(basin, m, n_dim)``
+        returning mean and standard deviation of normKGE ``(basin, m)``
+        (e.g. a batched :class:`~emucal.emulators.GPEmulator`'s ``predict``).
+    n_basin, n_dim
+        Basins and parameters.
+    tau
+        Tolerance on normKGE (see above).
+    n_chains, n_steps, burn, thin
+        Chains per basin, steps per chain, burn-in steps dropped, thinning.
+    seed
+        Random seed.
+    init
+        Starting points ``(basin, n_chains, n_dim)``, e.g. the best runs.
+
+    Returns
+    -------
+    draws : ndarray ``(basin, n_draws, n_dim)``
+        Posterior draws in the unit cube (map with ``space.from_unit``).
+    acceptance : ndarray ``(basin,)``
+        Acceptance rate after burn-in.
+    """
+    if burn >= n_steps:
+        raise ValueError(f"burn ({burn}) must be smaller than n_steps ({n_steps}).")
+    rng = np.random.default_rng(seed)
+
+    def log_like(u):
+        mu, sd = predict(u, return_std=True)
+        var = tau ** 2 + np.asarray(sd) ** 2
+        return -((1.0 - np.asarray(mu)) ** 2) / (2 * var) - 0.5 * np.log(var)
+
+    x = rng.uniform(size=(n_basin, n_chains, n_dim)) if init is None else np.array(init, float)
+    lx = log_like(x)
+    step = np.full((n_basin, 1, 1), 0.1)
+    draws, accepted, counted = [], np.zeros(n_basin), 0
+    for i in range(n_steps):
+        prop = x + step * rng.standard_normal(x.shape)
+        prop = np.abs(prop)
+        prop = np.where(prop > 1, 2 - prop, prop).clip(0, 1)
+        lp = log_like(prop)
+        accept = np.log(rng.uniform(size=lx.shape)) < lp - lx
+        x = np.where(accept[..., None], prop, x)
+        lx = np.where(accept, lp, lx)
+        rate = accept.mean(axis=1)
+        if i < burn:
+            step = np.clip(step * np.exp(0.5 * (rate - 0.25))[:, None, None], 1e-3, 0.5)  # tune towards 25%
+        else:
+            accepted += rate
+            counted += 1
+            if (i - burn) % thin == 0:
+                draws.append(x.copy())
+    return np.concatenate(draws, axis=1), accepted / max(counted, 1)

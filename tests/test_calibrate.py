@@ -105,3 +105,23 @@ def test_posterior_recovers_a_known_distribution():
 
     wide, _ = calibrate.posterior(doubtful, 2, 4, tau=0.02, n_steps=1500, burn=700, seed=1)
     assert np.all(wide.std(axis=1).mean(-1) > 2 * draws.std(axis=1).mean(-1))
+
+
+def test_regionalise_transfers_an_attribute_driven_optimum():
+    # the optimum of every parameter is the basin's single attribute: learnable across basins
+    rng = np.random.default_rng(0)
+    n_basin = 10
+    attr = np.linspace(0.15, 0.85, n_basin)[:, None]
+    optimum = np.repeat(attr, 4, axis=1)
+
+    def run(params):
+        return 1.0 - 3.0 * ((np.asarray(params) - optimum[:, None, :]) ** 2).sum(-1)
+
+    params = rng.uniform(size=(n_basin, 40, 4))
+    chosen, fold = calibrate.regionalise(params, run(params), attr, SPACE, n_splits=5, seed=0,
+                                         popsize=30, generations=30)
+    assert chosen.shape == (n_basin, 4) and sorted(set(fold)) == [0, 1, 2, 3, 4]
+    ungauged = run(chosen[:, None, :])[:, 0]
+    default = run(np.broadcast_to(SPACE.defaults, (n_basin, 1, 4)))[:, 0]
+    assert np.median(ungauged) > np.median(default)
+    assert np.median(ungauged) > 0.8

@@ -52,7 +52,9 @@ from .emulators import GPEmulator, lse_features, make_lse
 from .model import prepare_inputs, run_columns
 from .parameters import ParameterSpace
 
-__all__ = ["dds", "iterate", "model_runner", "pick_distinct", "posterior", "search"]
+__all__ = [
+    "dds", "iterate", "model_runner", "pick_distinct", "posterior", "regionalise", "search",
+]
 
 
 # ------------------------------------------------------------------- runner
@@ -435,3 +437,66 @@ def posterior(predict: Callable, n_basin: int, n_dim: int, *, tau: float = 0.05,
             if (i - burn) % thin == 0:
                 draws.append(x.copy())
     return np.concatenate(draws, axis=1), accepted / max(counted, 1)
+
+
+# ------------------------------------------------------------ regionalise
+def regionalise(params: np.ndarray, skill: np.ndarray, basin_attrs: np.ndarray,
+                space: ParameterSpace, *, n_splits: int = 5, seed: int = 0,
+                popsize: int = 150, generations: int = 60) -> tuple[np.ndarray, np.ndarray]:
+    """Parameters for basins treated as ungauged, from a large-sample emulator (spatial CV).
+
+    The basins are split into ``n_splits`` folds. For each fold, a
+    large-sample emulator is trained on the runs of the *other* basins
+    (parameters and attributes -> normKGE), and the held-out basins get the
+    parameter set that maximises its prediction given their attributes
+    alone: no streamflow of a held-out basin is used. Run the model with the
+    result to score it, as for a basin without a gauge.
+
+    Parameters
+    ----------
+    params, skill
+        Runs ``(basin, n, param)`` in parameter units and their KGE' ``(basin, n)``
+        (e.g. an initial ensemble, or the history of :func:`iterate`).
+    basin_attrs
+        ``(basin, n_attr)`` attributes (e.g. of
+        :data:`emucal.emulators.LSE_ATTRIBUTES`).
+    space
+        The parameter space.
+    n_splits, seed
+        Folds over basins and the seed of the split, training and search.
+    popsize, generations
+        Size of the emulator search (:func:`search`).
+
+    Returns
+    -------
+    chosen : ndarray ``(basin, param)``
+        Regionalised parameters of every basin, each chosen while it was held out.
+    fold : ndarray ``(basin,)``
+        The fold in which each basin was held out.
+    """
+    from .emulators import kfold
+
+    params = np.asarray(params, float)
+    n_basin, n_run, d = params.shape
+    unit = space.to_unit(params.reshape(-1, d)).reshape(n_basin, n_run, d)
+    skill = np.nan_to_num(np.asarray(skill, float), nan=-1e6)
+    target = _to_norm(skill).clip(-1, 1)
+    folds = kfold(n_basin, n_splits, seed=seed)
+    chosen = np.empty((n_basin, d))
+    fold_of = np.empty(n_basin, int)
+    for k, held in enumerate(folds):
+        train = np.setdiff1d(np.arange(n_basin), held)
+        x = lse_features(unit[train].reshape(-1, d), np.repeat(basin_attrs[train], n_run, axis=0))
+        em = make_lse(len(x), seed=seed + k).fit(x, target[train].ravel())
+        attrs_held = basin_attrs[held]
+
+        def predict(u, em=em, attrs_held=attrs_held):
+            m = u.shape[1]
+            feats = lse_features(u.reshape(-1, d), np.repeat(attrs_held, m, axis=0))
+            return em.predict(feats).reshape(len(attrs_held), m)
+
+        pop, _ = search(predict, len(held), d, popsize=popsize, generations=generations,
+                        seed=seed + 100 * k)
+        chosen[held] = space.from_unit(pop[:, 0])
+        fold_of[held] = k
+    return chosen, fold_of

@@ -15,13 +15,14 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-__all__ = ["CONUS_EXTENT", "basin_map", "hydrograph"]
+__all__ = ["CONUS_EXTENT", "basin_map", "conus_projection", "hydrograph"]
 
 #: Longitude and latitude limits of the contiguous United States (W, E, S, N).
 CONUS_EXTENT = (-125.0, -66.5, 24.0, 50.0)
 
 
-def _conus_projection():
+def conus_projection():
+    """Albers equal-area projection for maps of the contiguous United States."""
     import cartopy.crs as ccrs
 
     # Albers equal-area with the standard parallels the USGS uses for CONUS.
@@ -79,7 +80,7 @@ def basin_map(
     if lon.shape != lat.shape:
         raise ValueError(f"lon and lat must have the same shape, got {lon.shape} and {lat.shape}.")
     if ax is None:
-        _, ax = plt.subplots(figsize=(9, 5.2), subplot_kw={"projection": _conus_projection()})
+        _, ax = plt.subplots(figsize=(9, 5.2), subplot_kw={"projection": conus_projection()})
     ax.set_extent(CONUS_EXTENT, crs=ccrs.PlateCarree())
     ax.add_feature(cfeature.NaturalEarthFeature("physical", "ocean", resolution),
                    facecolor="#dceaf5", edgecolor="none", zorder=0)

@@ -6,16 +6,31 @@ validation WY2008-2013; KGE'. Rows: default parameters; best of the initial
 3,500 runs per basin; LSE in spatial 5-fold cross-validation (ungauged).
 Prints median KGE' (calibration, validation), the share of basins better than
 default, Tang et al.'s CTSM numbers beside, and the run time of the protocol.
-Run: python benchmarks/calibration_table.py
+Run: python benchmarks/calibration_table.py [--checkpoints DIR]
+With --checkpoints, every step saves its progress in DIR, and running the
+same command again after an interruption resumes the protocol where it
+stopped (the table is the same as from an uninterrupted run).
 """
 
+import argparse
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from emucal import calibrate, camels, emulators, sampling
 from emucal.parameters import ParameterSpace
+
+parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+parser.add_argument("--checkpoints", type=Path, default=None,
+                    help="folder for the checkpoints of every step (resume by running again)")
+args = parser.parse_args()
+
+
+def checkpoint(name):
+    return None if args.checkpoints is None else args.checkpoints / f"{name}.nc"
+
 
 SEED = 0
 start_all = time.perf_counter()
@@ -39,20 +54,22 @@ def best_after(history, iteration):
 
 t = time.perf_counter()
 sse = calibrate.iterate(run, space, initial, n_iterations=3, n_per_iteration=50, seed=SEED,
-                        progress=False)
+                        checkpoint=checkpoint("sse"), progress=False)
 times["SSE loop"] = time.perf_counter() - t
 t = time.perf_counter()
 lse = calibrate.iterate(run, space, initial, n_iterations=3, n_per_iteration=50, emulator="lse",
-                        basin_attrs=basin_attrs, seed=SEED, progress=False)
+                        basin_attrs=basin_attrs, seed=SEED, checkpoint=checkpoint("lse"), progress=False)
 times["LSE loop"] = time.perf_counter() - t
 t = time.perf_counter()
-dds350 = calibrate.dds(run, space, 350, seed=SEED, progress=False)
-dds3500 = calibrate.dds(run, space, 3500, seed=SEED, batch=10, progress=False)
+dds350 = calibrate.dds(run, space, 350, seed=SEED, checkpoint=checkpoint("dds350"), progress=False)
+dds3500 = calibrate.dds(run, space, 3500, seed=SEED, batch=10, checkpoint=checkpoint("dds3500"),
+                       progress=False)
 times["DDS 350 + 3500"] = time.perf_counter() - t
 t = time.perf_counter()
 init_params = sse.params.values[:, :200]
 init_skill = sse.skill.values[:, :200]
-ungauged, _ = calibrate.regionalise(init_params, init_skill, basin_attrs, space, seed=SEED)
+ungauged, _ = calibrate.regionalise(init_params, init_skill, basin_attrs, space, seed=SEED,
+                                   checkpoint=checkpoint("regionalise"))
 times["LSE spatial CV"] = time.perf_counter() - t
 
 rows = {

@@ -125,3 +125,88 @@ def test_regionalise_transfers_an_attribute_driven_optimum():
     default = run(np.broadcast_to(SPACE.defaults, (n_basin, 1, 4)))[:, 0]
     assert np.median(ungauged) > np.median(default)
     assert np.median(ungauged) > 0.8
+
+
+class _Interrupted(RuntimeError):
+    pass
+
+
+def _failing_after(run, n_calls):
+    """A runner that breaks down (like a killed job) after ``n_calls`` model calls."""
+    calls = {"n": 0}
+
+    def wrapped(params):
+        calls["n"] += 1
+        if calls["n"] > n_calls:
+            raise _Interrupted
+        return run(params)
+
+    wrapped.n_basin = getattr(run, "n_basin", None)
+    return wrapped
+
+
+def test_an_interrupted_protocol_resumes_to_the_same_numbers(tmp_path):
+    initial = sampling.sample(SPACE, 20, "lhs", seed=1)
+    search = dict(popsize=30, generations=30, progress=False)
+    # iterate: killed during iteration 2, resumed from its checkpoint
+    full = calibrate.iterate(toy_run, SPACE, initial, n_iterations=2, n_per_iteration=5, **search)
+    path = tmp_path / "sse.nc"
+    with pytest.raises(_Interrupted):
+        calibrate.iterate(_failing_after(toy_run, 2), SPACE, initial, n_iterations=2,
+                          n_per_iteration=5, checkpoint=path, **search)
+    resumed = calibrate.iterate(toy_run, SPACE, initial, n_iterations=2, n_per_iteration=5,
+                                checkpoint=path, **search)
+    np.testing.assert_array_equal(resumed.params.values, full.params.values)
+    np.testing.assert_array_equal(resumed.best_skill.values, full.best_skill.values)
+    # a checkpoint of other settings is refused, not mixed in
+    with pytest.raises(ValueError, match="other settings"):
+        calibrate.iterate(toy_run, SPACE, initial, n_iterations=2, n_per_iteration=6,
+                          checkpoint=path, **search)
+
+    # DDS: killed after 7 batches of 5, checkpoints every 10 evaluations
+    full = calibrate.dds(toy_run, SPACE, 100, seed=3, batch=5, progress=False)
+    path = tmp_path / "dds.nc"
+    with pytest.raises(_Interrupted):
+        calibrate.dds(_failing_after(toy_run, 8), SPACE, 100, seed=3, batch=5,
+                      checkpoint=path, checkpoint_every=10, progress=False)
+    calls = []
+
+    def counting(params):
+        calls.append(np.shape(params)[1])
+        return toy_run(params)
+
+    counting.n_basin = 2
+    resumed = calibrate.dds(counting, SPACE, 100, seed=3, batch=5, checkpoint=path,
+                            checkpoint_every=10, progress=False)
+    assert sum(calls) == 100 - 31  # the default and six batches were not run again
+    for name in ("params", "skill", "best_skill"):
+        np.testing.assert_array_equal(resumed[name].values, full[name].values)
+
+    # regionalise: killed in the third fold (its runner is the emulator, so interrupt the search)
+    rng = np.random.default_rng(0)
+    params = rng.uniform(size=(6, 20, 4))
+    skill = 1.0 - ((params - 0.5) ** 2).sum(-1)
+    attr = np.linspace(0, 1, 6)[:, None]
+    kwargs = dict(n_splits=3, seed=0, popsize=20, generations=10)
+    chosen, fold = calibrate.regionalise(params, skill, attr, SPACE, **kwargs)
+    path = tmp_path / "reg.nc"
+    real_search = calibrate.search
+    seen = {"n": 0}
+
+    def breaking_search(*args, **kw):
+        seen["n"] += 1
+        if seen["n"] == 3:
+            raise _Interrupted
+        return real_search(*args, **kw)
+
+    calibrate.search = breaking_search
+    try:
+        with pytest.raises(_Interrupted):
+            calibrate.regionalise(params, skill, attr, SPACE, checkpoint=path, **kwargs)
+        seen["n"] = -10  # no more interruptions; count the folds still to do
+        again, fold_again = calibrate.regionalise(params, skill, attr, SPACE, checkpoint=path, **kwargs)
+    finally:
+        calibrate.search = real_search
+    assert seen["n"] == -9  # only the third fold was searched again
+    np.testing.assert_array_equal(again, chosen)
+    np.testing.assert_array_equal(fold_again, fold)

@@ -26,7 +26,13 @@ of the data.
 the standard budget-limited optimiser of hydrological models, run directly
 on the model as the baseline at an equal number of model runs.
 
-Every step takes a seed; the same seed gives the same parameter sets.
+Every step takes a seed; the same seed gives the same parameter sets. And
+every long step takes a ``checkpoint`` file: :func:`iterate` saves after each
+iteration, :func:`dds` every ``checkpoint_every`` evaluations, and
+:func:`regionalise` after each fold. Call the step again with the same file
+after an interruption and it carries on where it stopped, with the same
+numbers as a run that was never interrupted; a file written with other
+settings is refused rather than silently mixed in.
 
 References
 ----------
@@ -41,6 +47,9 @@ Tang, G., Wood, A. W. and Swenson, S. (2025). Water Resour. Res. 61, e2024WR0395
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -55,6 +64,47 @@ from .parameters import ParameterSpace
 __all__ = [
     "dds", "iterate", "model_runner", "pick_distinct", "posterior", "regionalise", "search",
 ]
+
+
+# -------------------------------------------------------------- checkpoints
+def _settings_json(settings: dict) -> str:
+    return json.dumps(settings, sort_keys=True, default=str)
+
+
+def _load_checkpoint(path, settings: dict) -> xr.Dataset | None:
+    """The checkpoint at ``path`` if there is one, after checking it matches ``settings``."""
+    if path is None or not Path(path).exists():
+        return None
+    with xr.open_dataset(path, engine="netcdf4") as ds:
+        ds = ds.load()
+    found = ds.attrs.get("emucal_settings")
+    if found != _settings_json(settings):
+        raise ValueError(
+            f"The checkpoint {path} was written by a run with other settings:\n  {found}\n"
+            f"this run has\n  {_settings_json(settings)}\n"
+            "Delete the file to start again, or pass another checkpoint path.")
+    return ds
+
+
+def _save_checkpoint(ds: xr.Dataset, path, settings: dict) -> None:
+    """Write ``ds`` to ``path`` atomically (a half-written file never replaces a good one)."""
+    if path is None:
+        return
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds = ds.copy()
+    ds.attrs["emucal_settings"] = _settings_json(settings)
+    tmp = path.with_name(path.name + ".part")
+    ds.to_netcdf(tmp, engine="netcdf4")
+    os.replace(tmp, path)
+
+
+def _fingerprint(array) -> str:
+    """A short digest of an array, to tell checkpoints of different inputs apart."""
+    import hashlib
+
+    array = np.ascontiguousarray(np.asarray(array, dtype=float))
+    return hashlib.sha256(array.tobytes() + str(array.shape).encode()).hexdigest()[:16]
 
 
 # ------------------------------------------------------------------- runner
@@ -192,7 +242,8 @@ def _to_norm(kge):
 def iterate(run: Callable, space: ParameterSpace, initial: np.ndarray, *, n_iterations: int = 3,
             n_per_iteration: int = 50, emulator: str = "sse", basin_attrs: np.ndarray | None = None,
             seed: int = 0, popsize: int = 150, generations: int = 60,
-            history: xr.Dataset | None = None, progress: bool = True) -> xr.Dataset:
+            history: xr.Dataset | None = None, checkpoint: str | os.PathLike | None = None,
+            progress: bool = True) -> xr.Dataset:
     """Iterative emulator-based calibration (MO-ASMO style, one objective).
 
     Parameters
@@ -215,6 +266,12 @@ def iterate(run: Callable, space: ParameterSpace, initial: np.ndarray, *, n_iter
     history
         A result of an earlier call: the loop resumes from it (its runs are
         kept, and iterations continue where it stopped).
+    checkpoint
+        A netCDF file. The history is saved there after the initial design
+        and after every iteration; if the file exists, the loop resumes from
+        it (``initial`` is then only used to check that the file belongs to
+        this run). Raising ``n_iterations`` and calling again continues a
+        finished loop.
     progress
         Show a progress bar over iterations.
 
@@ -231,16 +288,31 @@ def iterate(run: Callable, space: ParameterSpace, initial: np.ndarray, *, n_iter
     if emulator == "lse" and basin_attrs is None:
         raise ValueError("The large-sample emulator needs basin_attrs (basin, n_attr).")
     n_basin = getattr(run, "n_basin", None)
-    if history is None:
+    basins = getattr(run, "basins", None)
+    if history is None and initial is None:
+        if checkpoint is None or not Path(checkpoint).exists():
+            raise ValueError("Give an initial design, a history to resume from, or an existing checkpoint.")
+        with xr.open_dataset(checkpoint, engine="netcdf4") as ds:
+            history = ds.load()  # checked against the settings below
+    if history is not None:
+        initial = history.params.values[:, history.iteration.values[0] == 0]
+    else:
         initial = np.asarray(initial, dtype=float)
         if initial.ndim == 2:
             if n_basin is None:
                 raise ValueError("Pass initial as (basin, n, param) when run has no n_basin.")
             initial = np.broadcast_to(initial, (n_basin,) + initial.shape).copy()
+    settings = dict(kind="iterate", emulator=emulator, n_per_iteration=n_per_iteration, seed=seed,
+                    popsize=popsize, generations=generations, initial=_fingerprint(initial),
+                    attrs=None if basin_attrs is None else _fingerprint(basin_attrs))
+    saved = _load_checkpoint(checkpoint, settings)
+    history = saved if saved is not None else history
+    if history is None:
         params = initial
         skill = np.asarray(run(params), dtype=float)
         iteration = np.zeros(skill.shape, int)
         start = 1
+        _save_checkpoint(_history(params, skill, iteration, space, basins), checkpoint, settings)
     else:
         params = history.params.values
         skill = history.skill.values
@@ -275,8 +347,13 @@ def iterate(run: Callable, space: ParameterSpace, initial: np.ndarray, *, n_iter
         params = np.concatenate([params, new_params], axis=1)
         skill = np.concatenate([skill, new_skill], axis=1)
         iteration = np.concatenate([iteration, np.full(new_skill.shape, it)], axis=1)
+        _save_checkpoint(_history(params, skill, iteration, space, basins), checkpoint, settings)
         bar.set_postfix(median_best=float(np.median(np.nanmax(skill, axis=1))))
-    return _history(params, skill, iteration, space, getattr(run, "basins", None))
+    done = _history(params, skill, iteration, space, basins)
+    if int(iteration.max()) > n_iterations:  # a checkpoint that went further than asked
+        keep = iteration[0] <= n_iterations
+        done = _history(params[:, keep], skill[:, keep], iteration[:, keep], space, basins)
+    return done
 
 
 def _history(params, skill, iteration, space, basins=None) -> xr.Dataset:
@@ -295,7 +372,8 @@ def _history(params, skill, iteration, space, basins=None) -> xr.Dataset:
 # --------------------------------------------------------------------- DDS
 def dds(run: Callable, space: ParameterSpace, n_evaluations: int, *, n_basin: int | None = None,
         r: float = 0.2, seed: int = 0, start: np.ndarray | None = None,
-        batch: int = 1, progress: bool = True) -> xr.Dataset:
+        batch: int = 1, checkpoint: str | os.PathLike | None = None, checkpoint_every: int = 500,
+        progress: bool = True) -> xr.Dataset:
     """Dynamically Dimensioned Search (Tolson and Shoemaker 2007), all basins in parallel.
 
     Each basin runs its own DDS: start from the default (or ``start``), then
@@ -305,6 +383,12 @@ def dds(run: Callable, space: ParameterSpace, n_evaluations: int, *, n_basin: in
     candidate if it is better. ``batch > 1`` evaluates several independent
     perturbations of the current best per step and keeps the best of them
     (fewer, larger model calls; ``batch=1`` is the original algorithm).
+
+    With ``checkpoint`` (a netCDF file), the search saves its runs, its
+    current best and the state of its random generator at least every
+    ``checkpoint_every`` evaluations and at the end; called again with the
+    same file it continues from there and gives the same result as an
+    uninterrupted search.
 
     Returns
     -------
@@ -318,13 +402,38 @@ def dds(run: Callable, space: ParameterSpace, n_evaluations: int, *, n_basin: in
     rng = np.random.default_rng(seed)
     d = len(space)
     x0 = space.to_unit(space.defaults if start is None else np.asarray(start, float))
-    best_u = np.broadcast_to(x0, (n_basin, d)).copy()
-    best_f = np.asarray(run(space.from_unit(best_u)[:, None, :]), float)[:, 0]
-    best_f = np.where(np.isfinite(best_f), best_f, -np.inf)
-    trace = [best_f.copy()]
-    params, skills = [space.from_unit(best_u)[:, None, :]], [best_f[:, None]]
-    done = 1
-    bar = tqdm(total=n_evaluations, initial=1, desc="DDS evaluations", disable=not progress)
+    settings = dict(kind="dds", n_evaluations=n_evaluations, n_basin=n_basin, r=r, seed=seed,
+                    batch=batch, start=_fingerprint(x0))
+    saved = _load_checkpoint(checkpoint, settings)
+    if saved is None:
+        best_u = np.broadcast_to(x0, (n_basin, d)).copy()
+        best_f = np.asarray(run(space.from_unit(best_u)[:, None, :]), float)[:, 0]
+        best_f = np.where(np.isfinite(best_f), best_f, -np.inf)
+        trace = [best_f.copy()]
+        params, skills = [space.from_unit(best_u)[:, None, :]], [best_f[:, None]]
+    else:
+        best_u, best_f = saved.best_unit.values.copy(), saved.best_value.values.copy()
+        trace = list(saved.best_skill.values.T.copy())
+        params, skills = [saved.params.values], [saved.skill.values]
+        rng.bit_generator.state = json.loads(saved.attrs["rng_state"])
+    done = len(trace)
+    basins = getattr(run, "basins", None)
+
+    def result(final: bool) -> xr.Dataset:
+        ds = xr.Dataset({
+            "params": (("basin", "run", "param"), np.concatenate(params, axis=1)),
+            "skill": (("basin", "run"), np.concatenate(skills, axis=1)),
+            "best_skill": (("basin", "evaluation"), np.stack(trace, axis=1)),
+        }, coords={"param": space.names, "evaluation": np.arange(1, len(trace) + 1),
+                   **({"basin": basins} if basins is not None else {})})
+        if not final:  # what a resumed search needs besides the runs
+            ds["best_unit"] = (("basin", "param"), best_u)
+            ds["best_value"] = ("basin", best_f)
+            ds.attrs["rng_state"] = json.dumps(rng.bit_generator.state)
+        return ds
+
+    last_saved = done
+    bar = tqdm(total=n_evaluations, initial=done, desc="DDS evaluations", disable=not progress)
     while done < n_evaluations:
         k = min(batch, n_evaluations - done)
         p_perturb = 1.0 - np.log(np.arange(done, done + k) + 1) / np.log(n_evaluations)
@@ -348,15 +457,12 @@ def dds(run: Callable, space: ParameterSpace, n_evaluations: int, *, n_basin: in
             trace.append(best_f.copy())
         done += k
         bar.update(k)
+        if checkpoint is not None and (done - last_saved >= checkpoint_every or done == n_evaluations):
+            params, skills = [np.concatenate(params, axis=1)], [np.concatenate(skills, axis=1)]
+            _save_checkpoint(result(final=False), checkpoint, settings)
+            last_saved = done
     bar.close()
-    params = np.concatenate(params, axis=1)
-    skill = np.concatenate(skills, axis=1)
-    return xr.Dataset({
-        "params": (("basin", "run", "param"), params),
-        "skill": (("basin", "run"), skill),
-        "best_skill": (("basin", "evaluation"), np.stack(trace, axis=1)),
-    }, coords={"param": space.names, "evaluation": np.arange(1, len(trace) + 1),
-               **({"basin": run.basins} if hasattr(run, "basins") else {})})
+    return result(final=True)
 
 
 # ---------------------------------------------------------------- posterior
@@ -442,7 +548,8 @@ def posterior(predict: Callable, n_basin: int, n_dim: int, *, tau: float = 0.05,
 # ------------------------------------------------------------ regionalise
 def regionalise(params: np.ndarray, skill: np.ndarray, basin_attrs: np.ndarray,
                 space: ParameterSpace, *, n_splits: int = 5, seed: int = 0,
-                popsize: int = 150, generations: int = 60) -> tuple[np.ndarray, np.ndarray]:
+                popsize: int = 150, generations: int = 60,
+                checkpoint: str | os.PathLike | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Parameters for basins treated as ungauged, from a large-sample emulator (spatial CV).
 
     The basins are split into ``n_splits`` folds. For each fold, a
@@ -466,6 +573,9 @@ def regionalise(params: np.ndarray, skill: np.ndarray, basin_attrs: np.ndarray,
         Folds over basins and the seed of the split, training and search.
     popsize, generations
         Size of the emulator search (:func:`search`).
+    checkpoint
+        A netCDF file: the result is saved after every fold, and a call with
+        the same file skips the folds already done.
 
     Returns
     -------
@@ -482,9 +592,15 @@ def regionalise(params: np.ndarray, skill: np.ndarray, basin_attrs: np.ndarray,
     skill = np.nan_to_num(np.asarray(skill, float), nan=-1e6)
     target = _to_norm(skill).clip(-1, 1)
     folds = kfold(n_basin, n_splits, seed=seed)
-    chosen = np.empty((n_basin, d))
-    fold_of = np.empty(n_basin, int)
+    settings = dict(kind="regionalise", n_splits=n_splits, seed=seed, popsize=popsize,
+                    generations=generations, params=_fingerprint(params), skill=_fingerprint(skill),
+                    attrs=_fingerprint(basin_attrs))
+    saved = _load_checkpoint(checkpoint, settings)
+    chosen = np.full((n_basin, d), np.nan) if saved is None else saved.chosen.values.copy()
+    fold_of = np.full(n_basin, -1) if saved is None else saved.fold.values.copy()
     for k, held in enumerate(folds):
+        if np.all(fold_of[held] == k):
+            continue  # done before an interruption
         train = np.setdiff1d(np.arange(n_basin), held)
         x = lse_features(unit[train].reshape(-1, d), np.repeat(basin_attrs[train], n_run, axis=0))
         em = make_lse(len(x), seed=seed + k).fit(x, target[train].ravel())
@@ -499,4 +615,6 @@ def regionalise(params: np.ndarray, skill: np.ndarray, basin_attrs: np.ndarray,
                         seed=seed + 100 * k)
         chosen[held] = space.from_unit(pop[:, 0])
         fold_of[held] = k
+        _save_checkpoint(xr.Dataset({"chosen": (("basin", "param"), chosen), "fold": ("basin", fold_of)}),
+                         checkpoint, settings)
     return chosen, fold_of

@@ -1,0 +1,503 @@
+"""The ``emucal`` command line: fetch the book's data and lay out a workshop mirror.
+
+Three commands, all thin wrappers around :mod:`emucal.data` and
+:mod:`emucal.camels` (the same download path, cache and hash checks as the
+notebooks):
+
+``emucal fetch``
+    Download every file the notebooks read (the CAMELS-US attributes and the
+    19-basin teaching sample) into the cache. With ``--basins``, fetch named
+    basins of the full CAMELS-US set instead (the 3.4 GB archive is fetched
+    once and only those basins' files are extracted).
+``emucal mirror DIR``
+    Lay out ``DIR`` so that ``python -m http.server --directory DIR`` serves
+    every registry name at ``<url>/<name>``, which is what
+    ``EMUCAL_MIRROR=<url>`` expects; optionally with the full archive and the
+    Natural Earth shapefiles of the book's maps.
+``emucal basins``
+    List valid basin ids: the teaching sample, or all 671 with ``--all``.
+
+The same commands run as ``python -m emucal``.
+
+Exit status: 0 on success, 1 when a download, hash check or file operation
+failed, 2 for a usage error (a bad option, an unknown basin id).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import os
+import shlex
+import shutil
+import socket
+import sys
+import textwrap
+from pathlib import Path
+from typing import Iterator, Sequence
+
+from . import data
+
+__all__ = ["NATURAL_EARTH_FEATURES", "NATURAL_EARTH_RESOLUTIONS", "build_parser", "main"]
+
+#: Natural Earth ``(category, name)`` pairs that :func:`emucal.plotting.basin_map` draws.
+NATURAL_EARTH_FEATURES = (
+    ("physical", "ocean"),
+    ("physical", "land"),
+    ("physical", "lakes"),
+    ("physical", "coastline"),
+    ("cultural", "admin_0_boundary_lines_land"),
+)
+
+#: Natural Earth resolutions that :func:`emucal.plotting.basin_map` offers.
+NATURAL_EARTH_RESOLUTIONS = ("110m", "50m")
+
+_SHAPEFILE_PARTS = (".shp", ".shx", ".dbf", ".prj", ".cpg")
+_MANIFEST = "MANIFEST.tsv"
+_NATURAL_EARTH_DIR = "natural_earth"
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class _UsageError(Exception):
+    """A mistake in what the user asked for (exit status 2)."""
+
+
+# ----------------------------------------------------------------------- helpers
+@contextlib.contextmanager
+def _data_dir(cache: str | None) -> Iterator[None]:
+    """Set ``EMUCAL_DATA_DIR`` for the duration of one command, then restore it."""
+    if cache is None:
+        yield
+        return
+    old = os.environ.get("EMUCAL_DATA_DIR")
+    os.environ["EMUCAL_DATA_DIR"] = str(Path(cache).expanduser().resolve())
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("EMUCAL_DATA_DIR", None)
+        else:
+            os.environ["EMUCAL_DATA_DIR"] = old
+
+
+def _progress(items, quiet: bool, **kwargs):
+    """Wrap ``items`` in a tqdm bar on stderr (off with --quiet or when not a terminal)."""
+    from tqdm import tqdm
+
+    return tqdm(items, disable=True if quiet else None, file=sys.stderr, **kwargs)
+
+
+def _byte_bar(quiet: bool) -> bool:
+    """Whether the full archive's download gets pooch's byte progress bar."""
+    return not quiet and sys.stderr.isatty()
+
+
+def _sample_names() -> list[str]:
+    """Registry names the notebooks need: everything except the full archive."""
+    return sorted(name for name in data.registry() if name != data.FULL_ZIP)
+
+
+def _human(size: float) -> str:
+    """Format a byte count for people (decimal units)."""
+    if size < 1000:
+        return f"{size:.0f} B"
+    for unit in ("kB", "MB", "GB"):
+        size /= 1000
+        if size < 1000 or unit == "GB":
+            break
+    return f"{size:.1f} {unit}"
+
+
+def _summarise(names: Sequence[str]) -> list[str]:
+    """One line per top-level folder of the registry names: how many files."""
+    groups: dict[str, int] = {}
+    for name in names:
+        top = name.split("/", 1)[0] + ("/" if "/" in name else "")
+        groups[top] = groups.get(top, 0) + 1
+    width = max(len(g) for g in groups)
+    return [f"  {g:<{width}}  {n} file{'s' if n != 1 else ''}" for g, n in groups.items()]
+
+
+def _place(source: Path, target: Path, *, link: bool) -> None:
+    """Hard-link (or copy) ``source`` to ``target``, atomically replacing what was there."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists() and os.path.samefile(source, target):
+        return
+    tmp = target.with_name(target.name + ".part")
+    tmp.unlink(missing_ok=True)
+    if link:
+        try:
+            os.link(source, tmp)
+        except OSError:  # another file system, or links not allowed: copy instead
+            link = False
+    if not link:
+        shutil.copyfile(source, tmp)
+    os.replace(tmp, target)
+
+
+def _md5(path: Path) -> str:
+    """MD5 of a file, read in 4 MiB chunks (for the manifest, as the shared mirror has it)."""
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 22):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _write_manifest(directory: Path, names: Sequence[str]) -> Path:
+    """Write ``MANIFEST.tsv`` (name, bytes, sha256, md5, upstream_url) like the shared mirror's."""
+    hashes, urls = data.registry(), data.registry_urls()
+    lines = ["name\tbytes\tsha256\tmd5\tupstream_url"]
+    for name in names:
+        path = directory / name
+        lines.append(f"{name}\t{path.stat().st_size}\t{hashes[name]}\t{_md5(path)}\t{urls[name]}")
+    manifest = directory / _MANIFEST
+    manifest.write_text("\n".join(lines) + "\n")
+    return manifest
+
+
+def _local_ip() -> str | None:
+    """This machine's address on its default route, or None (nothing is sent)."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.connect(("192.0.2.1", 9))  # TEST-NET-1: picks a route, sends no packet
+            address = sock.getsockname()[0]
+    except OSError:
+        return None
+    return None if address.startswith("0.") else address
+
+
+def _fetch_all(names: Sequence[str], quiet: bool) -> dict[str, Path]:
+    """Fetch registry names through :func:`emucal.data.fetch`, with one progress bar."""
+    paths = {}
+    small = [n for n in names if n != data.FULL_ZIP]
+    for name in _progress(small, quiet, desc="emucal fetch", unit="file"):
+        paths[name] = data.fetch(name, progressbar=False)
+    if data.FULL_ZIP in names:
+        if not quiet:
+            print(f"Fetching {data.FULL_ZIP} (3.4 GB, once) ...", file=sys.stderr)
+        paths[data.FULL_ZIP] = data.fetch(data.FULL_ZIP, progressbar=_byte_bar(quiet))
+    return paths
+
+
+def _fetch_attributes(quiet: bool) -> None:
+    """Fetch the seven attribute files into the cache and make camels read them from there."""
+    from . import camels
+
+    _fetch_all([f"camels_attributes_v2.0/camels_{key}.txt" for key in camels.ATTRIBUTE_FILES], quiet)
+    camels._attributes_cached.cache_clear()
+
+
+# ----------------------------------------------------------------------- commands
+def _cmd_fetch(args: argparse.Namespace) -> int:
+    """``emucal fetch``: the attributes and the teaching sample, or ``--basins`` of the full set."""
+    if args.basins:
+        return _fetch_full_basins(args)
+    names = _sample_names()
+    paths = _fetch_all(names, args.quiet)
+    cache = data.cache_dir()
+    size = sum(p.stat().st_size for p in paths.values())
+    print(f"Fetched {len(names)} files ({_human(size)}, hashes checked) into {cache}:")
+    print("\n".join(_summarise(names)))
+    _print_cache_hint(args)
+    return EXIT_OK
+
+
+def _fetch_full_basins(args: argparse.Namespace) -> int:
+    """``emucal fetch --basins``: check the ids, fetch the archive, extract only their files.
+
+    The ids are checked against the attributes before the 3.4 GB archive is
+    fetched; the extraction is :func:`emucal.camels.load_basins`'s own
+    (``source="full"``), so the files land where it looks for them.
+    """
+    from . import camels
+
+    _fetch_attributes(args.quiet)  # the ids are checked against them
+    try:
+        basins = camels._check_ids(args.basins, camels.attributes().index, "CAMELS-US (671 basins)")
+    except KeyError as err:
+        raise _UsageError(f"{err.args[0]} From the command line: emucal basins --all") from err
+    basins = list(dict.fromkeys(basins))  # once each, in the order given
+    paths = camels._full_paths(basins, args.forcing)
+    target = data.cache_dir() / "camels_full"
+    print(f"Extracted {len(basins)} basin{'s' if len(basins) != 1 else ''} ({args.forcing} forcing "
+          f"and USGS streamflow) from {data.cache_dir() / data.FULL_ZIP} into {target}:")
+    for basin, (forcing_path, flow_path) in paths.items():
+        print(f"  {basin}  forcing    {forcing_path}")
+        print(f"  {'':8}  streamflow {flow_path}")
+    ids = ", ".join(repr(b) for b in basins)
+    print(f"Load them with emucal.camels.load_basins([{ids}], source='full', "
+          f"forcing='{args.forcing}').")
+    _print_cache_hint(args)
+    return EXIT_OK
+
+
+def _print_cache_hint(args: argparse.Namespace) -> None:
+    """After ``--cache DIR``, say how the notebooks find that cache."""
+    if args.cache is not None:
+        print(f"The notebooks read this cache when EMUCAL_DATA_DIR={shlex.quote(str(data.cache_dir()))}.")
+
+
+def _cmd_mirror(args: argparse.Namespace) -> int:
+    """``emucal mirror DIR``: fetch through the cache, link or copy to ``DIR/<name>``, explain."""
+    directory = Path(args.directory).expanduser().resolve()
+    if directory.exists() and not directory.is_dir():
+        raise _UsageError(f"{directory} exists and is not a folder.")
+    names = _sample_names() + ([data.FULL_ZIP] if args.full else [])
+    paths = _fetch_all(names, args.quiet)
+    for name in _progress(names, args.quiet, desc="emucal mirror", unit="file"):
+        _place(paths[name], directory / name, link=not args.copy)
+    _write_manifest(directory, names)
+    size = sum((directory / n).stat().st_size for n in names)
+    print(f"Mirror ready: {len(names)} files ({_human(size)}, hashes checked) in {directory}:")
+    print("\n".join(_summarise(names)))
+    if not args.full:
+        print(f"  (without {data.FULL_ZIP}: add --full for load_basins(source='full'), 3.4 GB)")
+
+    if args.natural_earth:
+        shapefiles = _mirror_natural_earth(directory, args.quiet)
+        print(f"Natural Earth: {len(shapefiles)} files in {directory / _NATURAL_EARTH_DIR} "
+              f"(a CARTOPY_DATA_DIR) and {directory / (_NATURAL_EARTH_DIR + '.zip')}")
+
+    ip = _local_ip() or "<ip>"
+    url = f"http://{ip}:{args.port}"
+    print()
+    print("Instructor, serve it (leave this running):")
+    print(f"  python -m http.server {args.port} --directory {shlex.quote(str(directory))}")
+    print("Participants, before starting Jupyter (use an address of the server they can reach):")
+    print(f"  export EMUCAL_MIRROR={url}")
+    print(f"  (or in a notebook, before anything downloads: %env EMUCAL_MIRROR={url})")
+    if args.natural_earth:
+        print("Participants, for maps without internet:")
+        print(f"  curl -O {url}/{_NATURAL_EARTH_DIR}.zip && python -m zipfile -e "
+              f"{_NATURAL_EARTH_DIR}.zip ~")
+        print(f"  export CARTOPY_DATA_DIR=~/{_NATURAL_EARTH_DIR}")
+    return EXIT_OK
+
+
+def _mirror_natural_earth(directory: Path, quiet: bool) -> list[Path]:
+    """Copy the book's Natural Earth shapefiles into ``directory/natural_earth`` and zip it.
+
+    The shapefiles come from where cartopy finds them (``CARTOPY_DATA_DIR``,
+    then cartopy's data dir), and cartopy downloads the ones it lacks.
+    """
+    try:
+        import cartopy
+        from cartopy.io import shapereader
+    except ImportError as err:
+        raise OSError(f"--natural-earth needs cartopy ({err}).") from err
+
+    root = directory / _NATURAL_EARTH_DIR
+    copied: list[Path] = []
+    wanted = [(r, c, n) for r in NATURAL_EARTH_RESOLUTIONS for c, n in NATURAL_EARTH_FEATURES]
+    for resolution, category, name in _progress(wanted, quiet, desc="natural earth", unit="layer"):
+        try:
+            shp = Path(shapereader.natural_earth(resolution=resolution, category=category, name=name))
+        except OSError as err:  # urllib's URLError is an OSError
+            raise ConnectionError(
+                f"Natural Earth {resolution} {category}/{name} is in neither CARTOPY_DATA_DIR "
+                f"({cartopy.config['pre_existing_data_dir']}) nor cartopy's data dir "
+                f"({cartopy.config['data_dir']}), and cartopy could not download it ({err}). "
+                "Run this once with internet, or set CARTOPY_DATA_DIR to a folder that has "
+                "the shapefiles, or leave out --natural-earth."
+            ) from err
+        target_dir = root / "shapefiles" / "natural_earth" / category
+        for suffix in _SHAPEFILE_PARTS:
+            part = shp.with_suffix(suffix)
+            if part.is_file():
+                _place(part, target_dir / part.name, link=False)
+                copied.append(target_dir / part.name)
+    partial = shutil.make_archive(str(directory / f"{_NATURAL_EARTH_DIR}.part"), "zip",
+                                  root_dir=directory, base_dir=_NATURAL_EARTH_DIR)
+    os.replace(partial, directory / f"{_NATURAL_EARTH_DIR}.zip")
+    return copied
+
+
+def _cmd_basins(args: argparse.Namespace) -> int:
+    """``emucal basins``: the sample's ids (from the registry), or all ids with ``--all``."""
+    from . import camels
+
+    if not args.all:
+        ids = camels.sample_basins()
+        print("\n".join(ids))
+        print(f"{len(ids)} basins in the teaching sample; 'emucal basins --all' lists all of CAMELS-US.",
+              file=sys.stderr)
+        return EXIT_OK
+    _fetch_attributes(args.quiet)
+    table = camels.attributes()
+    for gauge_id, row in table[["huc_02", "gauge_name"]].iterrows():
+        print(f"{gauge_id}\t{row['huc_02']}\t{row['gauge_name']}")
+    print(f"{len(table)} CAMELS-US basins (gauge_id, huc_02, gauge_name).", file=sys.stderr)
+    return EXIT_OK
+
+
+# ----------------------------------------------------------------------- parser
+_ENVIRONMENT = """\
+environment:
+  EMUCAL_DATA_DIR  the cache folder (default: the per-user cache, ~/.cache/emucal on Linux)
+  EMUCAL_MIRROR    base URL of a mirror made by 'emucal mirror'; every file is then
+                   fetched from <mirror>/<name>, with the same hash checks
+
+exit status: 0 success, 1 a download, hash check or file operation failed,
+             2 a usage error (bad option, unknown basin id)
+"""
+
+
+def _wrap(text: str) -> str:
+    return textwrap.fill(text, width=79)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the argument parser of the ``emucal`` command.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        The parser, with the ``fetch``, ``mirror`` and ``basins`` sub-commands.
+    """
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(
+        prog="emucal",
+        description=_wrap("Fetch the data of the emulator-calibration book (CAMELS-US) and "
+                    "prepare a download mirror for workshops."),
+        epilog=_ENVIRONMENT + "\nRun 'emucal COMMAND --help' for the options of a command.",
+        formatter_class=formatter,
+    )
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"emucal {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--cache", metavar="DIR",
+                        help="cache folder to download into (default: $EMUCAL_DATA_DIR, or the "
+                             "per-user cache)")
+    common.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+    fetch = commands.add_parser(
+        "fetch", parents=[common], formatter_class=formatter,
+        help="download the book's data into the cache",
+        description=_wrap("Download every file the notebooks read (the CAMELS-US attributes and the "
+                    "19-basin teaching sample, about 13 MB) into the cache, checking each "
+                    "file's SHA-256 hash. With --basins, fetch named basins of the full "
+                    "CAMELS-US set instead: the 3.4 GB archive is downloaded once and only "
+                    "those basins' files are extracted."),
+        epilog="examples:\n"
+               "  emucal fetch\n"
+               "  emucal fetch --cache ./camels-cache\n"
+               "  emucal fetch --basins 01013500 01022500 --forcing daymet\n\n" + _ENVIRONMENT,
+    )
+    fetch.add_argument("--basins", nargs="+", metavar="ID",
+                       help="8-digit USGS gauge ids of the full CAMELS-US set (671 basins; "
+                            "list them with 'emucal basins --all')")
+    fetch.add_argument("--forcing", choices=("nldas", "daymet", "maurer"), default="nldas",
+                       help="forcing data set to extract with --basins (default: nldas)")
+    fetch.set_defaults(run=_cmd_fetch)
+
+    mirror = commands.add_parser(
+        "mirror", parents=[common], formatter_class=formatter,
+        help="lay out a folder that 'python -m http.server' serves as EMUCAL_MIRROR",
+        description=_wrap("Fetch every file the notebooks read (through the cache, hashes checked) "
+                    "and hard-link or copy it into DIR at its registry name, so that "
+                    "'python -m http.server --directory DIR' serves it where "
+                    "EMUCAL_MIRROR=http://HOST:PORT makes every notebook look. Also writes "
+                    "DIR/MANIFEST.tsv (name, bytes, sha256, md5, upstream URL). Prints the "
+                    "commands for the instructor and the participants at the end."),
+        epilog="examples:\n"
+               "  emucal mirror ./workshop-mirror\n"
+               "  emucal mirror ./workshop-mirror --full --natural-earth\n"
+               "  python -m http.server 8000 --directory ./workshop-mirror\n\n" + _ENVIRONMENT,
+    )
+    mirror.add_argument("directory", metavar="DIR", help="mirror folder (created if needed)")
+    mirror.add_argument("--full", action="store_true",
+                        help=f"also include {data.FULL_ZIP} (3.4 GB), needed for "
+                             "load_basins(source='full'); off by default")
+    mirror.add_argument("--natural-earth", action="store_true",
+                        help="also copy the Natural Earth shapefiles of the book's maps (110m and "
+                             "50m coastline, land, ocean, lakes, land borders; about 8 MB) into "
+                             "DIR/natural_earth, a folder to use as CARTOPY_DATA_DIR, and zip it "
+                             "as DIR/natural_earth.zip; they are taken from CARTOPY_DATA_DIR or "
+                             "cartopy's data dir (cartopy downloads missing ones)")
+    mirror.add_argument("--copy", action="store_true",
+                        help="copy files from the cache instead of hard-linking them")
+    mirror.add_argument("--port", type=int, default=8000,
+                        help="port used in the printed http.server command (default: 8000)")
+    mirror.set_defaults(run=_cmd_mirror)
+
+    basins = commands.add_parser(
+        "basins", parents=[common], formatter_class=formatter,
+        help="list valid basin ids",
+        description=_wrap("Print the gauge ids of the teaching sample (no download), or with --all "
+                    "every CAMELS-US basin with its HUC-02 region and name (fetches the "
+                    "attribute files)."),
+        epilog=_ENVIRONMENT,
+    )
+    basins.add_argument("--all", action="store_true",
+                        help="all 671 CAMELS-US basins (ids for 'emucal fetch --basins')")
+    basins.set_defaults(run=_cmd_basins)
+    return parser
+
+
+def _fail(message: str, code: int) -> int:
+    """Print ``emucal: error: message`` on stderr and return ``code``."""
+    print(f"emucal: error: {message}", file=sys.stderr)
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``emucal`` command line.
+
+    Parameters
+    ----------
+    argv
+        The arguments without the program name, for example
+        ``["fetch", "--cache", "/tmp/c"]``. Default: ``sys.argv[1:]``.
+
+    Returns
+    -------
+    int
+        The exit status: 0 on success (``--help`` included), 1 when a
+        download, hash check or file operation failed, 2 for a usage error
+        (a bad option, an unknown basin id), 130 when interrupted.
+
+    Notes
+    -----
+    Errors are reported on stderr as one message, without a traceback. The
+    function returns instead of exiting, so tests and scripts can call it;
+    the ``emucal`` console script and ``python -m emucal`` pass the status to
+    :func:`sys.exit`. ``--cache`` sets ``EMUCAL_DATA_DIR`` only while the
+    command runs.
+    """
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as done:  # --help, --version, or a usage error already printed
+        return done.code if isinstance(done.code, int) else EXIT_USAGE
+    try:
+        with _data_dir(args.cache):
+            return args.run(args)
+    except _UsageError as err:
+        return _fail(str(err), EXIT_USAGE)
+    except KeyError as err:  # a registry name or archive member that does not exist
+        return _fail(str(err.args[0]) if err.args else repr(err), EXIT_USAGE)
+    except BrokenPipeError:  # output piped into a command that stopped reading (| head)
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILED
+    except ConnectionError as err:
+        mirror = data.mirror_url()
+        hint = (f"EMUCAL_MIRROR is set to {mirror}: check that its server is running and "
+                "reachable." if mirror else
+                "No network? Set EMUCAL_MIRROR=http://HOST:PORT to a workshop mirror (made with "
+                "'emucal mirror DIR' and served with 'python -m http.server PORT --directory DIR').")
+        return _fail(f"{err}\n{hint}", EXIT_FAILED)
+    except (ValueError, OSError) as err:  # hash mismatch, disk full, permissions
+        return _fail(str(err), EXIT_FAILED)
+    except KeyboardInterrupt:
+        return _fail("interrupted; files already fetched stay in the cache.", 130)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -110,3 +110,20 @@ def test_default_runoff_ratio_within_factor_two_in_most_sample_basins(real_camel
     ratio_sim = sim.qsim.isel(member=0).where(observed).sum("time") / ds.prcp.where(observed).sum("time")
     ratio = ratio_sim.values / attrs.loc[ds.basin.values, "runoff_ratio"].to_numpy()
     assert np.sum((ratio > 0.5) & (ratio < 2.0)) >= 14  # of 19
+
+
+def test_without_a_snowpack_winter_flow_rises_and_spring_flow_falls(toy):
+    forcing, attrs = toy
+    normal = model.simulate(SPACE.defaults, forcing, attrs, outputs=("qsim", "swe"))
+    broken = model.simulate(SPACE.defaults, forcing, attrs, outputs=("qsim", "swe"), snowpack=False)
+    assert float(normal.swe.sel(basin="00000001").max()) > 50  # the cold basin keeps snow...
+    assert float(broken.swe.max()) == 0.0  # ...unless the snowpack is switched off
+    assert float(abs(broken.water_balance_error).max()) < 1e-9 * float(forcing.prcp.sum())
+    month = broken.time.dt.month
+    cold = dict(member=0, basin="00000001")
+    winter, spring = month.isin([12, 1, 2]), month.isin([4, 5, 6])
+    assert broken.qsim.sel(**cold)[winter].mean() > 1.5 * normal.qsim.sel(**cold)[winter].mean()
+    assert broken.qsim.sel(**cold)[spring].mean() < normal.qsim.sel(**cold)[spring].mean()
+    # the warm basin has no snow: the switch changes nothing there
+    warm = dict(member=0, basin="00000002")
+    np.testing.assert_allclose(broken.qsim.sel(**warm), normal.qsim.sel(**warm), rtol=1e-6)

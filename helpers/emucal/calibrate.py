@@ -109,7 +109,8 @@ def _fingerprint(array) -> str:
 
 # ------------------------------------------------------------------- runner
 def model_runner(forcing: xr.Dataset, attrs, space: ParameterSpace, *, metric: str = "kge_prime",
-                 period: tuple[int, int] = (1995, 2007), spinup_years: int = 1) -> Callable:
+                 period: tuple[int, int] = (1995, 2007), spinup_years: int = 1,
+                 snowpack: bool = True) -> Callable:
     """A function that runs the teaching model and returns skill, for the calibration loop.
 
     The returned ``run(params)`` takes parameter sets ``(basin, n, param)`` in
@@ -117,7 +118,8 @@ def model_runner(forcing: xr.Dataset, attrs, space: ParameterSpace, *, metric: s
     the skill ``(basin, n)`` over the water years ``period``. Model inputs are
     prepared once, so repeated calls cost only the runs. Any function with
     this signature can stand in for it, for example one that submits CTSM
-    runs and reads them back with :mod:`emucal.ctsm`.
+    runs and reads them back with :mod:`emucal.ctsm`. ``snowpack=False`` runs
+    the broken model of chapter 7 (see :func:`emucal.model.run_columns`).
     """
     inputs = prepare_inputs(forcing, attrs)
     window = skill_metrics.water_year_window(forcing.time.values, *period)
@@ -136,7 +138,8 @@ def model_runner(forcing: xr.Dataset, attrs, space: ParameterSpace, *, metric: s
         n = params.shape[1]
         columns = params.reshape(-1, params.shape[-1])
         col_basin = np.repeat(np.arange(n_basin), n)
-        flow = run_columns(columns, col_basin, inputs, spinup_years=spinup_years)[0]["qsim"]
+        flow = run_columns(columns, col_basin, inputs, spinup_years=spinup_years,
+                           snowpack=snowpack)[0]["qsim"]
         flow = flow.reshape(n_basin, n, -1)[..., window]
         return score(flow, qobs[:, None, :])
 

@@ -326,7 +326,7 @@ def _clip(x, lo, hi):
 
 @numba.njit(cache=True, parallel=True, fastmath=True)
 def _kernel(params, col_basin, prcp, tair, pet, gfrac, sqrt_vpd, lai, tanh_lai, bare, statics,
-            spinup_days,
+            spinup_days, instant_melt,
             out_index, out, balance):
     n_cols = params.shape[0]
     n_time = prcp.shape[1]
@@ -414,7 +414,12 @@ def _kernel(params, col_basin, prcp, tair, pet, gfrac, sqrt_vpd, lai, tanh_lai, 
                 if swe > swe_max:
                     swe_max = swe
             melt = 0.0
-            if swe > 0.0:
+            if instant_melt and swe > 0.0:
+                melt = swe  # the broken model of chapter 7: no snowpack
+                swe = 0.0
+                swe_max = 0.0
+                fsno = 0.0
+            elif swe > 0.0:
                 melt = min(swe, _DDF * max(ta, 0.0) * fsno)
                 swe -= melt
                 if swe < 1e-6:
@@ -523,7 +528,7 @@ def _kernel(params, col_basin, prcp, tair, pet, gfrac, sqrt_vpd, lai, tanh_lai, 
 
 
 def run_columns(params: np.ndarray, col_basin: np.ndarray, inputs: ModelInputs, *,
-                outputs=("qsim",), spinup_years: int = 1, dtype=np.float32):
+                outputs=("qsim",), spinup_years: int = 1, dtype=np.float32, snowpack: bool = True):
     """Run the model for columns = (parameter set, basin) pairs.
 
     Parameters
@@ -542,6 +547,11 @@ def run_columns(params: np.ndarray, col_basin: np.ndarray, inputs: ModelInputs, 
         Years of spin-up (the first year of forcing repeated) before the run.
     dtype
         Float type of the returned series.
+    snowpack
+        ``False`` switches the snowpack off: snow melts on the day it falls,
+        so there is no snow storage, no snow cover and no insulation of the
+        soil by snow. A deliberately broken model for chapter 7's experiment
+        on structural error; the water balance still closes.
 
     Returns
     -------
@@ -570,12 +580,13 @@ def run_columns(params: np.ndarray, col_basin: np.ndarray, inputs: ModelInputs, 
     balance = np.zeros((params.shape[0], 4))
     _kernel(params, col_basin, inputs.prcp, inputs.tair, inputs.pet, inputs.gamma_frac,
             np.sqrt(inputs.vpd), inputs.lai, np.tanh(inputs.lai), np.exp(-0.5 * inputs.lai),
-            inputs.statics, int(spinup_years * 365), out_index, out, balance)
+            inputs.statics, int(spinup_years * 365), bool(not snowpack), out_index, out, balance)
     return {name: out[i] for i, name in enumerate(outputs)}, balance
 
 
 def simulate(params, forcing: xr.Dataset, attrs: pd.DataFrame, *, outputs=("qsim",),
-             spinup_years: int = 1, space: ParameterSpace | None = None) -> xr.Dataset:
+             spinup_years: int = 1, space: ParameterSpace | None = None,
+             snowpack: bool = True) -> xr.Dataset:
     """Run parameter sets in CAMELS basins and return the series as a Dataset.
 
     Parameters
@@ -595,6 +606,8 @@ def simulate(params, forcing: xr.Dataset, attrs: pd.DataFrame, *, outputs=("qsim
     space
         The parameter space (default: :meth:`ParameterSpace.tang2025`); values
         are checked against it.
+    snowpack
+        ``False``: snow melts the day it falls (see :func:`run_columns`).
 
     Returns
     -------
@@ -627,7 +640,7 @@ def simulate(params, forcing: xr.Dataset, attrs: pd.DataFrame, *, outputs=("qsim
     inputs = prepare_inputs(forcing, attrs)
     col_basin = np.tile(np.arange(n_basin), n_member)
     series, balance = run_columns(values.reshape(-1, values.shape[-1]), col_basin, inputs,
-                                  outputs=outputs, spinup_years=spinup_years)
+                                  outputs=outputs, spinup_years=spinup_years, snowpack=snowpack)
     shape = (n_member, n_basin, inputs.shape[1])
     data_vars = {
         name: (("member", "basin", "time"), arr.reshape(shape),

@@ -176,3 +176,57 @@ def toy():
         "elev_mean": [400.0, 150.0],
     }, index=pd.Index(["00000001", "00000002"], name="gauge_id"))
     return forcing, attrs
+
+
+class BookBuild:
+    """A finished `jupyter-book build` of the repository (see the ``book`` fixture)."""
+
+    def __init__(self, root: Path, returncode: int | None, log_path: Path, seconds: float):
+        self.root = root  # --path-output: the build is in root/_build
+        self.html = root / "_build" / "html"
+        self.returncode = returncode  # None: an earlier build reused (EMUCAL_BOOK_BUILD)
+        self.log_path = log_path
+        self.seconds = seconds
+
+    def log_tail(self, n: int = 12000) -> str:
+        return self.log_path.read_text(errors="replace")[-n:]
+
+
+@pytest.fixture(scope="session")
+def book(tmp_path_factory, request):
+    """The whole book built once per session, strictly (-W --keep-going), in FAST mode.
+
+    The build (every notebook executed) goes to a temporary folder and downloads
+    through the shared mirror when there is one. The fixture does not assert:
+    test_book.py checks the exit status; the page tests read what was built.
+    To work on the page tests, EMUCAL_BOOK_BUILD=<folder> reuses an earlier
+    build (the folder given to --path-output) instead of building again; the
+    strict-build test is then skipped.
+    """
+    import subprocess
+    import sys
+    import time
+
+    if os.environ.get("EMUCAL_BOOK_BUILD"):
+        root = Path(os.environ["EMUCAL_BOOK_BUILD"]).resolve()
+        return BookBuild(root, None, root / "build.log", 0.0)
+    root = tmp_path_factory.mktemp("book")
+    env = dict(os.environ)
+    if "EMUCAL_MIRROR" not in env and SHARED_MIRROR.is_dir():
+        env["EMUCAL_MIRROR"] = request.getfixturevalue("shared_mirror_url")
+    env.update(EMUCAL_FAST="1", EMUCAL_DATA_DIR=str(root / "cache"))
+    jupyter_book = Path(sys.executable).with_name("jupyter-book")
+    log_path = root / "build.log"
+    start = time.monotonic()
+    with open(log_path, "w") as log:
+        result = subprocess.run(
+            [str(jupyter_book), "build", str(REPO), "--path-output", str(root), "-W", "--keep-going"],
+            env=env, stdout=log, stderr=subprocess.STDOUT, text=True, timeout=1800,
+        )
+    built = BookBuild(root, result.returncode, log_path, time.monotonic() - start)
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if reporter is not None and capture is not None:
+        with capture.global_and_fixture_disabled():
+            reporter.write_line(f"\nbook built in {built.seconds:.0f} s (exit {built.returncode}): {built.html}")
+    return built

@@ -665,7 +665,7 @@ class SparseGPEmulator:
 
 def load(path) -> GPEmulator | SparseGPEmulator:
     """Load an emulator saved with ``save``; it predicts the same numbers."""
-    state = torch.load(Path(path), weights_only=False)
+    state = torch.load(Path(path), weights_only=False, map_location="cpu")  # a GPU-trained emulator loads anywhere
     kinds = {"GPEmulator": GPEmulator, "SparseGPEmulator": SparseGPEmulator}
     if state.get("class") not in kinds:
         raise ValueError(f"{path} is not an emucal emulator file.")

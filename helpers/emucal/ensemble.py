@@ -238,7 +238,7 @@ def run_ensemble(
         else:
             from distributed import as_completed
 
-            inputs_f, qobs_f = client.scatter([inputs, qobs], broadcast=True)
+            inputs_f, qobs_f = client.scatter([inputs, qobs], broadcast=True, hash=False)
             futures = {
                 client.submit(_run_chunk, samples[starts[i]:starts[i] + chunk_size], inputs_f,
                               qobs_f, windows, list(metrics), spinup_years, keep_flow,

@@ -12,6 +12,7 @@ One module per step of the workflow (see the book's API page):
 - :mod:`emucal.emulators`: GPyTorch emulators (per-basin batch GP, large-sample GP) and baselines.
 - :mod:`emucal.calibrate`: emulator search, iterative refinement, the DDS baseline.
 - :mod:`emucal.metrics`: KGE, KGE', normKGE, NSE and water-year windows.
+- :mod:`emucal.diagnostics`: signatures (CAMELS-US definitions), seasonal cycle, structural-error diagnostics.
 - :mod:`emucal.plotting`: maps and hydrographs shared by chapters.
 """
 
@@ -23,8 +24,8 @@ try:
 except PackageNotFoundError:  # running from a source tree without installing
     __version__ = "0+unknown"
 
-_MODULES = ("calibrate", "camels", "ctsm", "data", "emulators", "ensemble", "metrics", "model", "parameters",
-            "plotting", "sampling")
+_MODULES = ("calibrate", "camels", "ctsm", "data", "diagnostics", "emulators", "ensemble", "metrics", "model",
+            "parameters", "plotting", "sampling")
 __all__ = [*_MODULES, "__version__"]
 
 

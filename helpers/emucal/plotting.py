@@ -1,4 +1,4 @@
-"""Plots that several chapters share: basin maps and hydrographs.
+"""Plots that several chapters share: basin maps, hydrographs, implausibility matrices.
 
 Maps use cartopy with Natural Earth features (coastlines, land, ocean, lakes,
 country borders). Without a network, point ``CARTOPY_DATA_DIR`` at a folder
@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-__all__ = ["CONUS_EXTENT", "basin_map", "conus_projection", "hydrograph"]
+__all__ = ["CONUS_EXTENT", "basin_map", "conus_projection", "hydrograph", "implausibility_matrix"]
 
 #: Longitude and latitude limits of the contiguous United States (W, E, S, N).
 CONUS_EXTENT = (-125.0, -66.5, 24.0, 50.0)
@@ -184,4 +184,54 @@ def hydrograph(
         top.set_ylim(np.nanmax(rain.to_numpy()) * 3.0, 0)
         top.set_ylabel("precipitation (mm/day)")
     ax.legend(loc="upper left", fontsize=8, frameon=False)
+    return ax
+
+
+def implausibility_matrix(matched: xr.Dataset, *, ax=None, row_labels: Sequence[str] | None = None,
+                          vmax: float = 10.0, title: str | None = None):
+    """Basins x signatures: the smallest implausibility any parameter set reaches.
+
+    Cells at or below the cutoff (3) are blue shades: some parameter set
+    matches that signature in that basin. Cells above it are red and carry
+    their value: no parameter set does, within the stated observation error,
+    model discrepancy and emulator uncertainty, which is evidence of a
+    structural error (chapter 7).
+
+    Parameters
+    ----------
+    matched
+        The result of :func:`emucal.diagnostics.history_match`.
+    ax
+        Matplotlib axes (a new figure when None).
+    row_labels
+        Labels of the basins (default: the basin ids).
+    vmax
+        Top of the colour scale (larger values are drawn at ``vmax``).
+    title
+        Axes title.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    from matplotlib.colors import TwoSlopeNorm
+
+    cutoff = float(matched.attrs.get("cutoff", 3.0))
+    values = matched["min_implausibility"].transpose("basin", "signature").values
+    n_basin, n_sig = values.shape
+    if ax is None:
+        _, ax = plt.subplots(figsize=(1.0 + 0.75 * n_sig, 1.2 + 0.32 * n_basin))
+    norm = TwoSlopeNorm(vmin=0.0, vcenter=cutoff, vmax=max(vmax, cutoff + 1e-6))
+    image = ax.imshow(np.minimum(values, vmax), cmap="RdBu_r", norm=norm, aspect="auto")
+    for i, j in zip(*np.nonzero(values > cutoff)):
+        ax.text(j, i, f"{values[i, j]:.0f}" if values[i, j] < 100 else ">99",
+                ha="center", va="center", fontsize=7, color="white" if values[i, j] > 0.6 * vmax else "black")
+    names = matched["signature"].values if "signature" in matched.coords else np.arange(n_sig)
+    basins = row_labels if row_labels is not None else (
+        matched["basin"].values if "basin" in matched.coords else np.arange(n_basin))
+    ax.set_xticks(np.arange(n_sig), [str(n) for n in names], rotation=45, ha="right")
+    ax.set_yticks(np.arange(n_basin), [str(b) for b in basins])
+    plt.colorbar(image, ax=ax, label=f"smallest implausibility (cutoff {cutoff:g})", shrink=0.8)
+    if title:
+        ax.set_title(title)
     return ax

@@ -171,3 +171,24 @@ def test_training_data_layout_from_an_ensemble():
     np.testing.assert_array_equal(yl, y.ravel())
     with pytest.raises(KeyError, match="LSE_ATTRIBUTES"):
         emulators.lse_data(ens, attrs, space, attributes=("porosity",))
+
+
+def test_grouped_batch_is_the_groups_fitted_alone_and_round_trips(data, tmp_path):
+    x, y, xt, _ = data
+    scales = np.array([1.0, -2.0, 0.5, 3.0, -1.0])
+    xb, yb = np.stack([x] * 5), scales[:, None] * y
+    grouped = emulators.GPEmulator(lower=0, upper=1, group_size=2).fit(xb, yb)
+    assert len(grouped.groups_) == 3 and grouped.lengthscales_.shape == (5, 3)
+    mean, sd = grouped.predict(np.stack([xt] * 5), return_std=True)
+    # the last group (one member) is exactly what fitting that member alone gives
+    alone = emulators.GPEmulator(lower=0, upper=1, group_size=None).fit(xb[4:], yb[4:])
+    np.testing.assert_array_equal(mean[4:], alone.predict(np.stack([xt])))
+    # and the whole batch in one optimisation finds the same GPs, to optimiser accuracy
+    whole = emulators.GPEmulator(lower=0, upper=1, group_size=None).fit(xb, yb)
+    assert not hasattr(whole, "groups_")
+    difference = np.abs(whole.predict(np.stack([xt] * 5)) - mean).max(axis=1)
+    assert np.all(difference < 0.05 * np.abs(scales))
+    loaded = emulators.load(grouped.save(tmp_path / "grouped.pt"))
+    m2, s2 = loaded.predict(np.stack([xt] * 5), return_std=True)
+    np.testing.assert_allclose(m2, mean, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(s2, sd, rtol=1e-10, atol=1e-12)

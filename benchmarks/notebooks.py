@@ -10,7 +10,7 @@ includes PyTorch's and numba's native memory. Downloads go to the usual cache
 (EMUCAL_DATA_DIR) through EMUCAL_MIRROR if set: run the notebooks once first,
 or `emucal fetch`, so that the times do not include downloads.
 
-Run: python benchmarks/notebooks.py [--fast] [--only 05_calibration ...]
+Run: python benchmarks/notebooks.py [--fast] [--only 05_calibration ...] [--keep DIR]
 Prints a table, and writes it as CSV with --csv FILE.
 """
 
@@ -52,6 +52,7 @@ def main() -> None:
     parser.add_argument("--fast", action="store_true", help="EMUCAL_FAST=1 (the test configuration)")
     parser.add_argument("--only", nargs="*", help="notebook names (without book/ and .ipynb)")
     parser.add_argument("--csv", type=Path, help="also write the table here")
+    parser.add_argument("--keep", type=Path, help="keep the executed notebooks in this folder")
     args = parser.parse_args()
     env = dict(os.environ, EMUCAL_FAST="1" if args.fast else "0")
     rows = []
@@ -59,7 +60,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name in chosen:
             path = REPO / f"{name}.ipynb"
-            out = Path(tmp) / path.name
+            out = (args.keep or Path(tmp)) / path.name
+            out.parent.mkdir(parents=True, exist_ok=True)
             start = time.perf_counter()
             proc = subprocess.run([sys.executable, "-c", CHILD, str(path), str(out), str(path.parent)],
                                   env=env, capture_output=True, text=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import socket
 import subprocess
@@ -283,3 +284,46 @@ def test_basins_lists_the_sample_without_downloading_and_all_with_all(synthetic,
     lines = capsys.readouterr().out.splitlines()
     assert [line.split("\t")[0] for line in lines] == ["01000001", "02000002", "03000003"]
     assert lines[2].split("\t")[1] == "03"
+
+
+# ---------------------------------------------------------------------- handout
+def _nb(*cells):
+    return {"cells": [{"cell_type": kind, "metadata": {}, "source": src,
+                       **({"outputs": [{"output_type": "stream", "name": "stdout", "text": "x"}],
+                           "execution_count": 3} if kind == "code" else {})} for kind, src in cells],
+            "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+
+
+def test_strip_solutions_removes_prose_and_code_between_the_markers():
+    nb = _nb(("markdown", "Intro\n\n:::{exercise}\n:label: ex-a\n\nDo A.\n:::\n\n"
+                          ":::{solution-start} ex-a\n:class: dropdown\n:::"),
+             ("code", "answer_a = 42"),
+             ("markdown", "Because 42.\n\n:::{solution-end}\n:::\n\n:::{exercise}\n:label: ex-b\n\nDo B.\n:::\n\n"
+                          ":::{solution-start} ex-b\n:class: dropdown\n:::\n\nSay B.\n\n:::{solution-end}\n:::"),
+             ("code", "print('after')"))
+    out, removed = cli.strip_solutions(nb)
+    assert removed == 2
+    text = json.dumps(out)
+    assert "answer_a" not in text and "Because 42" not in text and "Say B" not in text
+    assert "Do A." in text and "Do B." in text and "print('after')" in text
+    assert text.count("The solution is in the book") == 2
+    assert [c["cell_type"] for c in out["cells"]] == ["markdown", "markdown", "code"]
+    assert out["cells"][-1]["outputs"] == [] and out["cells"][-1]["execution_count"] is None
+    with pytest.raises(ValueError, match="solution-end"):
+        cli.strip_solutions(_nb(("markdown", ":::{solution-start} ex-a\n:::"), ("code", "x = 1")))
+
+
+def test_handout_of_the_book_keeps_every_exercise_and_no_solution(tmp_path, capsys):
+    chapters = sorted((REPO / "book").glob("0*.ipynb"))
+    assert cli.main(["handout", str(tmp_path), *map(str, chapters)]) == 0
+    for chapter in chapters:
+        original = chapter.read_text()
+        handout = (tmp_path / chapter.name).read_text()
+        n_exercises = original.count(":::{exercise}")
+        assert n_exercises >= 2 and handout.count(":::{exercise}") == n_exercises
+        assert "solution-start" not in handout and "solution-end" not in handout
+        assert handout.count("The solution is in the book") == original.count(":::{solution-start}")
+        nb = json.loads(handout)
+        assert len(nb["cells"]) < len(json.loads(original)["cells"])
+    assert "solutions removed" in capsys.readouterr().out
+    assert cli.main(["handout", str(tmp_path), "no-such.ipynb"]) == 2

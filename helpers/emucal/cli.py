@@ -39,7 +39,8 @@ from typing import Iterator, Sequence
 
 from . import data
 
-__all__ = ["NATURAL_EARTH_FEATURES", "NATURAL_EARTH_RESOLUTIONS", "build_parser", "main"]
+__all__ = ["NATURAL_EARTH_FEATURES", "NATURAL_EARTH_RESOLUTIONS", "build_parser", "main",
+           "strip_solutions"]
 
 #: Natural Earth ``(category, name)`` pairs that :func:`emucal.plotting.basin_map` draws.
 NATURAL_EARTH_FEATURES = (
@@ -333,6 +334,71 @@ def _cmd_basins(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def strip_solutions(notebook: dict) -> tuple[dict, int]:
+    """Remove the exercise solutions from a notebook (a dict in nbformat 4 layout).
+
+    The book writes solutions with sphinx-exercise's gated directives: a line
+    ``:::{solution-start} LABEL`` with its options and a closing ``:::``, then
+    any number of cells, then ``:::{solution-end}`` and ``:::``. Everything
+    from the start to the end marker goes, code cells included, and a short
+    note takes its place; the exercises themselves stay. Outputs are cleared.
+
+    Returns
+    -------
+    notebook : dict
+        A new notebook.
+    removed : int
+        The number of solutions removed.
+    """
+    note = "*(The solution is in the book.)*"
+    cells, removed, inside = [], 0, False
+    for cell in notebook["cells"]:
+        if cell["cell_type"] != "markdown":
+            if not inside:
+                cells.append({**cell, "outputs": [], "execution_count": None}
+                             if cell["cell_type"] == "code" else cell)
+            continue
+        source = cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
+        kept, lines = [], iter(source.splitlines(keepends=True))
+        for line in lines:
+            if not inside and line.startswith(":::{solution-start}"):
+                for option in lines:  # skip its options up to the closing fence
+                    if option.strip() == ":::":
+                        break
+                inside, removed = True, removed + 1
+                kept.append(note + "\n")
+            elif inside and line.startswith(":::{solution-end}"):
+                next(lines, None)  # its closing fence
+                inside = False
+            elif not inside:
+                kept.append(line)
+        text = "".join(kept).strip("\n")
+        if text:
+            cells.append({**cell, "source": text})
+    if inside:
+        raise ValueError("A solution-start has no solution-end: the notebook is not in the book's format.")
+    return {**notebook, "cells": cells}, removed
+
+
+def _cmd_handout(args: argparse.Namespace) -> int:
+    """``emucal handout``: copies of the notebooks without solutions."""
+    import json
+
+    out = Path(args.directory)
+    sources = [Path(n) for n in args.notebooks]
+    missing = [str(n) for n in sources if not n.is_file()]
+    if missing:
+        raise _UsageError(f"no such notebook: {', '.join(missing)}")
+    out.mkdir(parents=True, exist_ok=True)
+    for source in sources:
+        notebook = json.loads(source.read_text(encoding="utf-8"))
+        stripped, removed = strip_solutions(notebook)
+        target = out / source.name
+        target.write_text(json.dumps(stripped, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        print(f"{target}: {removed} solution{'s' if removed != 1 else ''} removed")
+    return EXIT_OK
+
+
 # ----------------------------------------------------------------------- parser
 _ENVIRONMENT = """\
 environment:
@@ -355,7 +421,8 @@ def build_parser() -> argparse.ArgumentParser:
     Returns
     -------
     argparse.ArgumentParser
-        The parser, with the ``fetch``, ``mirror`` and ``basins`` sub-commands.
+        The parser, with the ``fetch``, ``mirror``, ``basins`` and ``handout``
+        sub-commands.
     """
     formatter = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(
@@ -437,6 +504,19 @@ def build_parser() -> argparse.ArgumentParser:
     basins.add_argument("--all", action="store_true",
                         help="all 671 CAMELS-US basins (ids for 'emucal fetch --basins')")
     basins.set_defaults(run=_cmd_basins)
+
+    handout = commands.add_parser(
+        "handout", parents=[common], formatter_class=formatter,
+        help="copies of notebooks without the exercise solutions",
+        description=_wrap("Write copies of the book's notebooks into DIR with every exercise "
+                    "solution (prose and code cells) removed and outputs cleared, for "
+                    "participants to work in during a workshop. The rendered book keeps "
+                    "its solutions in collapsed dropdowns."),
+        epilog="example:\n  emucal handout handouts/ book/*.ipynb",
+    )
+    handout.add_argument("directory", metavar="DIR", help="output folder (created if needed)")
+    handout.add_argument("notebooks", nargs="+", metavar="NOTEBOOK", help="notebooks to copy")
+    handout.set_defaults(run=_cmd_handout)
     return parser
 
 

@@ -145,7 +145,7 @@ def _failing_after(run, n_calls):
     return wrapped
 
 
-def test_an_interrupted_protocol_resumes_to_the_same_numbers(tmp_path):
+def test_an_interrupted_protocol_resumes_to_the_same_numbers(tmp_path, monkeypatch):
     initial = sampling.sample(SPACE, 20, "lhs", seed=1)
     search = dict(popsize=30, generations=30, progress=False)
     # iterate: killed during iteration 2, resumed from its checkpoint
@@ -199,14 +199,11 @@ def test_an_interrupted_protocol_resumes_to_the_same_numbers(tmp_path):
             raise _Interrupted
         return real_search(*args, **kw)
 
-    calibrate.search = breaking_search
-    try:
-        with pytest.raises(_Interrupted):
-            calibrate.regionalise(params, skill, attr, SPACE, checkpoint=path, **kwargs)
-        seen["n"] = -10  # no more interruptions; count the folds still to do
-        again, fold_again = calibrate.regionalise(params, skill, attr, SPACE, checkpoint=path, **kwargs)
-    finally:
-        calibrate.search = real_search
+    monkeypatch.setattr(calibrate, "search", breaking_search)
+    with pytest.raises(_Interrupted):
+        calibrate.regionalise(params, skill, attr, SPACE, checkpoint=path, **kwargs)
+    seen["n"] = -10  # no more interruptions; count the folds still to do
+    again, fold_again = calibrate.regionalise(params, skill, attr, SPACE, checkpoint=path, **kwargs)
     assert seen["n"] == -9  # only the third fold was searched again
     np.testing.assert_array_equal(again, chosen)
     np.testing.assert_array_equal(fold_again, fold)

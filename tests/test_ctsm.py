@@ -58,7 +58,8 @@ def write_paramfile(path: Path, version: str, *, kelvin: bool = False, drop=()) 
             # a base value other than the default, so that 'set' is visible
             data[p.name] = ((), 0.5 * (p.lower + p.upper), {"units": p.units})
     ds = xr.Dataset(data, attrs={"title": "CTSM parameter file (test)"})
-    ds.to_netcdf(path, format="NETCDF3_64BIT")
+    # like CTSM's paramfiles since ctsm5.1.dev167: no _FillValue on any variable
+    ds.to_netcdf(path, format="NETCDF3_64BIT", encoding={v: {"_FillValue": None} for v in ds})
     return path
 
 
@@ -71,8 +72,8 @@ def write_surfdata(path: Path, fmax=FMAX, drop=()) -> Path:
         "LONGXY": (dims, np.array([[-70.0, -69.9], [-70.0, -69.9]])),
         "LATIXY": (dims, np.array([[45.0, 45.0], [45.1, 45.1]])),
     }
-    xr.Dataset({k: v for k, v in data.items() if k not in drop}).to_netcdf(
-        path, format="NETCDF3_64BIT")
+    ds = xr.Dataset({k: v for k, v in data.items() if k not in drop})
+    ds.to_netcdf(path, format="NETCDF3_64BIT", encoding={v: {"_FillValue": None} for v in ds})
     return path
 
 
@@ -149,8 +150,6 @@ def ctsm_reads(row: pd.Series, version: str, base_surf: Path) -> np.ndarray:
             values.append(slope[slope != 0].mean())
         elif where == "paramfile":
             values.append(float(params[p.name]))
-        elif p.name == "zbedrock":
-            values.append(float((surf.zbedrock / base.zbedrock).mean()))
         else:
             values.append(float(surf[p.name].mean()))
     return np.array(values)
@@ -159,7 +158,7 @@ def ctsm_reads(row: pd.Series, version: str, base_surf: Path) -> np.ndarray:
 # ------------------------------------------------------------------ prepare
 @pytest.mark.parametrize("version", [OLD, NEW])
 def test_values_go_where_the_version_reads_them(files, version):
-    samples = sampling.sample(SPACE, 4, "lhs", seed=11)
+    samples = sampling.sample(SPACE, 4, "lhs", seed=11, include_default=False)
     hashes = {k: sha256(files[k]) for k in (version, "surf")}
     plan = ctsm.prepare_ensemble(SPACE, samples, files["case"], files[version], files["out"],
                                  ctsm_version=version, surfdata=files["surf"])
@@ -178,10 +177,12 @@ def test_values_go_where_the_version_reads_them(files, version):
         assert nl["fsurdat"] == f"'{row.surfdata}'"
         assert nl["hist_nhtfrq"] == "0, -24"  # the base case's other settings stay
         assert "! emucal member_" in row.user_nl_clm.read_text()  # old fsurdat commented out
-        # NETCDF3_CLASSIC, for CTSM
+        # the input's format, and no _FillValue added (CTSM removed them, ctsm5.1.dev167)
         for path in (row.paramfile, row.surfdata):
             with netCDF4.Dataset(path) as nc:
-                assert nc.data_model == "NETCDF3_CLASSIC"
+                assert nc.data_model == "NETCDF3_64BIT_OFFSET"
+                for var in nc.variables.values():
+                    assert "_FillValue" not in var.ncattrs(), var.name
         # where each parameter went
         if version == OLD:
             for name in ("baseflow_scalar", "interception_fraction", *REPARTITION):
@@ -201,10 +202,10 @@ def test_values_go_where_the_version_reads_them(files, version):
         assert slope[0] == 0.0
         assert slope[1:].mean() == pytest.approx(x["medlynslope"], rel=1e-12)
         np.testing.assert_allclose(slope[1:] / SLOPE[1:], x["medlynslope"] / SLOPE[1:].mean())
-        # per-gridcell FMAX scaled to the sample; zbedrock multiplied
+        # per-gridcell FMAX and zbedrock (an absolute depth) scaled so the mean is the sample
         assert float(surf.FMAX.mean()) == pytest.approx(x["FMAX"], rel=1e-12)
         np.testing.assert_allclose(surf.FMAX / FMAX, x["FMAX"] / FMAX.mean())
-        np.testing.assert_allclose(surf.zbedrock, ZBEDROCK * x["zbedrock"])
+        np.testing.assert_allclose(surf.zbedrock, ZBEDROCK * x["zbedrock"] / ZBEDROCK.mean())
         np.testing.assert_array_equal(surf.PCT_NATVEG, 100.0)
         np.testing.assert_array_equal(params.slatop, np.linspace(0.0, 0.03, SLOPE.size))
         assert params.pftname.values[1] == b"pft1"
@@ -415,7 +416,7 @@ def write_history(folder: Path, case: str, flow: pd.Series, *, tape: str = "h1",
 
 def test_round_trip_gives_the_kge_of_the_teaching_model(toy, tmp_path):
     forcing, attrs = toy
-    samples = sampling.sample(SPACE, 4, "lhs", seed=5)
+    samples = sampling.sample(SPACE, 4, "lhs", seed=5, include_default=False)
     paramfile = write_paramfile(tmp_path / PARAMFILE_NAME, NEW)
     surf = write_surfdata(tmp_path / "surfdata.nc")
     recovered = np.empty((len(samples), forcing.sizes["basin"], len(SPACE)))
@@ -570,3 +571,59 @@ def test_example_case_feeds_prepare_ensemble(tmp_path):
     with xr.open_dataset(next(member.glob("*param*.nc"))) as p:
         slope = p["medlynslope"].values
         assert slope[0] == 0 and slope[1:].mean() == pytest.approx(samples[1, 2])
+
+
+def test_default_member_is_the_base_case_unedited(files):
+    # Tang et al.'s member 0 is the base case itself (MOASMO_parameters.py, adddefault)
+    samples = sampling.sample(SPACE, 3, "lhs", seed=2)
+    plan = ctsm.prepare_ensemble(SPACE, samples, files["case"], files[NEW], files["out"],
+                                 ctsm_version=NEW, surfdata=files["surf"])
+    row = plan.loc[0]
+    assert row.paramfile is None and row.surfdata is None
+    assert sorted(p.name for p in row.folder.iterdir()) == ["parameters.csv", "run_case.sh",
+                                                          "user_nl_clm"]
+    nl = namelist(row.user_nl_clm)
+    assert "emucal" not in nl.get("fsurdat", "") and "paramfile" not in nl
+    assert pd.read_csv(row.parameters).empty
+    # a NaN elsewhere leaves just that parameter alone
+    x = samples[1].copy()
+    x[SPACE.names.index("fff")] = np.nan
+    plan = ctsm.prepare_ensemble(SPACE, x, files["case"], files[NEW], files["out"],
+                                 ctsm_version=NEW, surfdata=files["surf"], member_start=5)
+    params = load(plan.paramfile.iloc[0])
+    with xr.open_dataset(files[NEW]) as base:
+        assert float(params.fff) == float(base.fff)
+    assert float(params.d_max) == x[SPACE.names.index("d_max")]
+    assert "fff" not in set(pd.read_csv(plan.parameters.iloc[0]).parameter)
+
+
+@pytest.mark.parametrize("zbedrock, sf", [(-1.0, 2.0), (3.0, 1.0), (3.0, 0.5)])
+def test_paramfile_zbedrock_and_scale_factor_are_honoured(files, tmp_path, zbedrock, sf):
+    # ctsm5.2.027+: paramfile zbedrock >= 0 replaces the surface field; zbedrock_sf scales it
+    path = tmp_path / "zb_params.nc"
+    with xr.open_dataset(files[NEW]) as ds:
+        ds = ds.load()
+    ds["zbedrock"] = ((), zbedrock)
+    ds["zbedrock_sf"] = ((), sf)
+    ds.to_netcdf(path, format="NETCDF3_64BIT")
+    space = SPACE.subset(["zbedrock"])
+    plan = ctsm.prepare_ensemble(space, [[4.0]], files["case"], path, files["out"],
+                                 ctsm_version=NEW, surfdata=files["surf"])
+    params = load(plan.paramfile.iloc[0]) if plan.paramfile.iloc[0] is not None else ds
+    surf = load(plan.surfdata.iloc[0]) if plan.surfdata.iloc[0] is not None else load(files["surf"])
+    # what CTSM uses (initVerticalMod.F90)
+    used = surf.zbedrock.values
+    if float(params.zbedrock) >= 0:
+        used = np.full_like(used, float(params.zbedrock))
+    used = float(params.zbedrock_sf) * used
+    assert used.mean() == pytest.approx(4.0, rel=1e-12)
+
+
+def test_perturbing_what_the_base_case_ignores_warns(files):
+    case = files["case"]
+    with open(case / "user_nl_clm", "a") as f:
+        f.write("use_hillslope = .true.\nuse_hillslope_routing = .true.\nuse_bedrock = .false.\n")
+    with pytest.warns(UserWarning, match="hillslope.*baseflow_scalar"):
+        with pytest.warns(UserWarning, match="use_bedrock"):
+            ctsm.prepare_ensemble(SPACE, SPACE.defaults, case, files[NEW], files["out"],
+                                  ctsm_version=NEW, surfdata=files["surf"], dry_run=True)

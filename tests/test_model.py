@@ -127,3 +127,65 @@ def test_without_a_snowpack_winter_flow_rises_and_spring_flow_falls(toy):
     # the warm basin has no snow: the switch changes nothing there
     warm = dict(member=0, basin="00000002")
     np.testing.assert_allclose(broken.qsim.sel(**warm), normal.qsim.sel(**warm), rtol=1e-6)
+
+
+# ---------------------------------------------------------------- fidelity to CTSM
+def test_bedrock_snaps_to_ctsm_layer_interfaces():
+    # initVerticalMod.F90: bedrock at the bottom of the layer holding zbedrock, no
+    # shallower than the layer holding zmin_bedrock = 0.4 m; no match -> all 20 layers
+    z = model.bedrock_depth([0.1, 0.32, 0.33, 0.48, 0.5, 1.0, 1.2, 1.21, 8.03, 8.6, 8.61, 10.0])
+    np.testing.assert_allclose(z, [8.6, 8.6, 0.48, 0.48, 0.68, 1.2, 1.2, 1.52, 8.6, 8.6, 8.6, 8.6])
+
+
+def test_zbedrock_is_an_absolute_depth_and_nan_is_the_basin_default(toy):
+    forcing, attrs = toy
+    params = _with("zbedrock", [1.0, 1.1, 0.2, 9.0, 2.0])
+    params = np.vstack([params, SPACE.defaults])  # last row: zbedrock NaN
+    q = model.simulate(params, forcing, attrs).qsim.sel(basin="00000001").values
+    np.testing.assert_array_equal(q[0], q[1])  # 1.0 and 1.1 m share the layer ending at 1.2 m
+    np.testing.assert_array_equal(q[2], q[3])  # <= 0.32 m keeps the full column, like > 8.6 m
+    assert not np.array_equal(q[0], q[2])
+    # the basin's soil_depth_pelletier is 2.0 m: NaN runs it
+    np.testing.assert_array_equal(q[5], q[4])
+    defaults = model.default_params(attrs)
+    assert defaults.loc["00000002", "zbedrock"] == 5.0 and defaults.loc["00000001", "fff"] == 0.5
+
+
+def test_accum_factor_shapes_cover_during_melt(toy):
+    # CTSM resets int_snow after each snowfall, so the melt curve continues from
+    # the cover that accum_factor built (the old model forgot it on the first melt day)
+    forcing, attrs = toy
+    sim = model.simulate(_with("accum_factor", [0.02, 0.5]), forcing, attrs,
+                         outputs=("fsno", "swe")).sel(basin="00000001")
+    melting = ((sim.swe.diff("time") < 0) & (forcing.prcp.sel(basin="00000001").isel(time=slice(1, None)) == 0)
+               & (sim.swe.isel(time=slice(1, None)) > 0)).all("member")
+    fsno = sim.fsno.isel(time=slice(1, None)).where(melting)
+    assert int(melting.sum()) > 20
+    assert float(abs(fsno.isel(member=0) - fsno.isel(member=1)).mean()) > 0.01
+
+
+def test_ice_impedance_acts_on_baseflow(toy):
+    # SoilHydrologyMod.F90: ice_imped_col multiplies baseflow, not only infiltration
+    forcing, attrs = toy
+    cold = forcing.copy(deep=True)
+    dry_cold = (cold.time.dt.year == 2003) & (cold.time.dt.month <= 3)
+    cold["tmax"] = cold.tmax.where(~dry_cold, -25.0)
+    cold["tmin"] = cold.tmin.where(~dry_cold, -25.0)
+    cold["prcp"] = cold.prcp.where(~dry_cold, 0.0)
+    sim = model.simulate(_with("e_ice", [0.01, 20.0]), cold, attrs, outputs=("qsub",))
+    late = dry_cold & (cold.time.dt.month == 3)
+    q = sim.qsub.sel(basin="00000002").where(late, drop=True).sum("time").values
+    assert q[0] > 1.0 and q[1] < 1e-3 * q[0]
+
+
+def test_dry_surface_layer_is_capped_at_200_mm(toy):
+    # SurfaceResistanceMod.F90: dsl = min(dsl, 200 mm), so beyond the cap d_max does nothing
+    forcing, attrs = toy
+    inputs = model.prepare_inputs(forcing, attrs)
+    params = np.tile(SPACE.defaults, (2, 1))
+    params[:, IDX["d_max"]] = [1e6, 1e7]
+    out, _ = model.run_columns(params, np.zeros(2, int), inputs, outputs=("esoil",))
+    np.testing.assert_array_equal(out["esoil"][0], out["esoil"][1])
+    params[:, IDX["d_max"]] = [5.0, 50.0]
+    out, _ = model.run_columns(params, np.zeros(2, int), inputs, outputs=("esoil",))
+    assert out["esoil"][0].sum() > out["esoil"][1].sum()

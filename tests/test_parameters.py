@@ -10,7 +10,7 @@ from emucal.parameters import Parameter, ParameterSpace
 TANG = {  # name: (default, lower, upper) from CTSM_CAMELS_calibparam_2410.csv
     "watsat_sf": (1, 0.1, 10), "fff": (0.5, 0.001, 20), "medlynslope": (4.840379695, 0.1, 20),
     "hksat_sf": (1, 0.1, 10), "accum_factor": (0.1, 0.01, 1), "FMAX": (0.381669399, 0.1, 0.9),
-    "om_frac_sf": (1, 0.1, 10), "e_ice": (6, 0.01, 20), "zbedrock": (1, 0.1, 10),
+    "om_frac_sf": (1, 0.1, 10), "e_ice": (6, 0.01, 20), "zbedrock": (None, 0.1, 10),
     "n_melt_coef": (200, 5, 800), "d_max": (15, 0.1, 500),
     "precip_repartition_nonglc_all_rain_t": (2, 0, 4), "interception_fraction": (1, 0.1, 1),
     "n_baseflow": (1, 0.1, 30), "liq_canopy_storage_scalar": (0.1, 0.01, 20),
@@ -22,23 +22,39 @@ def test_tang2025_has_the_published_defaults_and_ranges():
     space = ParameterSpace.tang2025()
     assert space.names == list(TANG)
     for p in space:
-        assert (p.default, p.lower, p.upper) == pytest.approx(TANG[p.name]), p.name
-    assert space["zbedrock"].kind == "multiplier"
+        default, lower, upper = TANG[p.name]
+        assert (p.lower, p.upper) == pytest.approx((lower, upper)), p.name
+        assert p.default == (None if default is None else pytest.approx(default)), p.name
+    # zbedrock: an absolute depth (Tang's "Multiplicative, Absolute"; their table has no
+    # default: each basin keeps its surface-data value, NaN in the defaults)
+    assert space["zbedrock"].kind == "value" and space["zbedrock"].units == "m"
+    assert np.isnan(space.defaults[space.names.index("zbedrock")])
+    assert np.isfinite(np.delete(space.defaults, space.names.index("zbedrock"))).all()
     assert space["precip_repartition_nonglc_all_rain_t"].kind == "shift"
     assert space["medlynslope"].per_pft
 
 
-def test_log_scale_rule():
+def test_tang2025_samples_linearly_by_default_like_tang():
+    # MOASMO_parameters.py: factor * (upper - lower) + lower for every parameter
     space = ParameterSpace.tang2025()
+    assert not space.log.any()
+    mid = space.from_unit(np.full(len(space), 0.5))
+    np.testing.assert_allclose(mid, (space.lower + space.upper) / 2)
+    with pytest.raises(ValueError, match="scale"):
+        ParameterSpace.tang2025(scale="logarithmic")
+
+
+def test_log_scale_rule():
+    space = ParameterSpace.tang2025(scale="log")
     for p in space:
         spans_decade = p.lower > 0 and p.upper / p.lower >= 10
-        fraction_or_temperature = p.name in ("FMAX", "interception_fraction",
-                                             "precip_repartition_nonglc_all_rain_t")
-        assert p.log == (spans_decade and not fraction_or_temperature), p.name
+        linear = p.name in ("FMAX", "interception_fraction", "zbedrock",
+                            "precip_repartition_nonglc_all_rain_t")
+        assert p.log == (spans_decade and not linear), p.name
 
 
 def test_unit_cube_round_trip_and_log_midpoint():
-    space = ParameterSpace.tang2025()
+    space = ParameterSpace.tang2025(scale="log")
     rng = np.random.default_rng(3)
     u = rng.uniform(size=(50, len(space)))
     np.testing.assert_allclose(space.to_unit(space.from_unit(u)), u, atol=1e-12)
@@ -62,7 +78,7 @@ def test_validate_names_parameter_value_and_range():
 
 
 def test_to_dataset_has_member_and_param():
-    space = ParameterSpace.tang2025().subset(["fff", "FMAX"])
+    space = ParameterSpace.tang2025(scale="log").subset(["fff", "FMAX"])
     ds = space.to_dataset([[0.5, 0.3], [2.0, 0.8]], member_start=10)
     assert ds.value.dims == ("member", "param")
     assert list(ds.member.values) == [10, 11] and list(ds.param.values) == ["fff", "FMAX"]

@@ -115,7 +115,9 @@ def model_runner(forcing: xr.Dataset, attrs, space: ParameterSpace, *, metric: s
 
     The returned ``run(params)`` takes parameter sets ``(basin, n, param)`` in
     parameter units (basin ``b`` is run with its own ``n`` sets) and returns
-    the skill ``(basin, n)`` over the water years ``period``. Model inputs are
+    the skill ``(basin, n)`` over the water years ``period``; a NaN in a
+    parameter set stands for the basin's default (``run.defaults``, ``(basin,
+    param)``, from :func:`emucal.model.default_params`). Model inputs are
     prepared once, so repeated calls cost only the runs. Any function with
     this signature can stand in for it, for example one that submits CTSM
     runs and reads them back with :mod:`emucal.ctsm`. ``snowpack=False`` runs
@@ -145,7 +147,20 @@ def model_runner(forcing: xr.Dataset, attrs, space: ParameterSpace, *, metric: s
 
     run.n_basin = n_basin
     run.basins = forcing.basin.values
+    run.defaults = inputs.defaults  # (basin, param): what NaN in a parameter set stands for
     return run
+
+
+def _resolve_defaults(run: Callable, params: np.ndarray) -> np.ndarray:
+    """Parameter sets ``(basin, n, param)`` with each NaN replaced by the basin's default."""
+    if not np.isnan(params).any():
+        return params
+    defaults = getattr(run, "defaults", None)
+    if defaults is None:
+        raise ValueError("The parameter sets hold NaN (a basin's own default, as in the default "
+                         "member of sampling.sample), but run has no 'defaults' (basin, param) "
+                         "to fill them; give explicit values.")
+    return np.where(np.isnan(params), np.asarray(defaults, float)[:, None, :], params)
 
 
 # ------------------------------------------------------------------- search
@@ -305,6 +320,7 @@ def iterate(run: Callable, space: ParameterSpace, initial: np.ndarray, *, n_iter
             if n_basin is None:
                 raise ValueError("Pass initial as (basin, n, param) when run has no n_basin.")
             initial = np.broadcast_to(initial, (n_basin,) + initial.shape).copy()
+        initial = _resolve_defaults(run, initial)
     settings = dict(kind="iterate", emulator=emulator, n_per_iteration=n_per_iteration, seed=seed,
                     popsize=popsize, generations=generations, initial=_fingerprint(initial),
                     attrs=None if basin_attrs is None else _fingerprint(basin_attrs))
@@ -379,7 +395,8 @@ def dds(run: Callable, space: ParameterSpace, n_evaluations: int, *, n_basin: in
         progress: bool = True) -> xr.Dataset:
     """Dynamically Dimensioned Search (Tolson and Shoemaker 2007), all basins in parallel.
 
-    Each basin runs its own DDS: start from the default (or ``start``), then
+    Each basin runs its own DDS: start from the basin's default (``run.defaults``
+    where the runner has them, else ``space.defaults``) or ``start``, then
     at evaluation ``i`` perturb each parameter with probability
     ``1 - ln(i)/ln(n_evaluations)`` (at least one) by ``r`` times its range
     (normal steps, reflected at the bounds, in the unit cube), and keep the
@@ -404,7 +421,11 @@ def dds(run: Callable, space: ParameterSpace, n_evaluations: int, *, n_basin: in
         raise ValueError("Give n_basin (run has no n_basin attribute).")
     rng = np.random.default_rng(seed)
     d = len(space)
-    x0 = space.to_unit(space.defaults if start is None else np.asarray(start, float))
+    if start is None:
+        start = getattr(run, "defaults", None)
+        start = space.defaults if start is None else start
+    x0 = space.to_unit(_resolve_defaults(run, np.broadcast_to(
+        np.asarray(start, float), (n_basin, len(space)))[:, None, :].copy())[:, 0])
     settings = dict(kind="dds", n_evaluations=n_evaluations, n_basin=n_basin, r=r, seed=seed,
                     batch=batch, start=_fingerprint(x0))
     saved = _load_checkpoint(checkpoint, settings)

@@ -21,16 +21,28 @@ depends on the CTSM version (:meth:`emucal.parameters.Parameter.location`):
 
 the parameter file (``paramfile``)
     A netCDF file of scalars and per-PFT arrays (``medlynslope(pft)``).
-    Each member gets an edited copy, written as ``NETCDF3_CLASSIC``, the
-    format CTSM's parameter reader expects.
+    Each member gets a byte copy of the base file with only the member's
+    variables rewritten in place, so the file keeps its netCDF format and
+    every variable its type and attributes. No ``_FillValue`` is added: CTSM
+    removed ``_FillValue`` from its parameter files in ctsm5.1.dev167
+    (``doc/ChangeLog``), and CTSM's own ``python/ctsm/param_utils/
+    set_paramfile.py`` likewise keeps the input's format and adds no fill value.
 the namelist (``user_nl_clm``)
-    ``name = value`` lines. ``interception_fraction`` was a namelist
-    variable before ctsm5.3.010; ``baseflow_scalar`` and the four rain/snow
-    repartition temperatures were namelist variables before ctsm5.4.025.
+    ``name = value`` lines. Three of the 16 parameters moved from the
+    namelist to the paramfile: ``interception_fraction`` in ctsm5.3.010;
+    ``baseflow_scalar`` and the rain/snow repartition temperatures
+    (``precip_repartition_nonglc_all_rain_t`` with the three temperatures
+    bound to it) in ctsm5.4.025 (``doc/ChangeLog`` of ESCOMP/CTSM).
 the surface dataset (``fsurdat``)
     Gridded fields of the basin: ``FMAX(lsmlat, lsmlon)`` and
     ``zbedrock(lsmlat, lsmlon)``. A member that changes one gets an edited
-    copy of the surface dataset.
+    copy of the surface dataset. Since ctsm5.2.027 the paramfile may also
+    carry ``zbedrock`` (a value >= 0 replaces the surface field everywhere)
+    and ``zbedrock_sf`` (scales it; ``initVerticalMod.F90``). When the base
+    paramfile holds either, the member's depth is written so that what CTSM
+    uses is the sampled depth: into the paramfile's ``zbedrock`` when that
+    overrides the surface data, divided by ``zbedrock_sf`` when that is not 1;
+    ``parameters.csv`` says which.
 
 How a sampled value becomes CTSM input
 --------------------------------------
@@ -42,22 +54,27 @@ The conventions are those of Tang et al.'s ``MOASMO_parameters.py``
 ``kind="value"``, an array in CTSM (per PFT, per gridcell)
     The array is multiplied by ``sample / mean(array)``, so that its mean
     becomes the sampled value and the ratios between PFTs (or gridcells)
-    stay as in the base file. Zero entries (``medlynslope`` of bare soil, a
+    stay as in the base file. ``zbedrock`` is one: the basin's gridcells keep
+    their relative depths and their mean becomes the sampled depth in metres
+    (Tang et al.'s "Multiplicative, Absolute"). Zero entries (``medlynslope`` of bare soil, a
     gridcell without saturated area) and fill values stay as they are and,
     by default, are left out of the mean: a bare-soil "slope" of 0 is not a
     slope, and counting it would make the mean depend on how many unused
     PFTs a file carries. Tang et al. took ``np.nanmean`` over the whole
     array, zeros included; ``zeros_in_mean=True`` does the same.
-``kind="multiplier"`` (``zbedrock``)
-    The base field is multiplied by the sampled number, so each basin keeps
-    its own depth to bedrock times the same factor.
+NaN, and the default member
+    A NaN leaves that parameter as the base case has it. A row equal to
+    :attr:`~emucal.parameters.ParameterSpace.defaults` (member 0 of
+    :func:`emucal.sampling.sample`) is the base case itself: nothing is
+    edited or copied, and its ``user_nl_clm`` is the base case's, as Tang et
+    al.'s member 0 (``MOASMO_parameters.py``, ``adddefault``).
 ``kind="shift"`` (``precip_repartition_nonglc_all_rain_t``)
     The parameter is set to the sampled value, and the parameters in
     :attr:`~emucal.parameters.Parameter.bound_with` (the other three
     repartition temperatures) move by the same difference from their base
     values, so that the rain/snow ramps keep their widths.
 
-Base values (for scaling, multiplying and shifting) come from the base
+Base values (for scaling and shifting) come from the base
 files, or for namelist parameters from the base case's ``user_nl_clm``, then
 its ``Buildconf/clmconf/lnd_in``, then CTSM's namelist defaults.
 
@@ -78,13 +95,15 @@ History files and CTSM's time stamps
 With ``hist_nhtfrq = 0, -24`` in ``user_nl_clm`` CTSM writes daily means to
 the second history tape, files ``CASE.clm2.h1.YYYY-MM-DD-SSSSS.nc``
 (``CASE.clm2.h1a.*.nc`` from ctsm5.3.062 on, ``a`` for averages). Fluxes such
-as ``QRUNOFF`` are in mm/s (kg m-2 s-1). The ``time`` of an averaged record
-is the *end* of the averaging interval: the mean of 1 October 1994 is
-stamped ``1994-10-02 00:00``. :func:`read_history` labels each daily mean
-with the day it averages: the lower edge of ``time_bounds`` where the file
-has it, otherwise the day before the stamp (``ceil(time) - 1`` days after
-the reference date, which also gives the right day for stamps in the middle
-of the interval). CTSM's default calendar is ``noleap``: its output has no
+as ``QRUNOFF`` are in mm/s (kg m-2 s-1). Where an averaged record is stamped
+depends on the version: up to ctsm5.3.017 its ``time`` is the *end* of the
+averaging interval (the mean of 1 October 1994 is stamped ``1994-10-02
+00:00``); from ctsm5.3.018 on it is the *middle* of the interval
+(``1994-10-01 12:00``; ``doc/ChangeLog``: "Change history time to be the
+middle of the time bounds"). :func:`read_history` handles both: it labels
+each daily mean with the day it averages, the lower edge of ``time_bounds``
+where the file has it, otherwise ``ceil(time) - 1`` days after the reference
+date, which is the right day for either stamp. CTSM's default calendar is ``noleap``: its output has no
 29 February, and those days are NaN, like any other missing day, when the
 result is aligned with observations.
 
@@ -274,8 +293,6 @@ def _edit_array(ds: xr.Dataset, name: str, param: Parameter, value: float, *, so
     used = valid
     if delta is not None:
         new[valid] = old[valid] + delta
-    elif param.kind == "multiplier":
-        new[valid] = old[valid] * value
     elif old.size == 1:
         new[valid] = value
     else:
@@ -385,17 +402,30 @@ def _user_nl_clm(base_lines: list[str], settings: dict[str, str], tag: str,
     return "\n".join(out) + "\n"
 
 
-def _write_nc(ds: xr.Dataset, path: Path, note: str) -> None:
-    ds = ds.copy()
+def _write_edited(source: Path, target: Path, edited: xr.Dataset, names, note: str) -> None:
+    """Copy ``source`` byte for byte, then rewrite the values of ``names`` in place.
+
+    The copy keeps the file's format, every variable's type, attributes and
+    (absent) fill value; only the data of the edited variables and the
+    global ``history`` change.
+    """
+    shutil.copyfile(source, target)
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-    history = str(ds.attrs.get("history", ""))
-    ds.attrs["history"] = f"{stamp}: {note}" + (f"\n{history}" if history else "")
-    ds.to_netcdf(path, format="NETCDF3_CLASSIC")
+    with netCDF4.Dataset(target, "r+") as nc:
+        for name in names:
+            var = nc.variables[name]
+            var.set_auto_maskandscale(False)
+            var[...] = np.asarray(edited[name].values, dtype=var.dtype)
+        history = str(getattr(nc, "history", ""))
+        nc.setncattr("history", f"{stamp}: {note}" + (f"\n{history}" if history else ""))
 
 
 def _member_edits(values: pd.Series, by_place: dict, base: dict, sources: dict, targets: dict,
-                  namelist_base: dict, zeros_in_mean: bool):
-    """One member's edited datasets, namelist settings and table of changes."""
+                  namelist_base: dict, zeros_in_mean: bool, bedrock: dict):
+    """One member's edited datasets, namelist settings and table of changes.
+
+    NaN values are left as the base case has them (no edit, no record).
+    """
     edited = {place: ds.copy() for place, ds in base.items() if ds is not None}
     settings: dict[str, str] = {}
     changes: list[dict] = []
@@ -408,6 +438,17 @@ def _member_edits(values: pd.Series, by_place: dict, base: dict, sources: dict, 
     for place in ("paramfile", "surface"):
         for p in by_place[place]:
             ds, value = edited[place], float(values[p.name])
+            if np.isnan(value):
+                continue
+            if p.name == "zbedrock" and bedrock["sf"] != 1.0:
+                value = value / bedrock["sf"]  # CTSM multiplies by zbedrock_sf
+            if p.name == "zbedrock" and bedrock["override"]:
+                # the paramfile's zbedrock >= 0 replaces the surface field in CTSM
+                pds = edited["paramfile"]
+                pds["zbedrock"], b, n = _edit_array(pds, "zbedrock", p, value,
+                                                    source=sources["paramfile"], zeros_in_mean=True)
+                record(p, "zbedrock", "paramfile", b, n)
+                continue
             if p.kind == "shift":
                 primary = ds[p.name]
                 raw = np.asarray(primary.values, dtype=np.float64)
@@ -425,16 +466,14 @@ def _member_edits(values: pd.Series, by_place: dict, base: dict, sources: dict, 
                 record(p, p.name, place, b, n)
     for p in by_place["namelist"]:
         value = float(values[p.name])
+        if np.isnan(value):
+            continue
         if p.kind == "shift":
             delta = value - namelist_base[p.name]
             for name in (p.name, *p.bound_with):
                 new = namelist_base[name] + delta
                 settings[name] = fortran_number(new)
                 record(p, name, "namelist", namelist_base[name], new)
-        elif p.kind == "multiplier":
-            new = namelist_base[p.name] * value
-            settings[p.name] = fortran_number(new)
-            record(p, p.name, "namelist", namelist_base[p.name], new)
         else:
             settings[p.name] = fortran_number(value)
             record(p, p.name, "namelist", namelist_base[p.name], value)
@@ -556,10 +595,14 @@ def prepare_ensemble(
     Notes
     -----
     A row equal to ``space.defaults`` (row 0 of
-    :func:`emucal.sampling.sample`) sets each parameter to the *space's*
-    default. Where the base files hold other values (``FMAX`` of a basin, a
-    ``medlynslope`` mean counted another way) that member differs from the
-    base case; Tang et al.'s member 0 was the base case itself.
+    :func:`emucal.sampling.sample`) is the base case exactly: its folder has
+    the base case's ``user_nl_clm`` and no edited files (``paramfile`` and
+    ``surfdata`` are None in the table), as Tang et al.'s member 0. A NaN in
+    any other row leaves that parameter as the base case has it.
+
+    When the base case runs with hillslope hydrology (``use_hillslope``, as
+    Tang et al. did), CTSM ignores ``baseflow_scalar`` and ``n_baseflow`` and
+    a warning says so; likewise ``zbedrock`` with ``use_bedrock = .false.``.
 
     Examples
     --------
@@ -650,10 +693,16 @@ def prepare_ensemble(
         raise ValueError(f"Member cases exist already: {taken[:5]}; create_clone would fail. "
                          "Remove them or pass another case_root.")
 
+    bedrock = _bedrock_settings(base_param, paramfile, [p.name for p in by_place["surface"]])
+    _warn_ignored(space, base_case)
+
     rows = []
     for member, values in table.iterrows():
         tag = _member_tag(member)
         folder = out_dir / tag
+        sampled = values
+        if np.allclose(values.to_numpy(), space.defaults, equal_nan=True, rtol=0, atol=0):
+            values = values * np.nan  # the default member is the base case, unedited
         targets = {"paramfile": folder / f"{paramfile.stem}.{tag}.nc",
                    "namelist": folder / "user_nl_clm"}
         if surf_path is not None:
@@ -661,9 +710,12 @@ def prepare_ensemble(
         edited, settings, member_changes = _member_edits(
             values, by_place, {"paramfile": base_param, "surface": base_surf},
             {"paramfile": paramfile, "surface": surf_path}, targets, namelist_base,
-            zeros_in_mean)
+            zeros_in_mean, bedrock)
         member_changes = [{"member": member, **c} for c in member_changes]
-        settings = {"paramfile": _quoted(targets["paramfile"]),
+        changed = {c["location"] for c in member_changes}
+        targets = {place: path for place, path in targets.items()
+                   if place == "namelist" or place in changed}
+        settings = {**({"paramfile": _quoted(targets["paramfile"])} if "paramfile" in targets else {}),
                     **({"fsurdat": _quoted(targets["surface"])} if "surface" in targets else {}),
                     **settings}
 
@@ -676,8 +728,8 @@ def prepare_ensemble(
         row = {
             "member": member, "folder": folder, "case": cases[member],
             "script": folder / "run_case.sh", "user_nl_clm": folder / "user_nl_clm",
-            "paramfile": targets["paramfile"], "surfdata": targets.get("surface"),
-            "parameters": folder / "parameters.csv", **values.to_dict(),
+            "paramfile": targets.get("paramfile"), "surfdata": targets.get("surface"),
+            "parameters": folder / "parameters.csv", **sampled.to_dict(),
         }
         rows.append(row)
         if dry_run:
@@ -689,21 +741,67 @@ def prepare_ensemble(
         part.mkdir(parents=True)
         for place, source in (("paramfile", paramfile), ("surface", surf_path)):
             if place in targets:
+                mine = [c for c in member_changes if c["location"] == place]
                 note = (f"emucal.ctsm.prepare_ensemble {tag} ({ctsm_version}) from {source}: "
-                        + ", ".join(f"{c['variable']} = {c['new']:.6g}" for c in member_changes
-                                    if c["location"] == place))
-                _write_nc(edited[place], part / targets[place].name, note)
+                        + ", ".join(f"{c['variable']} = {c['new']:.6g}" for c in mine))
+                _write_edited(source, part / targets[place].name, edited[place],
+                              sorted({c["variable"] for c in mine}), note)
         (part / "user_nl_clm").write_text(_user_nl_clm(base_user_nl, settings, tag, ctsm_version))
         script = part / "run_case.sh"
         script.write_text(_script(base_case=base_case, case=cases[member], folder=folder, tag=tag,
                                   xmlchange=xml, submit_args=submit_args))
         script.chmod(0o755)
-        pd.DataFrame(member_changes).to_csv(part / "parameters.csv", index=False)
+        pd.DataFrame(member_changes, columns=["member", "parameter", "sampled", "kind", "location",
+                                              "variable", "file", "base", "new"]
+                     ).to_csv(part / "parameters.csv", index=False)
         os.replace(part, folder)
 
     plan = pd.DataFrame(rows).set_index("member")
     plan.attrs.update(ctsm_version=ctsm_version, locations=where, dry_run=bool(dry_run))
     return plan
+
+
+def _bedrock_settings(base_param: xr.Dataset, paramfile: Path, surface_names) -> dict:
+    """How the base paramfile's ``zbedrock``/``zbedrock_sf`` (ctsm5.2.027+) act on bedrock.
+
+    ``initVerticalMod.F90``: ``if (zbedrock >= 0) zbedrock_in(:) = zbedrock``,
+    then ``if (zbedrock_sf /= 1) zbedrock_in(:) = zbedrock_sf * zbedrock_in(:)``.
+    """
+    out = {"override": False, "sf": 1.0}
+    if "zbedrock" not in surface_names:
+        return out
+    if "zbedrock_sf" in base_param.data_vars:
+        out["sf"] = float(np.asarray(base_param["zbedrock_sf"].values, float).ravel()[0])
+        if not out["sf"] > 0:
+            raise ValueError(f"{paramfile} sets zbedrock_sf = {out['sf']:g}; CTSM would scale every "
+                             "depth to bedrock by it, so no sampled depth can be reached. Set it to 1.")
+    if "zbedrock" in base_param.data_vars:
+        out["override"] = float(np.asarray(base_param["zbedrock"].values, float).ravel()[0]) >= 0
+    return out
+
+
+def _warn_ignored(space: ParameterSpace, base_case: Path) -> None:
+    """Warn about sampled parameters that the base case's configuration does not use."""
+    def logical(name: str, default: bool) -> bool:
+        for path in _case_namelist_files(base_case):
+            text = _namelist_setting(path.read_text().splitlines(), name)
+            if text is not None:
+                return text.strip().strip(",").lower() in (".true.", "t", ".t.", "true")
+        return default
+
+    sampled = set(space.names)
+    lateral = sorted(sampled & {"baseflow_scalar", "n_baseflow"})
+    if lateral and logical("use_hillslope", False):
+        warnings.warn(
+            f"The base case sets use_hillslope = .true., and CTSM's hillslope columns compute "
+            f"lateral flow from transmissivity without {lateral} (SoilHydrologyMod.F90, "
+            "SubsurfaceLateralFlow: only non-hillslope columns use them), so perturbing them "
+            "changes nothing there; Tang et al. (2025) ran with hillslopes.", UserWarning,
+            stacklevel=3)
+    if "zbedrock" in sampled and not logical("use_bedrock", True):
+        warnings.warn("The base case sets use_bedrock = .false.: CTSM then ignores zbedrock "
+                      "(initVerticalMod.F90), so perturbing it changes nothing.", UserWarning,
+                      stacklevel=3)
 
 
 def _case_setting_text(base_case: Path, name: str):

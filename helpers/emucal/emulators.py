@@ -116,17 +116,25 @@ def sse_data(ens, space, metric: str = "norm_kge", period: str = "calibration"):
     Returns
     -------
     X : ndarray ``(basin, member, param)``
-        Parameters in the unit cube (log-scaled ones by their logarithm).
+        Parameters in the unit cube (log-scaled ones by their logarithm);
+        a NaN in ``params`` (the default member) is the basin's own default.
     y : ndarray ``(basin, member)``
         The skill.
     """
-    unit = space.to_unit(ens["params"].transpose("member", "param").values)
+    params = ens["params"].transpose("member", "param").values[None]
+    if "defaults" in ens:  # NaN in params: the basin's default (the default member)
+        base = ens["defaults"].transpose("basin", "param").values[:, None, :]
+        params = np.where(np.isnan(params), base, params)
+    elif np.isnan(params).any():
+        raise ValueError("params has NaN (a basin's default) but the ensemble has no "
+                         "'defaults(basin, param)' to resolve it; drop those members.")
     y = ens[metric].sel(period=period).transpose("basin", "member").values
+    unit = space.to_unit(np.broadcast_to(params, y.shape + (params.shape[-1],)))
     if not np.isfinite(y).all():
         bad = ens.basin.values[~np.isfinite(y).all(axis=1)]
         raise ValueError(f"{metric} is NaN in basins {list(bad)} (no observed flow in the "
                          f"{period} period?); drop them with ens.drop_sel(basin=...).")
-    return np.broadcast_to(unit, (y.shape[0],) + unit.shape).copy(), y
+    return np.ascontiguousarray(unit), y
 
 
 def lse_features(unit_params, basin_attrs) -> np.ndarray:

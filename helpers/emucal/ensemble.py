@@ -163,8 +163,10 @@ def run_ensemble(
     -------
     xarray.Dataset
         Each metric as ``(member, basin, period)``, ``water_balance_error``
-        ``(member, basin)``, the parameter values ``params(member, param)``, and
-        ``qsim`` when ``keep_flow``.
+        ``(member, basin)``, the parameter values ``params(member, param)`` (NaN:
+        the basin's default, as in the default member of
+        :func:`emucal.sampling.sample`), each basin's default parameters
+        ``defaults(basin, param)``, and ``qsim`` when ``keep_flow``.
     """
     space = space or ParameterSpace.tang2025()
     if isinstance(samples, xr.Dataset):
@@ -261,6 +263,8 @@ def run_ensemble(
     out = xr.concat(parts, dim="member")
     out["params"] = space.to_dataset(samples)["value"].rename("params")
     out = out.assign_coords(param=space.names)
+    out["defaults"] = (("basin", "param"), inputs.defaults,
+                       {"long_name": "each basin's default parameters (what NaN in params stands for)"})
     out.attrs.update({
         "title": "teaching-model ensemble",
         "periods": json.dumps({k: list(v) for k, v in periods.items()}),

@@ -28,16 +28,29 @@ Canopy interception (TN Hydrology: canopy water)
     peaking on 19 July.
 Snow-covered fraction (TN Snow hydrology; Swenson and Lawrence 2012)
     On snowfall ``f_sno = 1 - (1 - tanh(accum_factor * snowfall))(1 - f_sno)``;
-    during melt ``f_sno = 1 - (arccos(2 W/W_max - 1)/pi)^N_melt`` with
-    ``N_melt = n_melt_coef / max(10, sigma_topo)`` and ``W_max`` the largest
-    SWE since the snow arrived.
+    during melt ``f_sno = 1 - (arccos(2 W/W_int - 1)/pi)^N_melt`` with
+    ``N_melt = n_melt_coef / max(10, sigma_topo)`` (the code uses ``max``;
+    the Technical Note prints ``min``) and ``W_int = min(int_snow, 2000 mm)``.
+    As in CTSM, ``int_snow`` is reset after every snowfall so that the melt
+    curve starts from the current cover and SWE,
+    ``int_snow = W / (0.5 (cos(pi (1 - f_sno)^(1/N_melt)) + 1))``, and never
+    falls below ``W`` (``SnowCoverFractionSwensonLawrence2012Mod.F90``,
+    ``AddNewsnowToIntsnow`` and ``FracSnowDuringMelt``; ``SnowHydrologyMod.F90``,
+    ``int_snow = max(int_snow, h2osno_total)``): ``accum_factor`` therefore
+    shapes the whole melt season, not only the first snowfall.
+    *Simplification:* CTSM adds the new snow to ``int_snow`` once more after
+    the reset; the teaching model keeps the reset consistent with the cover.
     *Simplifications:* melt is a temperature index, ``DDF * T * f_sno``
     (``DDF = 3.5 mm/degC/day``), over the snow-covered fraction, in place of
     CTSM's energy balance; no sublimation; rain passes through the pack.
     ``sigma_topo`` (the standard deviation of elevation, not in CAMELS) is
     approximated by the elevation change over 1 km at ``slope_mean``.
 Frozen ground (TN Hydrology: frozen soils)
-    Ice impedance ``Theta_ice = 10^(-e_ice F_ice)`` on infiltration.
+    Ice impedance ``Theta_ice = 10^(-e_ice F_ice)`` on infiltration, on the
+    drainage conductivity and on baseflow, as in CTSM
+    (``InfiltrationExcessRunoffMod.F90``; ``SoilWaterMovementMod.F90``,
+    ``IceImpedance``; ``SoilHydrologyMod.F90``, ``ice_imped_col`` in
+    ``SubsurfaceLateralFlow``).
     *Simplification:* ``F_ice = clip(-T_soil / 2 degC, 0, 1)`` with a soil
     temperature that relaxes with a 10-day time scale towards the air
     temperature damped by snow insulation, ``T_air exp(-SWE / 30 mm)``:
@@ -46,18 +59,36 @@ Surface runoff and infiltration (TN Hydrology: surface runoff, infiltration)
     Saturated fraction ``f_sat = FMAX exp(-0.5 fff z_wt)``; water on the
     saturated fraction runs off; the rest infiltrates up to
     ``(1 - f_sat) Theta_ice k_sat``.
-Soil hydraulic properties (TN Hydrology: soil water; Cosby et al. 1984; Lawrence and Slater 2008)
+Depth to bedrock (TN Hydrology: soil water; ``initVerticalMod.F90``)
+    ``zbedrock`` is an absolute depth (m). Its default is the basin's own,
+    CAMELS ``soil_depth_pelletier``, from the map of Pelletier et al. (2016)
+    that CTSM's surface datasets also use. As in CTSM, the soil column ends
+    at the bottom of the layer that holds ``zbedrock``, among CTSM's default
+    20 soil layers (``20SL_8.5m``: interfaces 0.02, 0.06, ... 7.46, 8.60 m;
+    ``clm_varpar.F90``), no shallower than the layer holding
+    ``zmin_bedrock = 0.4`` m (``clm_varcon.F90``), i.e. 0.48 m. A value at or
+    below 0.32 m (the interface above that layer) matches no layer, and CTSM
+    then keeps the full 20 layers (8.60 m); so does any value deeper than
+    8.60 m. :func:`bedrock_depth` gives the snapped depth.
+Soil hydraulic properties (TN Hydrology: soil water; ``SoilStateInitTimeConstMod.F90``)
     Mineral porosity and conductivity from CAMELS (``soil_porosity``,
-    ``soil_conductivity``), mixed with organic soil (porosity 0.9,
-    conductivity 0.1 mm/s, ``b`` 2.7, ``psi_sat`` -10.3 mm) by the organic
-    fraction ``organic_frac * om_frac_sf``; Clapp-Hornberger ``b = 2.91 +
-    0.159 clay`` and ``psi_sat = -10 * 10^(1.88 - 0.0131 sand)`` mm; then
-    porosity times ``watsat_sf`` (capped at 0.95) and conductivity times
-    ``hksat_sf``.
+    ``soil_conductivity``), Clapp-Hornberger ``b = 2.91 + 0.159 clay`` and
+    ``psi_sat = -10 * 10^(1.88 - 0.0131 sand)`` mm (Cosby et al. 1984).
+    Organic soil as in CTSM, by depth ``z`` of each of CTSM's layers:
+    porosity ``max(0.93 - 0.2 z, 0.83)``, ``b = min(2.7 + 18.6 z, 12)``,
+    ``psi_sat = -min(10.3 - 0.4 z, 10.1)`` mm, conductivity ``max(0.28 -
+    0.5598 z, k_mineral)`` mm/s (``zsapric = 0.5`` m). They mix with the
+    mineral values by the organic fraction ``f = min(organic_frac *
+    om_frac_sf, 1)``; porosity is ``min(watsat_sf * mix, 0.93)``; conductivity
+    mixes by percolation theory (``pcalpha = 0.5``, ``pcbeta = 0.139``: above
+    half organic, a connected organic fraction conducts in parallel with the
+    rest in series) and is then times ``hksat_sf``. The lumped model uses the
+    thickness-weighted mean of each property over the layers above bedrock.
+    *Simplification:* CAMELS gives one organic fraction per basin, so ``f`` is
+    the same in every layer (CTSM reads a profile).
 Soil water and the water table
     *Simplification:* in place of CTSM's 20-layer Richards equation, two
-    stores over the soil depth ``zbedrock`` (CAMELS ``soil_depth_pelletier``
-    times the multiplier, within CTSM's 0.1-8.03 m soil column). A
+    stores over the soil column above bedrock. A
     soil-moisture store feeds transpiration and soil evaporation and drains
     above field capacity (-3.4 m suction) at the Clapp-Hornberger
     conductivity ``k_sat (theta/theta_sat)^(2b+3)``; a groundwater store with
@@ -76,11 +107,15 @@ Evapotranspiration
     PFT defaults) and the Medlyn et al. (2011) response relative to the
     default slope, ``(1 + g1/sqrt(D)) / (1 + 4.84/sqrt(D))``. Soil
     evaporation on the bare, snow-free fraction ``exp(-0.5 L)`` with the dry
-    surface layer resistance of Swenson and Lawrence (2014):
-    ``DSL = d_max (0.8 theta_sat - theta)/(0.8 theta_sat - theta_air)``,
-    ``r_soil = DSL / (D_v tau)``, Millington-Quirk tortuosity, and
-    ``beta = r_a / (r_a + r_soil)``. Evaporation never takes the soil below
-    air-dry.
+    surface layer resistance of Swenson and Lawrence (2014) as CTSM codes it
+    (``SurfaceResistanceMod.F90``, ``calc_soil_resistance_sl14``):
+    ``DSL = d_max max(0.001, 0.8 theta_sat - theta) / max(0.001, 0.8 theta_sat
+    - theta_air)``, capped at 200 mm; ``r_soil = DSL / (D_g eps 1000) + 20``
+    s/m (at most 1e6) with ``eps = theta_sat - theta_air`` and ``D_g = eps D_0
+    (eps/theta_sat)^(3/max(3, b))``, ``D_0 = 2.12e-5 (T/273.15)^1.75`` m2/s; and
+    ``E_soil = PET r_a / (r_a + r_soil)``. Evaporation never takes the soil
+    below air-dry. *Simplifications:* one soil layer stands for CTSM's top
+    layer, and the soil temperature is the daily proxy above.
 
 Water balance: every flux is limited by the water it draws on, so for each
 column ``P = ET + Q + (S_end - S_start)`` holds to rounding, where ``S`` is
@@ -93,11 +128,15 @@ FAO Irrigation and Drainage Paper 56.
 Cosby, B. J. et al. (1984). Water Resour. Res. 20, 682-690.
 Lawrence, D. M. and Slater, A. G. (2008). Clim. Dyn. 30, 145-160.
 Lawrence, D. M. et al. (2019). J. Adv. Model. Earth Syst. 11, 4245-4287 (CLM5).
+Pelletier, J. D. et al. (2016). J. Adv. Model. Earth Syst. 8, 41-65.
 Medlyn, B. E. et al. (2011). Glob. Change Biol. 17, 2134-2144.
 Millington, R. J. and Quirk, J. P. (1961). Trans. Faraday Soc. 57, 1200-1207.
 Priestley, C. H. B. and Taylor, R. J. (1972). Mon. Weather Rev. 100, 81-92.
 Swenson, S. C. and Lawrence, D. M. (2012). J. Geophys. Res. 117, D21107.
 Swenson, S. C. and Lawrence, D. M. (2014). J. Geophys. Res. Atmos. 119, 10299-10312.
+
+CTSM sources: ESCOMP/CTSM at ctsm5.4.053 (commit 53f021b4), files named above
+under ``src/main`` and ``src/biogeophys``.
 """
 
 from __future__ import annotations
@@ -115,6 +154,8 @@ __all__ = [
     "OUTPUTS",
     "ModelInputs",
     "basin_properties",
+    "bedrock_depth",
+    "default_params",
     "potential_et",
     "prepare_inputs",
     "run_columns",
@@ -147,13 +188,70 @@ _RA = 50.0  # aerodynamic resistance, s/m
 _DV = 2.12e-5  # water vapour diffusivity in air at 0 degC, m2/s
 _PSI_FC = -3400.0  # field-capacity suction, mm
 _PSI_OPEN, _PSI_CLOSE = -66000.0, -255000.0  # stomata fully open / closed, mm
-_ZSOIL_MAX = 8.03  # bottom of CTSM's hydrologically active soil column, m
+# CTSM's default soil layers (20SL_8.5m, clm_varpar.F90): thicknesses 0.02 j m for
+# j = 1..4, then +0.04 m per layer to j = 13, then +0.10 m per layer to j = 20.
+_DZSOI = np.array([0.02 * j for j in range(1, 5)]
+                  + [0.08 + 0.04 * (j - 4) for j in range(5, 14)]
+                  + [0.44 + 0.10 * (j - 13) for j in range(14, 21)])
+_ZISOI = np.cumsum(_DZSOI)  # layer bottoms (interfaces), 0.02 ... 8.60 m
+_ZSOI = _ZISOI - 0.5 * _DZSOI  # layer nodes, 0.01 ... 8.03 m
+_ZMIN_BEDROCK = 0.4  # m, clm_varcon.F90
+_ZSAPRIC = 0.5  # m, depth scale of organic-soil properties (SoilStateInitTimeConstMod.F90)
+_PC_ALPHA, _PC_BETA = 0.5, 0.139  # percolation threshold and exponent (same file)
+_WATSAT_MAX = 0.93  # watsat_sf may not push porosity above this (same file)
+_DSL_FRAC = 0.8  # frac_sat_soil_dsl_init, CTSM paramfile default
+_DSL_CAP = 200.0  # mm, SurfaceResistanceMod.F90
+_INT_SNOW_MAX = 2000.0  # mm, namelist default int_snow_max (CLM5)
 _LN10 = np.log(10.0)
 _TAU_SOIL = 10.0  # relaxation time of soil temperature to air temperature, days
 _SNOW_INSULATION = 30.0  # SWE (mm) that damps the air-temperature signal e-fold
 
 _STATICS = ("theta_sat_min", "ksat_min", "depth", "f_om", "clay", "sand", "tan_slope",
             "sigma_topo")
+_ZBEDROCK = _PARAMS.index("zbedrock")
+
+
+def bedrock_depth(zbedrock) -> np.ndarray:
+    """Depth (m) where CTSM puts bedrock for a given ``zbedrock`` (m).
+
+    CTSM's ``initVerticalMod.F90`` sets ``nbedrock`` to the layer ``j`` (at
+    least the layer holding ``zmin_bedrock = 0.4`` m) with
+    ``zisoi(j-1) < zbedrock <= zisoi(j)``, and keeps all 20 layers when no
+    layer matches. The soil column then ends at ``zisoi(nbedrock)``.
+
+    >>> bedrock_depth([0.2, 0.4, 1.0, 8.0, 9.0]).round(2).tolist()
+    [8.6, 0.48, 1.2, 8.6, 8.6]
+    """
+    z = np.asarray(zbedrock, dtype=float)
+    jmin = int(np.searchsorted(_ZISOI, _ZMIN_BEDROCK))  # 0-based index of layer 6
+    j = np.searchsorted(_ZISOI, z, side="left")  # first interface >= z
+    matched = (j >= jmin) & (j < _ZISOI.size) & (z > 0)
+    return np.where(matched, _ZISOI[np.minimum(j, _ZISOI.size - 1)], _ZISOI[-1])
+
+
+def default_params(attrs: pd.DataFrame, space: ParameterSpace | None = None) -> pd.DataFrame:
+    """Each basin's default parameter set for the teaching model, ``basin x param``.
+
+    The CTSM defaults of :meth:`ParameterSpace.tang2025`, with ``zbedrock``
+    set to the basin's own depth to bedrock (CAMELS ``soil_depth_pelletier``,
+    kept within the calibration range: CTSM gives every value at or above
+    8.60 m, and every value at or below 0.32 m, the same full soil column, so
+    this changes nothing in the model). These are the values that a NaN in a
+    parameter set stands for.
+    """
+    space = space or ParameterSpace.tang2025()
+    if "soil_depth_pelletier" not in attrs.columns:
+        raise KeyError("attrs has no 'soil_depth_pelletier'; pass rows of emucal.camels.attributes().")
+    table = pd.DataFrame(np.broadcast_to(space.defaults, (len(attrs), len(space))).copy(),
+                         index=attrs.index, columns=space.names)
+    if "zbedrock" in space.names:
+        p = space["zbedrock"]
+        table["zbedrock"] = attrs["soil_depth_pelletier"].clip(p.lower, p.upper).to_numpy()
+    bad = table.columns[table.isna().any()].tolist()
+    if bad:
+        raise ValueError(f"No basin default for {bad}: basins "
+                         f"{table.index[table.isna().any(axis=1)].tolist()} lack the attribute.")
+    return table
 
 
 def basin_properties(attrs: pd.DataFrame) -> pd.DataFrame:
@@ -269,6 +367,7 @@ class ModelInputs:
     vpd: np.ndarray
     lai: np.ndarray
     statics: np.ndarray  # (basin, len(_STATICS))
+    defaults: np.ndarray  # (basin, param): what a NaN in a parameter set stands for
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -316,6 +415,7 @@ def prepare_inputs(forcing: xr.Dataset, attrs: pd.DataFrame) -> ModelInputs:
         pet=np.ascontiguousarray(pet), gamma_frac=np.ascontiguousarray(gamma_frac),
         vpd=np.ascontiguousarray(vpd), lai=np.ascontiguousarray(np.maximum(lai, 0.0)),
         statics=np.ascontiguousarray(props[list(_STATICS)].to_numpy(dtype=np.float64)),
+        defaults=default_params(attrs.loc[basins]).to_numpy(dtype=np.float64),
     )
 
 
@@ -326,7 +426,7 @@ def _clip(x, lo, hi):
 
 @numba.njit(cache=True, parallel=True, fastmath=True)
 def _kernel(params, col_basin, prcp, tair, pet, gfrac, sqrt_vpd, lai, tanh_lai, bare, statics,
-            spinup_days, instant_melt,
+            zisoi, zsoi, spinup_days, instant_melt,
             out_index, out, balance):
     n_cols = params.shape[0]
     n_time = prcp.shape[1]
@@ -341,16 +441,44 @@ def _kernel(params, col_basin, prcp, tair, pet, gfrac, sqrt_vpd, lai, tanh_lai, 
         theta_min, ksat_min, depth0, f_om0 = statics[b, 0], statics[b, 1], statics[b, 2], statics[b, 3]
         clay, sand, tan_slope, sigma_topo = statics[b, 4], statics[b, 5], statics[b, 6], statics[b, 7]
 
-        # --- soil properties (Cosby et al. 1984 with organic mixing, CLM)
+        # --- soil properties, CTSM's layer formulas averaged over the column
+        depth = zb_mult  # already snapped to a layer bottom (bedrock_depth)
         f_om = min(1.0, f_om0 * om_sf)
-        theta_sat = min(0.95, ((1 - f_om) * theta_min + f_om * 0.9) * watsat_sf)
-        ksat = ((1 - f_om) * ksat_min + f_om * 0.1) * hksat_sf  # mm/s
-        bexp = (1 - f_om) * (2.91 + 0.159 * clay) + f_om * 2.7
-        psi_sat = (1 - f_om) * (-10.0 * 10.0 ** (1.88 - 0.0131 * sand)) + f_om * (-10.3)
+        b_min = 2.91 + 0.159 * clay
+        suc_min = 10.0 * 10.0 ** (1.88 - 0.0131 * sand)
+        perc_frac = 0.0
+        if f_om > _PC_ALPHA:
+            perc_frac = (1.0 - _PC_ALPHA) ** (-_PC_BETA) * (f_om - _PC_ALPHA) ** _PC_BETA
+        uncon_frac = (1.0 - f_om) + (1.0 - perc_frac) * f_om
+        theta_sat = 0.0
+        ksat = 0.0
+        bexp = 0.0
+        suc = 0.0
+        z_top = 0.0
+        for j in range(zisoi.shape[0]):
+            if z_top >= depth - 1e-9:
+                break
+            dz = zisoi[j] - z_top
+            zr = zsoi[j] / _ZSAPRIC
+            om_ws = max(0.93 - 0.1 * zr, 0.83)
+            om_b = min(2.7 + 9.3 * zr, 12.0)
+            om_suc = min(10.3 - 0.2 * zr, 10.1)
+            om_k = max(0.28 - 0.2799 * zr, ksat_min)
+            ws = min(watsat_sf * ((1 - f_om) * theta_min + f_om * om_ws), _WATSAT_MAX)
+            uncon_k = uncon_frac / ((1 - f_om) / ksat_min + ((1 - perc_frac) * f_om) / om_k)
+            kj = hksat_sf * (uncon_frac * uncon_k + perc_frac * f_om * om_k)
+            theta_sat += ws * dz
+            ksat += kj * dz
+            bexp += ((1 - f_om) * b_min + f_om * om_b) * dz
+            suc += ((1 - f_om) * suc_min + f_om * om_suc) * dz
+            z_top = zisoi[j]
+        theta_sat /= depth
+        ksat /= depth  # mm/s
+        bexp /= depth
+        psi_sat = -suc / depth
         theta_fc = min(theta_sat * (_PSI_FC / psi_sat) ** (-1.0 / bexp), 0.98 * theta_sat)
         theta_dry = theta_sat * (psi_sat / -1.0e7) ** (1.0 / bexp)
         spec_yield = max(theta_sat - theta_fc, 0.01)
-        depth = _clip(depth0 * zb_mult, 0.1, _ZSOIL_MAX)
         s_fc = theta_fc * depth * 1000.0
         s_dry = theta_dry * depth * 1000.0
         su_cap = theta_sat * depth * 1000.0
@@ -363,7 +491,7 @@ def _kernel(params, col_basin, prcp, tair, pet, gfrac, sqrt_vpd, lai, tanh_lai, 
         # --- initial state: soil at field capacity, groundwater half full
         wcan = 0.0
         swe = 0.0
-        swe_max = 0.0
+        int_snow = 0.0
         fsno = 0.0
         tsoil = 5.0
         su = s_fc
@@ -411,13 +539,15 @@ def _kernel(params, col_basin, prcp, tair, pet, gfrac, sqrt_vpd, lai, tanh_lai, 
             if snow > 0.0:
                 fsno = 1.0 - (1.0 - np.tanh(accum * snow)) * (1.0 - fsno)
                 swe += snow
-                if swe > swe_max:
-                    swe_max = swe
+                # CTSM resets int_snow so that the melt curve starts at this cover
+                int_snow = min(1e8, swe / (0.5 * (np.cos(np.pi * (1.0 - max(fsno, 1e-6))
+                                                         ** (1.0 / n_melt)) + 1.0)))
+            int_snow = max(int_snow, swe)
             melt = 0.0
             if instant_melt and swe > 0.0:
                 melt = swe  # the broken model of chapter 7: no snowpack
                 swe = 0.0
-                swe_max = 0.0
+                int_snow = 0.0
                 fsno = 0.0
             elif swe > 0.0:
                 melt = min(swe, _DDF * max(ta, 0.0) * fsno)
@@ -425,11 +555,11 @@ def _kernel(params, col_basin, prcp, tair, pet, gfrac, sqrt_vpd, lai, tanh_lai, 
                 if swe < 1e-6:
                     melt += swe
                     swe = 0.0
-                    swe_max = 0.0
+                    int_snow = 0.0
                     fsno = 0.0
                 elif melt > 0.0 and snow == 0.0:
-                    ratio = min(1.0, 2.0 * swe / swe_max - 1.0)
-                    fsno = 1.0 - (np.arccos(ratio) / np.pi) ** n_melt
+                    smr = min(1.0, swe / min(int_snow, _INT_SNOW_MAX))
+                    fsno = 1.0 - (np.arccos(min(1.0, 2.0 * smr - 1.0)) / np.pi) ** n_melt
             else:
                 fsno = 0.0
 
@@ -458,11 +588,13 @@ def _kernel(params, col_basin, prcp, tair, pet, gfrac, sqrt_vpd, lai, tanh_lai, 
             etran = 0.0
             if gc > 0.0:
                 etran = (1.0 - fsno) * pe_rest / (1.0 + gfrac[b, t] / (gc * _RA))
-            dsl = d_max * _clip((0.8 * theta_sat - theta) / max(0.8 * theta_sat - theta_dry, 1e-6),
-                                0.0, 1.0)
-            eps_air = max(theta_sat - theta, 1e-3)
-            tort = eps_air ** (10.0 / 3.0) / (theta_sat * theta_sat)
-            rsoil = dsl / 1000.0 / (_DV * tort)
+            dsl = d_max * max(0.001, _DSL_FRAC * theta_sat - theta) / max(
+                0.001, _DSL_FRAC * theta_sat - theta_dry)
+            dsl = min(max(dsl, 0.0), _DSL_CAP)
+            d0 = _DV * (max(tsoil + 273.15, 200.0) / 273.15) ** 1.75
+            eps = theta_sat - theta_dry
+            dg = eps * d0 * (eps / theta_sat) ** (3.0 / max(3.0, bexp))
+            rsoil = min(dsl / (dg * eps * 1000.0) + 20.0, 1e6)
             esoil = (1.0 - fsno) * bare[b, t] * pe_rest * _RA / (_RA + rsoil)
             avail = max(su - s_dry, 0.0)
             demand = etran + esoil
@@ -474,14 +606,14 @@ def _kernel(params, col_basin, prcp, tair, pet, gfrac, sqrt_vpd, lai, tanh_lai, 
 
             # drainage to groundwater above field capacity (Clapp-Hornberger K)
             if su > s_fc:
-                k_unsat = ksat * 86400.0 * min(su / su_cap, 1.0) ** perc_exp
+                k_unsat = theta_ice * ksat * 86400.0 * min(su / su_cap, 1.0) ** perc_exp
                 perc = min(k_unsat, su - s_fc)
                 su -= perc
                 sg += perc
 
             # baseflow
             dz_sat = min(sg / (spec_yield * 1000.0), depth)
-            q_drai = min(sg, bf_scalar * tan_slope * dz_sat ** n_bf * 86400.0)
+            q_drai = min(sg, theta_ice * bf_scalar * tan_slope * dz_sat ** n_bf * 86400.0)
             sg -= q_drai
 
             # stores that overflow run off at the surface
@@ -535,7 +667,8 @@ def run_columns(params: np.ndarray, col_basin: np.ndarray, inputs: ModelInputs, 
     ----------
     params
         ``(n_columns, 16)`` parameter values in the order of
-        :meth:`ParameterSpace.tang2025` (``zbedrock`` as a multiplier).
+        :meth:`ParameterSpace.tang2025`; NaN stands for the basin's default
+        (:func:`default_params`).
     col_basin
         ``(n_columns,)`` index of each column's basin in ``inputs``.
     inputs
@@ -561,7 +694,7 @@ def run_columns(params: np.ndarray, col_basin: np.ndarray, inputs: ModelInputs, 
         ``(n_columns, 4)``: precipitation, ET, runoff and storage change (mm)
         summed over the run after spin-up.
     """
-    params = np.ascontiguousarray(params, dtype=np.float64)
+    params = np.array(params, dtype=np.float64)
     if params.ndim != 2 or params.shape[1] != len(_PARAMS):
         raise ValueError(f"params must be (n_columns, {len(_PARAMS)}) in the order {_PARAMS}; "
                          f"got shape {params.shape}.")
@@ -570,6 +703,9 @@ def run_columns(params: np.ndarray, col_basin: np.ndarray, inputs: ModelInputs, 
         raise ValueError("col_basin needs one basin index per column.")
     if col_basin.size and (col_basin.min() < 0 or col_basin.max() >= inputs.shape[0]):
         raise ValueError(f"col_basin values must be in [0, {inputs.shape[0] - 1}].")
+    base = np.isnan(params)
+    params[base] = inputs.defaults[col_basin][base]  # NaN: the basin's default
+    params[:, _ZBEDROCK] = bedrock_depth(params[:, _ZBEDROCK])
     unknown = [o for o in outputs if o not in OUTPUTS]
     if unknown:
         raise ValueError(f"Unknown outputs {unknown}; choose from {list(OUTPUTS)}.")
@@ -580,7 +716,8 @@ def run_columns(params: np.ndarray, col_basin: np.ndarray, inputs: ModelInputs, 
     balance = np.zeros((params.shape[0], 4))
     _kernel(params, col_basin, inputs.prcp, inputs.tair, inputs.pet, inputs.gamma_frac,
             np.sqrt(inputs.vpd), inputs.lai, np.tanh(inputs.lai), np.exp(-0.5 * inputs.lai),
-            inputs.statics, int(spinup_years * 365), bool(not snowpack), out_index, out, balance)
+            inputs.statics, _ZISOI, _ZSOI, int(spinup_years * 365), bool(not snowpack), out_index,
+            out, balance)
     return {name: out[i] for i, name in enumerate(outputs)}, balance
 
 

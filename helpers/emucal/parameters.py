@@ -13,23 +13,41 @@ the process.
 Kinds of parameter (``kind``):
 
 ``"value"``
-    The sampled number is the parameter's value (for a per-PFT or
+    The sampled number is the parameter's value. For a per-PFT or
     per-gridcell array in CTSM, the array is scaled so that its mean equals
-    the sampled value, as in Tang et al.'s ``MOASMO_parameters.py``).
-``"multiplier"``
-    The sampled number multiplies a basin-specific value (``zbedrock``:
-    the basin's depth to bedrock); its default is 1.
+    the sampled value, as in Tang et al.'s ``MOASMO_parameters.py`` (line 237:
+    ``newparam = meanparam / np.nanmean(param0) * param0``). ``zbedrock`` is
+    such a parameter: an absolute depth to bedrock in metres, the mean of the
+    basin's surface-data field after the edit.
 ``"shift"``
     The sampled number replaces the default, and related parameters move by
-    the same difference (the rain/snow repartition temperatures).
+    the same difference (the rain/snow repartition temperatures; Tang et al.'s
+    "Additive" binding, ``MOASMO_parameters.py`` lines 91-92).
 
-Scales: a parameter whose range spans a factor of ten or more and is a
-positive scale factor, rate or conductance is sampled uniformly in its
-logarithm (``log=True``). Uniform sampling of ``fff`` on [0.001, 20] would put
-95% of the runs above 1 and almost none near the default 0.5; in log space each
-decade gets the same share. Fractions (``FMAX``, ``interception_fraction``) and
-temperatures stay linear. This is our choice for the teaching model; Tang et al.
-do not state one in the parameter file.
+Defaults that belong to the basin: ``zbedrock`` has no single default (the
+``Default`` field of Tang's table is empty); each basin keeps the value of its
+own surface data. Its :attr:`Parameter.default` is ``None`` and
+:attr:`ParameterSpace.defaults` holds NaN for it. Everywhere in emucal a NaN in
+a parameter set means *the base case's value*: the teaching model then uses the
+basin's own depth, and :func:`emucal.ctsm.prepare_ensemble` leaves the
+variable untouched, so that a row of :attr:`ParameterSpace.defaults` (member 0
+of :func:`emucal.sampling.sample`) is the base case exactly, as in Tang et
+al.'s runs (``MOASMO_parameters.py`` lines 220-230, ``adddefault``).
+
+Scales: Tang et al. sample every parameter uniformly between its bounds
+(``MOASMO_parameters.py`` line 236, ``factor * (upper - lower) + lower``), and
+their genetic algorithm searches the same linear bounds, so
+:meth:`ParameterSpace.tang2025` is linear by default. ``tang2025(scale="log")``
+samples the positive scale factors, rates and conductances whose range spans a
+factor of ten or more uniformly in their logarithm (``log=True``): uniform
+sampling of ``fff`` on [0.001, 20] puts 95% of the runs above 1 and almost
+none near the default 0.5, while in log space each decade gets the same share.
+Fractions (``FMAX``, ``interception_fraction``), temperatures and the depth to
+bedrock stay linear. Chapter 2 compares the two scales.
+
+Sources: NCAR/CTSM_calibration at commit 46d99b2f (2025-06-27),
+``src/parameter/CTSM_CAMELS_calibparam_2410.csv`` and
+``src/MOASMO_support/MOASMO_parameters.py``.
 """
 
 from __future__ import annotations
@@ -43,7 +61,9 @@ import xarray as xr
 
 __all__ = ["Parameter", "ParameterSpace"]
 
-Kind = Literal["value", "multiplier", "shift"]
+Kind = Literal["value", "shift"]
+_KINDS = ("value", "shift")
+_WHERE = ("paramfile", "namelist", "surface")
 Where = Literal["paramfile", "namelist", "surface"]
 
 
@@ -57,12 +77,13 @@ class Parameter:
         Name exactly as in CTSM (paramfile variable, namelist entry, or
         surface-dataset field).
     default, lower, upper
-        CTSM default and the calibration range (for ``kind="multiplier"``,
-        multipliers of the basin value).
+        CTSM default and the calibration range. ``default=None``: the
+        default is the basin's own value (``zbedrock``), NaN in
+        :attr:`ParameterSpace.defaults`.
     log
         Sample uniformly in log space (see the module docstring).
     kind
-        ``"value"``, ``"multiplier"`` or ``"shift"``.
+        ``"value"`` or ``"shift"``.
     units
         Units of the sampled number.
     meaning
@@ -83,7 +104,7 @@ class Parameter:
     """
 
     name: str
-    default: float
+    default: float | None
     lower: float
     upper: float
     log: bool = False
@@ -97,8 +118,14 @@ class Parameter:
     bound_with: tuple[str, ...] = field(default_factory=tuple)
 
     def __post_init__(self):
-        if not self.lower < self.upper:
+        if self.kind not in _KINDS:
+            raise ValueError(f"{self.name}: kind {self.kind!r} is not one of {_KINDS}.")
+        if self.where not in _WHERE:
+            raise ValueError(f"{self.name}: where {self.where!r} is not one of {_WHERE}.")
+        if not (np.isfinite(self.lower) and np.isfinite(self.upper) and self.lower < self.upper):
             raise ValueError(f"{self.name}: lower {self.lower} must be below upper {self.upper}.")
+        if self.default is None:
+            return
         if not self.lower <= self.default <= self.upper:
             raise ValueError(
                 f"{self.name}: default {self.default} is outside [{self.lower}, {self.upper}].")
@@ -176,8 +203,8 @@ class ParameterSpace:
 
     @property
     def defaults(self) -> np.ndarray:
-        """CTSM defaults (multipliers: 1), shape ``(n_params,)``."""
-        return np.array([p.default for p in self.parameters])
+        """CTSM defaults, shape ``(n_params,)``; NaN where the default is the basin's own value."""
+        return np.array([np.nan if p.default is None else p.default for p in self.parameters])
 
     @property
     def lower(self) -> np.ndarray:
@@ -198,6 +225,7 @@ class ParameterSpace:
 
     def with_range(self, name: str, lower: float, upper: float) -> "ParameterSpace":
         """A new space where ``name`` has the range ``[lower, upper]``."""
+        self[name]  # a KeyError naming the valid parameters
         return ParameterSpace([replace(p, lower=lower, upper=upper) if p.name == name else p
                                for p in self.parameters])
 
@@ -243,6 +271,9 @@ class ParameterSpace:
     def validate(self, values) -> np.ndarray:
         """Check that every value lies in its range; return the values as an array.
 
+        NaN is allowed: it stands for the base case's value of that parameter
+        (see the module docstring).
+
         Raises
         ------
         ValueError
@@ -250,7 +281,7 @@ class ParameterSpace:
             row, and the valid range.
         """
         x, single = self._as_2d(values)
-        bad = ~np.isfinite(x) | (x < self.lower) | (x > self.upper)
+        bad = np.isinf(x) | (x < self.lower) | (x > self.upper)
         if bad.any():
             row, col = np.argwhere(bad)[0]
             p = self.parameters[col]
@@ -284,41 +315,55 @@ class ParameterSpace:
 
     # -------------------------------------------------------------- presets
     @classmethod
-    def tang2025(cls) -> "ParameterSpace":
+    def tang2025(cls, scale: Literal["linear", "log"] = "linear") -> "ParameterSpace":
         """The 16 CTSM parameters that Tang, Wood & Swenson (2025) calibrated.
 
         Defaults and ranges from ``src/parameter/CTSM_CAMELS_calibparam_2410.csv``
-        in NCAR/CTSM_calibration; physical meanings from the CLM5 Technical
-        Note (Lawrence et al. 2020) sections named in each line; locations and
-        the versions where they changed as in that repository's
-        ``MOASMO_parameters.py`` and the CTSM change log (ctsm5.3.010 moved
-        ``interception_fraction`` and ``maximum_leaf_wetted_fraction`` from the
-        namelist to the paramfile; ctsm5.4.025 moved ``baseflow_scalar`` and
-        the rain/snow repartition temperatures).
+        in NCAR/CTSM_calibration (``zbedrock`` has no default there: each
+        basin keeps its own); physical meanings from the CLM5 Technical Note
+        (Lawrence et al. 2020) sections named in each line; where CTSM reads
+        each parameter, and the versions where that changed, from CTSM's
+        ChangeLog (ctsm5.3.010 moved ``interception_fraction`` and
+        ``maximum_leaf_wetted_fraction`` from the namelist to the paramfile;
+        ctsm5.4.025 moved ``baseflow_scalar`` and the rain/snow repartition
+        temperatures). Tang's table lists ``interception_fraction``,
+        ``baseflow_scalar`` and the repartition temperature as namelist
+        variables: their CTSM version read them there.
+
+        Parameters
+        ----------
+        scale
+            ``"linear"`` (default): every parameter uniform between its
+            bounds, as Tang et al. sampled and searched them.
+            ``"log"``: the wide-ranging scale factors, rates and conductances
+            uniform in their logarithm (see the module docstring).
         """
+        if scale not in ("linear", "log"):
+            raise ValueError(f"scale must be 'linear' or 'log', not {scale!r}.")
+        log = scale == "log"
         P = Parameter
         return cls([
-            P("watsat_sf", 1.0, 0.1, 10.0, True, units="1",
+            P("watsat_sf", 1.0, 0.1, 10.0, log, units="1",
               meaning="scale factor on soil porosity (TN Hydrology: soil water)"),
-            P("fff", 0.5, 0.001, 20.0, True, units="m-1",
+            P("fff", 0.5, 0.001, 20.0, log, units="m-1",
               meaning="decay of saturated fraction with water-table depth, fsat = FMAX exp(-0.5 fff zwt) (TN Hydrology: surface runoff)"),
-            P("medlynslope", 4.840379695, 0.1, 20.0, True, units="1", per_pft=True,
+            P("medlynslope", 4.840379695, 0.1, 20.0, log, units="1", per_pft=True,
               meaning="slope g1 of the Medlyn stomatal conductance model, PFT mean (TN Stomatal resistance and photosynthesis)"),
-            P("hksat_sf", 1.0, 0.1, 10.0, True, units="1",
+            P("hksat_sf", 1.0, 0.1, 10.0, log, units="1",
               meaning="scale factor on saturated hydraulic conductivity (TN Hydrology: soil water)"),
-            P("accum_factor", 0.1, 0.01, 1.0, True, units="1",
+            P("accum_factor", 0.1, 0.01, 1.0, log, units="1",
               meaning="how fast new snow covers the ground, snow-cover fraction on accumulation (TN Snow hydrology: snow-covered area)"),
             P("FMAX", 0.381669399, 0.1, 0.9, False, units="1", where="surface",
               meaning="maximum saturated fraction of the gridcell (TN Hydrology: surface runoff); default: a typical surface-dataset value"),
-            P("om_frac_sf", 1.0, 0.1, 10.0, True, units="1",
+            P("om_frac_sf", 1.0, 0.1, 10.0, log, units="1",
               meaning="scale factor on soil organic matter fraction, which raises porosity and conductivity near the surface (TN Hydrology: soil water)"),
-            P("e_ice", 6.0, 0.01, 20.0, True, units="1",
+            P("e_ice", 6.0, 0.01, 20.0, log, units="1",
               meaning="ice impedance exponent: conductivity and infiltration times 10^(-e_ice F_ice) (TN Hydrology: frozen soils)"),
-            P("zbedrock", 1.0, 0.1, 10.0, True, kind="multiplier", units="1", where="surface",
-              meaning="multiplier of the basin's depth to bedrock, the bottom of the hydrologically active soil (TN Hydrology: soil water)"),
-            P("n_melt_coef", 200.0, 5.0, 800.0, True, units="m",
+            P("zbedrock", None, 0.1, 10.0, False, units="m", where="surface",
+              meaning="depth to bedrock, the bottom of the hydrologically active soil, snapped to a soil-layer interface (TN Hydrology: soil water); default: the basin's own"),
+            P("n_melt_coef", 200.0, 5.0, 800.0, log, units="m",
               meaning="snow-cover depletion during melt, N_melt = n_melt_coef / sigma_topo (TN Snow hydrology: snow-covered area)"),
-            P("d_max", 15.0, 0.1, 500.0, True, units="mm",
+            P("d_max", 15.0, 0.1, 500.0, log, units="mm",
               meaning="maximum dry surface layer thickness, soil evaporation resistance (TN Roughness and resistances; Swenson and Lawrence 2014)"),
             P("precip_repartition_nonglc_all_rain_t", 2.0, 0.0, 4.0, False, kind="shift", units="degC",
               where="paramfile", where_before="namelist", moved=(("ctsm5.4.025", "paramfile"),),
@@ -328,11 +373,11 @@ class ParameterSpace:
             P("interception_fraction", 1.0, 0.1, 1.0, False, units="1",
               where="paramfile", where_before="namelist", moved=(("ctsm5.3.010", "paramfile"),),
               meaning="scale of the fraction of precipitation intercepted by the canopy (TN Hydrology: canopy water)"),
-            P("n_baseflow", 1.0, 0.1, 30.0, True, units="1",
-              meaning="exponent of saturated thickness in baseflow, q = k tan(beta) dz_sat^n_baseflow (TN Hydrology: lateral sub-surface runoff)"),
-            P("liq_canopy_storage_scalar", 0.1, 0.01, 20.0, True, units="mm",
+            P("n_baseflow", 1.0, 0.1, 30.0, log, units="1",
+              meaning="exponent of saturated thickness in baseflow, q = k tan(beta) dz_sat^n_baseflow (TN Hydrology: lateral sub-surface runoff); not used by hillslope columns"),
+            P("liq_canopy_storage_scalar", 0.1, 0.01, 20.0, log, units="mm",
               meaning="canopy water storage capacity per unit leaf and stem area (TN Hydrology: canopy water)"),
-            P("baseflow_scalar", 0.001, 1e-5, 0.1, True, units="mm s-1",
+            P("baseflow_scalar", 0.001, 1e-5, 0.1, log, units="mm s-1",
               where="paramfile", where_before="namelist", moved=(("ctsm5.4.025", "paramfile"),),
-              meaning="baseflow coefficient k in q = k tan(beta) dz_sat^n_baseflow (TN Hydrology: lateral sub-surface runoff)"),
+              meaning="baseflow coefficient k in q = k tan(beta) dz_sat^n_baseflow (TN Hydrology: lateral sub-surface runoff); not used by hillslope columns"),
         ])

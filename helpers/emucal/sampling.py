@@ -456,8 +456,9 @@ def design_diagnostics(space: ParameterSpace, samples) -> dict:
     -------
     dict
         ``{"n": number of members, "centred_discrepancy": discrepancy(method="CD"),
-        "min_distance": min_distance}``. The default member, when present,
-        is counted like any other.
+        "min_distance": min_distance}``. Rows with a NaN (the default
+        member: NaN stands for a basin's own value) have no place in the
+        unit cube and are left out of the two measures.
 
     Raises
     ------
@@ -468,6 +469,7 @@ def design_diagnostics(space: ParameterSpace, samples) -> dict:
     x = _as_samples(space, samples)
     # validated above; clipping only removes rounding in the log mapping
     unit = np.clip(space.to_unit(x), 0.0, 1.0)
+    unit = unit[np.isfinite(unit).all(axis=1)]
     return {
         "n": int(x.shape[0]),
         "centred_discrepancy": discrepancy(unit, "CD"),
@@ -538,8 +540,9 @@ def pair_plot(
         raise ValueError(f"ax_size must be positive (inches); got {ax_size!r}.")
     columns = [space.names.index(nm) for nm in names]
     unit = np.clip(space.to_unit(x), 0.0, 1.0)[:, columns]
-    is_default = bool(highlight_default and np.allclose(x[0], space.defaults))
+    is_default = bool(highlight_default and np.allclose(x[0], space.defaults, equal_nan=True))
     design = unit[1:] if is_default else unit
+    design = design[np.isfinite(design).all(axis=1)]
     colour = "C0" if color is None else color
     n_points, k = len(unit), len(names)
     marker_size = float(np.clip(600.0 / max(n_points, 1), 2.0, 25.0))

@@ -207,3 +207,66 @@ def test_an_interrupted_protocol_resumes_to_the_same_numbers(tmp_path, monkeypat
     assert seen["n"] == -9  # only the third fold was searched again
     np.testing.assert_array_equal(again, chosen)
     np.testing.assert_array_equal(fold_again, fold)
+
+
+def test_thompson_uses_the_uncertainty_and_refines_the_best_run():
+    from emucal.emulators import GPEmulator
+
+    rng = np.random.default_rng(0)
+    unit = rng.uniform(size=(2, 40, 4))
+    skill = toy_run(unit)
+    em = GPEmulator(lower=0, upper=1, seed=0).fit(unit, skill)
+    new = calibrate.thompson(em, unit, skill, 8, n_candidates=256, perturb=0.3, seed=1)
+    assert new.shape == (2, 8, 4) and (new >= 0).all() and (new <= 1).all()
+    assert len(np.unique(new.reshape(-1, 4), axis=0)) == 16  # no point proposed twice
+    # proposals stay near each basin's best run, and are better on average than the runs so far
+    best = unit[np.arange(2), skill.argmax(1)]
+    assert np.abs(new - best[:, None]).max(axis=2).mean() < 0.6
+    assert (toy_run(new).mean(axis=1) > skill.mean(axis=1)).all()
+    again = calibrate.thompson(em, unit, skill, 8, n_candidates=256, perturb=0.3, seed=1)
+    np.testing.assert_array_equal(new, again)
+
+
+def test_posterior_draws_match_mean_and_spread():
+    from emucal.emulators import GPEmulator
+
+    rng = np.random.default_rng(1)
+    x = rng.uniform(size=(3, 30, 2))
+    y = np.sin(4 * x[..., 0]) + x[..., 1]
+    em = GPEmulator(lower=0, upper=1, seed=0, group_size=2).fit(x, y)
+    test = rng.uniform(size=(3, 5, 2))
+    draws = em.sample_y(test, n_samples=4000, seed=2)
+    assert draws.shape == (3, 4000, 5)
+    mean, std = em.predict(test, return_std=True)
+    np.testing.assert_allclose(draws.mean(axis=1), mean, atol=0.05)
+    # the draws are of the latent function: their spread is within the predictive sd
+    assert (draws.std(axis=1) <= std * 1.05 + 1e-3).all()
+
+
+def test_iterate_with_thompson_sampling_improves():
+    initial = sampling.sample(SPACE, 20, "lhs", seed=1)
+    hist = calibrate.iterate(toy_run, SPACE, initial, n_iterations=3, n_per_iteration=5,
+                             acquisition="thompson", n_candidates=200, perturb=0.3,
+                             progress=False)
+    assert hist.params.shape == (2, 35, 4)
+    assert np.all(hist.best_skill.values[:, -1] > hist.best_skill.values[:, 0])
+    with pytest.raises(ValueError, match="thompson"):
+        calibrate.iterate(toy_run, SPACE, initial, acquisition="thompson", emulator="lse",
+                          basin_attrs=np.zeros((2, 1)), progress=False)
+    with pytest.raises(ValueError, match="acquisition"):
+        calibrate.iterate(toy_run, SPACE, initial, acquisition="ucb", progress=False)
+
+
+def test_donor_transfer_borrows_from_the_closest_basin_of_another_fold():
+    calibrated = np.arange(5 * 3, dtype=float).reshape(5, 3)
+    attrs = np.array([[0.0, 0.0], [0.1, 0.0], [5.0, 5.0], [5.2, 5.1], [0.05, 0.02]])
+    fold = np.array([0, 1, 0, 1, 0])
+    params, donor = calibrate.donor_transfer(calibrated, attrs, fold)
+    # basins 0 and 4 (fold 0) borrow from basin 1, basin 1 from its closest, 4, not from 3
+    assert donor.tolist() == [1, 4, 3, 2, 1]
+    np.testing.assert_array_equal(params, calibrated[donor])
+    coords = np.array([[45.0, -70.0], [45.1, -70.1], [30.0, -100.0], [44.0, -71.0], [31.0, -99.0]])
+    _, donor = calibrate.donor_transfer(calibrated, coords, fold, metric="distance")
+    assert donor.tolist() == [1, 0, 3, 0, 3]
+    with pytest.raises(ValueError, match="metric"):
+        calibrate.donor_transfer(calibrated, attrs, fold, metric="random")

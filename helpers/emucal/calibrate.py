@@ -62,7 +62,8 @@ from .model import prepare_inputs, run_columns
 from .parameters import ParameterSpace
 
 __all__ = [
-    "dds", "iterate", "model_runner", "pick_distinct", "posterior", "regionalise", "search",
+    "dds", "donor_transfer", "iterate", "model_runner", "pick_distinct", "posterior",
+    "regionalise", "search", "thompson",
 ]
 
 
@@ -221,6 +222,65 @@ def search(predict: Callable[[np.ndarray], np.ndarray], n_basin: int, n_dim: int
             np.take_along_axis(fit, order, axis=1))
 
 
+def thompson(emulator, unit: np.ndarray, skill: np.ndarray, n: int, *, n_candidates: int = 1024,
+             perturb: float = 0.2, step: float = 0.2, seed: int = 0) -> np.ndarray:
+    """Propose ``n`` new runs per basin by Thompson sampling near each basin's best run.
+
+    For every basin, ``n_candidates`` points are made from its best run so far
+    the way DDS makes one (Tolson and Shoemaker 2007): each parameter moves
+    with probability ``perturb`` (at least one does) by a normal step of
+    ``step`` times its range, reflected at the bounds of the unit cube. Then
+    ``n`` functions are drawn from the emulator's posterior over all the
+    candidates jointly (:meth:`emucal.emulators.GPEmulator.sample_y`), and
+    each draw contributes the candidate where it is highest (the next highest
+    when that one is taken). Where the emulator is sure, the draws agree and
+    the batch refines the best region; where it is unsure, they disagree and
+    the batch spreads out: the uncertainty decides how much to explore.
+
+    Parameters
+    ----------
+    emulator
+        A fitted batched emulator with ``sample_y`` (one GP per basin).
+    unit, skill
+        The runs so far, ``(basin, k, d)`` in the unit cube, and their skill
+        ``(basin, k)`` (NaN counts as the worst).
+    n
+        New runs per basin.
+    n_candidates, perturb, step
+        Candidates per basin and how they are made (see above).
+    seed
+        Seed of the candidates and the draws.
+
+    Returns
+    -------
+    ndarray ``(basin, n, d)``
+        The proposals in the unit cube.
+    """
+    if not 0 < perturb <= 1:
+        raise ValueError(f"perturb must be in (0, 1]; got {perturb}.")
+    if n > n_candidates:
+        raise ValueError(f"n ({n}) must not exceed n_candidates ({n_candidates}).")
+    rng = np.random.default_rng(seed)
+    n_basin, _, d = unit.shape
+    best = unit[np.arange(n_basin), np.nan_to_num(skill, nan=-np.inf).argmax(axis=1)]
+    mask = rng.uniform(size=(n_basin, n_candidates, d)) < perturb
+    forced = rng.integers(d, size=(n_basin, n_candidates))
+    mask[np.arange(n_basin)[:, None], np.arange(n_candidates)[None, :], forced] = True
+    cand = best[:, None, :] + np.where(mask, step * rng.standard_normal(mask.shape), 0.0)
+    cand = np.abs(cand)
+    cand = np.where(cand > 1, 2 - cand, cand).clip(0, 1)
+    draws = emulator.sample_y(cand, n_samples=n, seed=seed)  # (basin, n, n_candidates)
+    order = np.argsort(-draws, axis=-1)
+    out = np.empty((n_basin, n, d))
+    for b in range(n_basin):
+        taken: set[int] = set()
+        for j in range(n):
+            pick = next(int(i) for i in order[b, j] if int(i) not in taken)
+            taken.add(pick)
+            out[b, j] = cand[b, pick]
+    return out
+
+
 def pick_distinct(candidates: np.ndarray, n: int, *, min_distance: float = 0.05,
                   avoid: np.ndarray | None = None) -> np.ndarray:
     """Take ``n`` candidates per basin, best first, none closer than ``min_distance``.
@@ -260,6 +320,7 @@ def _to_norm(kge):
 def iterate(run: Callable, space: ParameterSpace, initial: np.ndarray, *, n_iterations: int = 3,
             n_per_iteration: int = 50, emulator: str = "sse", basin_attrs: np.ndarray | None = None,
             seed: int = 0, popsize: int = 150, generations: int = 60,
+            acquisition: str = "mean", n_candidates: int = 1024, perturb: float = 0.2,
             history: xr.Dataset | None = None, checkpoint: str | os.PathLike | None = None,
             progress: bool = True) -> xr.Dataset:
     """Iterative emulator-based calibration (MO-ASMO style, one objective).
@@ -281,6 +342,16 @@ def iterate(run: Callable, space: ParameterSpace, initial: np.ndarray, *, n_iter
         emulator over all basins, with ``basin_attrs`` ``(basin, n_attr)``.
     seed, popsize, generations
         Seed and the size of the emulator search (:func:`search`).
+    acquisition
+        How the emulator chooses the next runs. ``"mean"``: maximise the
+        predicted mean (:func:`search`) and take distinct points of the final
+        population (:func:`pick_distinct`); the uncertainty plays no part.
+        ``"thompson"``: Thompson sampling among perturbations of each basin's
+        best run (:func:`thompson`, SSE only), which uses the uncertainty.
+    n_candidates, perturb
+        Candidates per basin and per-parameter perturbation probability for
+        ``acquisition="thompson"``; ``perturb="dds"`` follows DDS's schedule,
+        ``1 - ln(runs so far) / ln(total runs)`` (at least ``1/d``).
     history
         A result of an earlier call: the loop resumes from it (its runs are
         kept, and iterations continue where it stopped).
@@ -303,6 +374,10 @@ def iterate(run: Callable, space: ParameterSpace, initial: np.ndarray, *, n_iter
     """
     if emulator not in ("sse", "lse"):
         raise ValueError(f"emulator must be 'sse' or 'lse', not {emulator!r}.")
+    if acquisition not in ("mean", "thompson"):
+        raise ValueError(f"acquisition must be 'mean' or 'thompson', not {acquisition!r}.")
+    if acquisition == "thompson" and emulator != "sse":
+        raise ValueError("acquisition='thompson' needs the per-basin GPs (emulator='sse').")
     if emulator == "lse" and basin_attrs is None:
         raise ValueError("The large-sample emulator needs basin_attrs (basin, n_attr).")
     n_basin = getattr(run, "n_basin", None)
@@ -323,6 +398,7 @@ def iterate(run: Callable, space: ParameterSpace, initial: np.ndarray, *, n_iter
         initial = _resolve_defaults(run, initial)
     settings = dict(kind="iterate", emulator=emulator, n_per_iteration=n_per_iteration, seed=seed,
                     popsize=popsize, generations=generations, initial=_fingerprint(initial),
+                    acquisition=acquisition, n_candidates=n_candidates, perturb=perturb,
                     attrs=None if basin_attrs is None else _fingerprint(basin_attrs))
     saved = _load_checkpoint(checkpoint, settings)
     history = saved if saved is not None else history
@@ -356,11 +432,19 @@ def iterate(run: Callable, space: ParameterSpace, initial: np.ndarray, *, n_iter
                 m = u.shape[1]
                 feats = lse_features(u.reshape(-1, d), np.repeat(basin_attrs, m, axis=0))
                 return em.predict(feats).reshape(n_basin, m)
-        best_idx = np.argsort(-skill, axis=1)[:, :10]
-        seeds = np.take_along_axis(unit, best_idx[..., None], axis=1)
-        pop, _ = search(predict, n_basin, d, popsize=popsize, generations=generations,
-                        seed=seed + 1000 * it, init=seeds)
-        new_unit = pick_distinct(pop, n_per_iteration, avoid=unit)
+        if acquisition == "thompson":
+            p_it = perturb
+            if perturb == "dds":  # DDS's schedule: from global to local as the budget is spent
+                budget = params.shape[1] + (n_iterations - it + 1) * n_per_iteration
+                p_it = max(1.0 - np.log(params.shape[1]) / np.log(budget), 1.0 / d)
+            new_unit = thompson(em, unit, skill, n_per_iteration, n_candidates=n_candidates,
+                                perturb=p_it, seed=seed + 1000 * it)
+        else:
+            best_idx = np.argsort(-np.nan_to_num(skill, nan=-np.inf), axis=1)[:, :10]
+            seeds = np.take_along_axis(unit, best_idx[..., None], axis=1)
+            pop, _ = search(lambda u: np.minimum(predict(u), 1.0), n_basin, d, popsize=popsize,
+                            generations=generations, seed=seed + 1000 * it, init=seeds)
+            new_unit = pick_distinct(pop, n_per_iteration, avoid=unit)
         new_params = space.from_unit(new_unit.reshape(-1, d)).reshape(n_basin, n_per_iteration, d)
         new_skill = np.asarray(run(new_params), dtype=float)
         params = np.concatenate([params, new_params], axis=1)
@@ -633,7 +717,7 @@ def regionalise(params: np.ndarray, skill: np.ndarray, basin_attrs: np.ndarray,
         def predict(u, em=em, attrs_held=attrs_held):
             m = u.shape[1]
             feats = lse_features(u.reshape(-1, d), np.repeat(attrs_held, m, axis=0))
-            return em.predict(feats).reshape(len(attrs_held), m)
+            return np.minimum(em.predict(feats).reshape(len(attrs_held), m), 1.0)  # normKGE <= 1
 
         pop, _ = search(predict, len(held), d, popsize=popsize, generations=generations,
                         seed=seed + 100 * k)
@@ -642,3 +726,59 @@ def regionalise(params: np.ndarray, skill: np.ndarray, basin_attrs: np.ndarray,
         _save_checkpoint(xr.Dataset({"chosen": (("basin", "param"), chosen), "fold": ("basin", fold_of)}),
                          checkpoint, settings)
     return chosen, fold_of
+
+
+def donor_transfer(calibrated: np.ndarray, features: np.ndarray, fold: np.ndarray, *,
+                   metric: str = "attributes") -> tuple[np.ndarray, np.ndarray]:
+    """Classic regionalisation: each held-out basin takes the parameters of one donor.
+
+    For every basin, the donor is the closest basin of *another* fold, so that
+    the comparison with :func:`regionalise` uses the same split: no basin
+    borrows from a basin held out with it.
+
+    Parameters
+    ----------
+    calibrated
+        Each basin's calibrated parameters ``(basin, param)``.
+    features
+        ``metric="attributes"``: basin attributes ``(basin, n_attr)``, compared
+        after standardising each column ("the most similar basin").
+        ``metric="distance"``: gauge latitude and longitude in degrees
+        ``(basin, 2)``, compared by great-circle distance ("the nearest basin").
+    fold
+        The fold of each basin (as returned by :func:`regionalise`).
+    metric
+        ``"attributes"`` or ``"distance"``.
+
+    Returns
+    -------
+    params : ndarray ``(basin, param)``
+        The donors' parameters.
+    donor : ndarray ``(basin,)``
+        The index of each basin's donor.
+    """
+    calibrated = np.asarray(calibrated, float)
+    features = np.asarray(features, float)
+    fold = np.asarray(fold)
+    n_basin = calibrated.shape[0]
+    if features.shape[0] != n_basin or fold.shape != (n_basin,):
+        raise ValueError(f"calibrated, features and fold need one row per basin ({n_basin}); got "
+                         f"{features.shape[0]} and {fold.shape}.")
+    if metric == "attributes":
+        sd = features.std(axis=0)
+        z = (features - features.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
+        dist = np.linalg.norm(z[:, None, :] - z[None, :, :], axis=-1)
+    elif metric == "distance":
+        if features.shape[1] != 2:
+            raise ValueError("metric='distance' needs features (basin, 2): latitude, longitude.")
+        lat, lon = np.deg2rad(features[:, 0]), np.deg2rad(features[:, 1])
+        a = (np.sin((lat[:, None] - lat[None]) / 2) ** 2
+             + np.cos(lat[:, None]) * np.cos(lat[None]) * np.sin((lon[:, None] - lon[None]) / 2) ** 2)
+        dist = 2 * np.arcsin(np.sqrt(np.clip(a, 0, 1)))
+    else:
+        raise ValueError(f"metric must be 'attributes' or 'distance', not {metric!r}.")
+    dist = np.where(fold[:, None] == fold[None, :], np.inf, dist)
+    if np.isinf(dist).all(axis=1).any():
+        raise ValueError("Every basin needs a basin of another fold to borrow from; use 2 folds or more.")
+    donor = dist.argmin(axis=1)
+    return calibrated[donor], donor

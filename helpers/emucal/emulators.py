@@ -58,6 +58,7 @@ Tang, G., Wood, A. W. and Swenson, S. (2025). Water Resour. Res. 61, e2024WR0395
 from __future__ import annotations
 
 import time
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -444,6 +445,62 @@ class GPEmulator:
         self.n_iter_ = sum(getattr(g, "n_iter_", 0) for g in groups)
         self.fit_time_ = sum(getattr(g, "fit_time_", 0.0) for g in groups)
         self.loss_ = sum(getattr(g, "loss_", 0.0) for g in groups)
+
+    def sample_y(self, X, n_samples: int = 1, seed: int = 0) -> np.ndarray:
+        """Draw functions from the posterior at the points ``X``, jointly.
+
+        Each draw is one plausible skill surface evaluated at every point of
+        ``X`` at once (the latent function, without the noise), which is what
+        Thompson sampling needs: the argmax of a draw is a point worth running.
+        The cost grows with the cube of the number of points per batch member
+        (a Cholesky factor of their joint covariance), so keep ``X`` to a few
+        thousand points.
+
+        Parameters
+        ----------
+        X
+            Points in the layout of ``fit``: ``(m, d)`` or ``(batch, m, d)``.
+        n_samples
+            Draws per batch member.
+        seed
+            Seed of the draws.
+
+        Returns
+        -------
+        ndarray
+            ``(n_samples, m)`` or ``(batch, n_samples, m)``, in output units.
+        """
+        _check_fitted(self, "model_")
+        x = np.asarray(X, dtype=float)
+        if x.shape[-1] != self.n_features_in_ or tuple(x.shape[:-2]) != self.batch_shape_:
+            raise ValueError(f"X must have shape {(*self.batch_shape_, 'm', self.n_features_in_)}; "
+                             f"got {x.shape}.")
+        if n_samples < 1:
+            raise ValueError(f"n_samples must be at least 1; got {n_samples}.")
+        if getattr(self, "groups_", None):
+            parts, start = [], 0
+            for k, g in enumerate(self.groups_):
+                stop = start + g.batch_shape_[0]
+                parts.append(g.sample_y(x[start:stop], n_samples, seed=seed + 7919 * k))
+                start = stop
+            return np.concatenate(parts)
+        from linear_operator.utils.cholesky import psd_safe_cholesky
+
+        dev = next(self.model_.parameters()).device
+        generator = torch.Generator(device="cpu").manual_seed(int(seed))
+        with torch.no_grad(), gpytorch.settings.max_cholesky_size(self.max_cholesky_size), \
+                warnings.catch_warnings():
+            # close candidates make the joint covariance nearly singular: jitter is expected
+            warnings.filterwarnings("ignore", category=gpytorch.utils.warnings.NumericalWarning)
+            post = self.model_(torch.as_tensor(self.scaler_.x(x), dtype=torch.float64, device=dev))
+            chol = psd_safe_cholesky(post.covariance_matrix)
+            z = torch.randn((*chol.shape[:-1], n_samples), generator=generator,
+                            dtype=torch.float64).to(dev)
+            draws = (post.mean.unsqueeze(-1) + chol @ z).transpose(-1, -2).cpu().numpy()
+        y_mean, y_std = self.scaler_.y_mean, self.scaler_.y_std
+        if x.ndim == 2:
+            y_mean, y_std = y_mean[..., 0], y_std[..., 0]
+        return draws * y_std[..., None] + y_mean[..., None]
 
     def predict(self, X, return_std: bool = False, chunk_size: int = 256):
         """Predict the output at ``X`` (same layout as in ``fit``), in chunks.

@@ -270,3 +270,27 @@ def test_donor_transfer_borrows_from_the_closest_basin_of_another_fold():
     assert donor.tolist() == [1, 0, 3, 0, 3]
     with pytest.raises(ValueError, match="metric"):
         calibrate.donor_transfer(calibrated, attrs, fold, metric="random")
+
+
+@pytest.mark.parametrize("budget", [0, -5, 2.5])
+def test_dds_refuses_a_budget_that_is_not_a_count_of_runs(budget):
+    with pytest.raises(ValueError, match="n_evaluations"):
+        calibrate.dds(toy_run, SPACE, budget, progress=False)
+
+
+def test_a_checkpoint_of_other_basins_or_metric_is_refused(toy, tmp_path):
+    forcing, attrs = toy
+    space = ParameterSpace.tang2025()
+    path = tmp_path / "dds.nc"
+    run_a = calibrate.model_runner(forcing.isel(basin=[0]), attrs, space, period=(2002, 2003))
+    calibrate.dds(run_a, space, 6, checkpoint=path, checkpoint_every=2, progress=False)
+    run_b = calibrate.model_runner(forcing.isel(basin=[1]), attrs, space, period=(2002, 2003))
+    with pytest.raises(ValueError, match="other settings"):
+        calibrate.dds(run_b, space, 6, checkpoint=path, checkpoint_every=2, progress=False)
+    run_nse = calibrate.model_runner(forcing.isel(basin=[0]), attrs, space, metric="nse",
+                                     period=(2002, 2003))
+    with pytest.raises(ValueError, match="other settings"):
+        calibrate.dds(run_nse, space, 6, checkpoint=path, checkpoint_every=2, progress=False)
+    path.write_bytes(b"not a netCDF file")
+    with pytest.raises(ValueError, match="(?s)cannot be read.*Delete it"):
+        calibrate.dds(run_a, space, 6, checkpoint=path, progress=False)

@@ -147,3 +147,14 @@ def test_signature_attributes_are_exactly_the_hydro_file_columns(real_camels):
 
     header = data.fetch("camels_attributes_v2.0/camels_hydro.txt").read_text().splitlines()[0]
     assert tuple(header.split(";")[1:]) == camels.SIGNATURE_ATTRIBUTES
+
+
+def test_load_basins_refuses_empty_duplicate_and_out_of_record_requests(synthetic):
+    with pytest.raises(ValueError, match="No basin ids"):
+        camels.load_basins([])
+    with pytest.raises(ValueError, match="more than once.*1000001"):
+        camels.load_basins(["01000001", "1000001"])
+    with pytest.raises(ValueError, match="No days between 1950-01-01 and 1950-12-31"):
+        camels.load_basins("01000001", start="1950-01-01", end="1950-12-31")
+    with pytest.raises(ValueError, match="after end"):
+        camels.load_basins("01000001", start="2001-01-01", end="2000-01-01")

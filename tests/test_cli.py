@@ -113,7 +113,8 @@ def test_fetch_real_sample_is_the_attributes_and_19_basins(real_camels, tmp_path
 def test_fetch_basins_extracts_them_from_the_full_archive(synthetic, tmp_path, monkeypatch, capsys):
     cache = tmp_path / "cache"
     assert cli.main(["fetch", "--basins", "03000003", "1000001", "--cache", str(cache), "-q"]) == 0
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
+    assert "%|" not in err  # -q: no progress bar, not even for the archive
     extracted = sorted(p.relative_to(cache / "camels_full").as_posix()
                        for p in (cache / "camels_full").rglob("*.txt"))
     root = "basin_dataset_public_v1p2"
@@ -327,3 +328,24 @@ def test_handout_of_the_book_keeps_every_exercise_and_no_solution(tmp_path, caps
         assert len(nb["cells"]) < len(json.loads(original)["cells"])
     assert "solutions removed" in capsys.readouterr().out
     assert cli.main(["handout", str(tmp_path), "no-such.ipynb"]) == 2
+
+
+def test_handout_never_writes_over_its_inputs(tmp_path, capsys):
+    source = REPO / "book" / "02_parameters_sampling.ipynb"
+    copy = tmp_path / source.name
+    copy.write_bytes(source.read_bytes())
+    before = copy.read_bytes()
+    assert cli.main(["handout", str(tmp_path), str(copy)]) == 2
+    assert copy.read_bytes() == before  # solutions still there
+    assert "would overwrite a notebook given as input" in capsys.readouterr().err
+    broken = tmp_path / "broken.ipynb"
+    broken.write_text("{not json")
+    assert cli.main(["handout", str(tmp_path / "out"), str(broken)]) == 2
+    assert str(broken) in capsys.readouterr().err
+
+
+def test_mirror_files_are_readable_by_everyone(synthetic, tmp_path):
+    cache = tmp_path / "cache"
+    assert cli.main(["mirror", str(tmp_path / "m"), "--cache", str(cache), "-q"]) == 0
+    for path in (tmp_path / "m").rglob("*.txt"):
+        assert path.stat().st_mode & 0o444 == 0o444, path

@@ -327,9 +327,9 @@ def test_existing_member_folder_is_refused(files):
     kwargs = dict(ctsm_version=NEW, surfdata=files["surf"])
     ctsm.prepare_ensemble(SPACE, SPACE.defaults, files["case"], files[NEW], files["out"], **kwargs)
     stamp = sha256(files["out"] / "member_0000" / "user_nl_clm")
+    other = sampling.sample(SPACE, 2, "lhs", seed=4, include_default=False)[:1]
     with pytest.raises(ValueError, match="member_0000"):
-        ctsm.prepare_ensemble(SPACE, SPACE.defaults, files["case"], files[NEW], files["out"],
-                              **kwargs)
+        ctsm.prepare_ensemble(SPACE, other, files["case"], files[NEW], files["out"], **kwargs)
     assert sha256(files["out"] / "member_0000" / "user_nl_clm") == stamp
     # adding members after the first ones is fine
     plan = ctsm.prepare_ensemble(SPACE, SPACE.defaults, files["case"], files[NEW], files["out"],
@@ -580,7 +580,8 @@ def test_default_member_is_the_base_case_unedited(files):
                                  ctsm_version=NEW, surfdata=files["surf"])
     row = plan.loc[0]
     assert row.paramfile is None and row.surfdata is None
-    assert sorted(p.name for p in row.folder.iterdir()) == ["parameters.csv", "run_case.sh",
+    assert sorted(p.name for p in row.folder.iterdir() if not p.name.startswith(".")) == [
+        "parameters.csv", "run_case.sh",
                                                           "user_nl_clm"]
     nl = namelist(row.user_nl_clm)
     assert "emucal" not in nl.get("fsurdat", "") and "paramfile" not in nl
@@ -627,3 +628,44 @@ def test_perturbing_what_the_base_case_ignores_warns(files):
         with pytest.warns(UserWarning, match="use_bedrock"):
             ctsm.prepare_ensemble(SPACE, SPACE.defaults, case, files[NEW], files["out"],
                                   ctsm_version=NEW, surfdata=files["surf"], dry_run=True)
+
+
+def test_paths_with_quotes_stay_valid_fortran_strings(files, tmp_path):
+    out = tmp_path / "Tang's runs"
+    plan = ctsm.prepare_ensemble(SPACE.subset(["fff"]), [[1.0]], files["case"], files[NEW], out,
+                                 ctsm_version=NEW)
+    text = namelist(plan.user_nl_clm.iloc[0])["paramfile"]
+    assert re.fullmatch(r"'([^']|'')*'", text)  # a single Fortran string
+    assert text[1:-1].replace("''", "'") == str(plan.paramfile.iloc[0])
+
+
+def test_an_interrupted_preparation_resumes_and_deletes_only_its_own_files(files, monkeypatch):
+    samples = sampling.sample(SPACE, 4, "lhs", seed=3)
+    kwargs = dict(ctsm_version=NEW, surfdata=files["surf"])
+    real, calls = ctsm._write_edited, []
+
+    def dies_on_member_2(source, target, *args):
+        calls.append(target)
+        if "member_0002" in str(target):
+            raise KeyboardInterrupt
+        return real(source, target, *args)
+
+    monkeypatch.setattr(ctsm, "_write_edited", dies_on_member_2)
+    with pytest.raises(KeyboardInterrupt):
+        ctsm.prepare_ensemble(SPACE, samples, files["case"], files[NEW], files["out"], **kwargs)
+    assert (files["out"] / "member_0002.part").is_dir()
+    before = sha256(files["out"] / "member_0001" / "user_nl_clm")
+    monkeypatch.setattr(ctsm, "_write_edited", real)
+    plan = ctsm.prepare_ensemble(SPACE, samples, files["case"], files[NEW], files["out"], **kwargs)
+    assert list(plan.index) == [0, 1, 2, 3]
+    assert sorted(p.name for p in files["out"].iterdir()) == [f"member_{m:04d}" for m in range(4)]
+    assert sha256(files["out"] / "member_0001" / "user_nl_clm") == before  # kept, not rewritten
+    # a .part folder that emucal did not make is never deleted
+    stranger = files["out"] / "member_0004.part"
+    stranger.mkdir()
+    (stranger / "notes.txt").write_text("mine")
+    more = sampling.sample(SPACE, 2, "lhs", seed=9, include_default=False)[:1]
+    with pytest.raises(ValueError, match="not made by emucal"):
+        ctsm.prepare_ensemble(SPACE, more, files["case"], files[NEW], files["out"],
+                              member_start=4, **kwargs)
+    assert (stranger / "notes.txt").read_text() == "mine"

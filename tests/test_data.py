@@ -115,3 +115,56 @@ def test_extract_members_takes_only_what_is_asked(tmp_path):
     assert sorted(p.name for p in (tmp_path / "out").rglob("*.txt")) == ["one.txt"]
     with pytest.raises(KeyError, match="three.txt"):
         data.extract_members(archive, ["*/three.txt"], tmp_path / "out")
+
+
+def test_extract_members_refuses_paths_that_leave_the_folder(tmp_path):
+    archive = tmp_path / "evil.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("../outside.txt", "x")
+        zf.writestr("/abs/inside.txt", "y")
+        zf.writestr("ok/file.txt", "z")
+    for pattern in ("*outside.txt", "*inside.txt"):
+        with pytest.raises(ValueError, match="outside"):
+            data.extract_members(archive, [pattern], tmp_path / "out")
+    assert not (tmp_path / "outside.txt").exists()
+    assert data.extract_members(archive, ["ok/*"], tmp_path / "out")["ok/*"].read_text() == "z"
+
+
+def test_extract_members_replaces_a_truncated_copy_and_leaves_no_temporaries(tmp_path):
+    archive = tmp_path / "a.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("root/one.txt", "complete content")
+    target = tmp_path / "out" / "root" / "one.txt"
+    target.parent.mkdir(parents=True)
+    target.write_text("compl")  # what a process killed mid-write could leave
+    out = data.extract_members(archive, ["*one.txt"], tmp_path / "out")
+    assert out["*one.txt"].read_text() == "complete content"
+    assert [p.name for p in target.parent.iterdir()] == ["one.txt"]
+
+
+def test_mirror_without_a_scheme_names_the_variable(synthetic, monkeypatch):
+    monkeypatch.setenv("EMUCAL_MIRROR", "127.0.0.1:8000")
+    with pytest.raises(ValueError, match="EMUCAL_MIRROR='127.0.0.1:8000' is not a URL"):
+        data.fetch(NAME)
+
+
+def test_offline_with_a_corrupt_cached_copy_says_so(synthetic, monkeypatch):
+    path = data.fetch(NAME)
+    path.write_text("corrupt")
+    monkeypatch.setenv("EMUCAL_MIRROR", f"http://127.0.0.1:{_free_port()}")
+    with pytest.raises(ConnectionError, match="does not match the registry's hash"):
+        data.fetch(NAME)
+
+
+def test_stale_temporary_downloads_are_cleaned(synthetic):
+    import os
+    import time
+
+    path = data.fetch(NAME)
+    stale, fresh = path.parent / "tmpk1ll3d", path.parent / "tmpl1v3"
+    stale.write_bytes(b"x" * 100)
+    fresh.write_bytes(b"y")
+    old = time.time() - 2 * data.STALE_SECONDS
+    os.utime(stale, (old, old))
+    data.fetch(NAME)
+    assert not stale.exists() and fresh.exists()  # a live download is left alone

@@ -192,3 +192,34 @@ def test_grouped_batch_is_the_groups_fitted_alone_and_round_trips(data, tmp_path
     m2, s2 = loaded.predict(np.stack([xt] * 5), return_std=True)
     np.testing.assert_allclose(m2, mean, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(s2, sd, rtol=1e-10, atol=1e-12)
+
+
+def test_saved_emulators_load_without_unpickling_code(data, tmp_path):
+    import pickle
+
+    import torch
+
+    x, y, _, _ = data
+    path = emulators.GPEmulator(lower=0, upper=1, seed=3, group_size=1).fit(
+        np.stack([x, x]), np.stack([y, y])).save(tmp_path / "gp.pt")
+    torch.load(path, weights_only=True)  # tensors and plain types only
+
+    class Payload:  # what a crafted file could carry: a call made while unpickling
+        def __reduce__(self):
+            return (print, ("this ran while loading",))
+
+    crafted = tmp_path / "crafted.pt"
+    torch.save({"class": "GPEmulator", "params": Payload()}, crafted, pickle_module=pickle)
+    with pytest.raises(ValueError, match="not an emucal emulator file"):
+        emulators.load(crafted)
+
+
+def test_predicting_outside_the_cube_warns_and_nan_is_refused(data):
+    x, y, xt, _ = data
+    gp = emulators.GPEmulator(lower=0, upper=1, seed=0).fit(x, y)
+    with pytest.warns(UserWarning, match="outside the emulator's bounds"):
+        gp.predict(xt + 2.0)
+    bad = xt.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        gp.predict(bad)

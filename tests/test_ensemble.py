@@ -78,3 +78,23 @@ def test_bad_settings_are_explained(toy, samples):
         ensemble.run_ensemble(samples, forcing, attrs, periods={"cal": (1990, 1991)})
     with pytest.raises(ValueError, match="chunk_size"):
         ensemble.run_ensemble(samples, forcing, attrs, periods=PERIODS, chunk_size=0)
+
+
+def test_chunks_of_another_ensemble_are_refused_without_a_manifest(toy, samples, tmp_path):
+    forcing, attrs = toy
+    other, store = tmp_path / "other", tmp_path / "store"
+    ensemble.run_ensemble(samples[::-1].copy(), forcing, attrs, periods=PERIODS, chunk_size=3,
+                          store=other, progress=False)
+    store.mkdir()
+    (store / "chunk_00000.nc").write_bytes((other / "chunk_00000.nc").read_bytes())
+    with pytest.raises(ValueError, match="(?s)belongs to another ensemble.*Delete"):
+        ensemble.run_ensemble(samples, forcing, attrs, periods=PERIODS, chunk_size=3,
+                              store=store, progress=False)
+    (store / "chunk_00000.nc").write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="(?s)cannot be read.*delete it"):
+        ensemble.run_ensemble(samples, forcing, attrs, periods=PERIODS, chunk_size=3,
+                              store=store, progress=False)
+    (store / "manifest.json").write_text("{broken")
+    with pytest.raises(ValueError, match="damaged"):
+        ensemble.run_ensemble(samples, forcing, attrs, periods=PERIODS, chunk_size=3,
+                              store=store, progress=False)

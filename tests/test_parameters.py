@@ -107,3 +107,22 @@ def test_bad_parameter_definitions_are_refused():
         ParameterSpace([Parameter("x", 0.5, 0, 1), Parameter("x", 0.5, 0, 1)])
     with pytest.raises(KeyError, match="its parameters are"):
         ParameterSpace.tang2025()["porosity"]
+
+
+def test_unit_mapping_refuses_what_it_cannot_map():
+    space = ParameterSpace.tang2025()
+    x = np.nan_to_num(space.defaults, nan=1.0)
+    x[space.names.index("fff")] = 100.0
+    with pytest.raises(ValueError, match=r"fff = 100"):
+        space.to_unit(x)
+    x[space.names.index("fff")] = -5.0
+    with pytest.raises(ValueError, match=r"fff = -5"):
+        space.to_unit(x)
+    u = np.full(len(space), 0.5)
+    u[3] = np.nan
+    with pytest.raises(ValueError, match="nan"):
+        space.from_unit(u)
+    with pytest.raises(KeyError, match="nope"):
+        space.with_range("nope", 0.0, 1.0)
+    with pytest.raises(ValueError, match="kind 'bogus'"):
+        Parameter("x", 0.5, 0.0, 1.0, kind="bogus")

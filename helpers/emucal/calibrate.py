@@ -76,8 +76,12 @@ def _load_checkpoint(path, settings: dict) -> xr.Dataset | None:
     """The checkpoint at ``path`` if there is one, after checking it matches ``settings``."""
     if path is None or not Path(path).exists():
         return None
-    with xr.open_dataset(path, engine="netcdf4") as ds:
-        ds = ds.load()
+    try:
+        with xr.open_dataset(path, engine="netcdf4") as ds:
+            ds = ds.load()
+    except (OSError, ValueError, RuntimeError) as err:
+        raise ValueError(f"The checkpoint {path} cannot be read ({type(err).__name__}: {err}); "
+                         "it is damaged or not a checkpoint. Delete it to start again.") from err
     found = ds.attrs.get("emucal_settings")
     if found != _settings_json(settings):
         raise ValueError(
@@ -149,6 +153,11 @@ def model_runner(forcing: xr.Dataset, attrs, space: ParameterSpace, *, metric: s
     run.n_basin = n_basin
     run.basins = forcing.basin.values
     run.defaults = inputs.defaults  # (basin, param): what NaN in a parameter set stands for
+    # what the skill depends on besides the parameters: checkpoints record it
+    run.fingerprint = "|".join([
+        ",".join(map(str, forcing.basin.values)), metric, f"{period[0]}-{period[1]}",
+        f"spinup {spinup_years}", f"snowpack {snowpack}", ",".join(space.names),
+        _fingerprint(np.stack([inputs.prcp, inputs.tair, inputs.pet])), _fingerprint(qobs)])
     return run
 
 
@@ -397,6 +406,7 @@ def iterate(run: Callable, space: ParameterSpace, initial: np.ndarray, *, n_iter
             initial = np.broadcast_to(initial, (n_basin,) + initial.shape).copy()
         initial = _resolve_defaults(run, initial)
     settings = dict(kind="iterate", emulator=emulator, n_per_iteration=n_per_iteration, seed=seed,
+                    runner=getattr(run, "fingerprint", None),
                     popsize=popsize, generations=generations, initial=_fingerprint(initial),
                     acquisition=acquisition, n_candidates=n_candidates, perturb=perturb,
                     attrs=None if basin_attrs is None else _fingerprint(basin_attrs))
@@ -503,6 +513,10 @@ def dds(run: Callable, space: ParameterSpace, n_evaluations: int, *, n_basin: in
     n_basin = n_basin or getattr(run, "n_basin", None)
     if n_basin is None:
         raise ValueError("Give n_basin (run has no n_basin attribute).")
+    if int(n_evaluations) != n_evaluations or n_evaluations < 1:
+        raise ValueError(f"n_evaluations must be a whole number of runs, at least 1; got {n_evaluations!r}.")
+    if batch < 1:
+        raise ValueError(f"batch must be at least 1; got {batch!r}.")
     rng = np.random.default_rng(seed)
     d = len(space)
     if start is None:
@@ -511,6 +525,7 @@ def dds(run: Callable, space: ParameterSpace, n_evaluations: int, *, n_basin: in
     x0 = space.to_unit(_resolve_defaults(run, np.broadcast_to(
         np.asarray(start, float), (n_basin, len(space)))[:, None, :].copy())[:, 0])
     settings = dict(kind="dds", n_evaluations=n_evaluations, n_basin=n_basin, r=r, seed=seed,
+                    runner=getattr(run, "fingerprint", None),
                     batch=batch, start=_fingerprint(x0))
     saved = _load_checkpoint(checkpoint, settings)
     if saved is None:

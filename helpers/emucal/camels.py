@@ -104,7 +104,15 @@ def _read_text(path: str | os.PathLike) -> str:
 
 
 def _check_ids(ids: Iterable[str], valid: Iterable[str], where: str) -> list[str]:
-    ids = [_normalise_id(i) for i in ids]
+    given = list(ids)
+    ids = [_normalise_id(i) for i in given]
+    if not ids:
+        raise ValueError("No basin ids given; pass at least one (or None for the teaching sample).")
+    twice = sorted({i for i in ids if ids.count(i) > 1})
+    if twice:
+        spelled = {i: sorted({str(g) for g, n in zip(given, ids) if n == i}) for i in twice}
+        raise ValueError(f"Basin ids given more than once: {spelled}; each basin would be a "
+                         "duplicate row. Give each id once.")
     valid = set(valid)
     bad = [i for i in ids if i not in valid]
     if bad:
@@ -378,8 +386,14 @@ def load_basins(
     for basin in basins:
         index = index.union(frames[basin].index).union(flows[basin].index)
     if start is not None or end is not None:
-        index = index[(index >= pd.Timestamp(start or index[0]))
-                      & (index <= pd.Timestamp(end or index[-1]))]
+        first, last = pd.Timestamp(start or index[0]), pd.Timestamp(end or index[-1])
+        if first > last:
+            raise ValueError(f"start {start} is after end {end}.")
+        index = index[(index >= first) & (index <= last)]
+        if index.empty:
+            raise ValueError(f"No days between {start} and {end}: the record of these basins "
+                             f"runs from {frames[basins[0]].index[0]:%Y-%m-%d} to "
+                             f"{frames[basins[0]].index[-1]:%Y-%m-%d}.")
 
     area_header = np.array([headers[b]["area_m2"] / 1e6 for b in basins])
     area_gages2 = attrs.loc[basins, "area_gages2"].to_numpy(dtype=float)

@@ -135,6 +135,8 @@ def _place(source: Path, target: Path, *, link: bool) -> None:
             link = False
     if not link:
         shutil.copyfile(source, tmp)
+    # readable by the web server and by everyone (a link shares the cache file's mode)
+    os.chmod(tmp, os.stat(tmp).st_mode | 0o444)
     os.replace(tmp, target)
 
 
@@ -221,6 +223,7 @@ def _fetch_full_basins(args: argparse.Namespace) -> int:
     except KeyError as err:
         raise _UsageError(f"{err.args[0]} From the command line: emucal basins --all") from err
     basins = list(dict.fromkeys(basins))  # once each, in the order given
+    _fetch_all([data.FULL_ZIP], args.quiet)  # the archive first, so that --quiet holds for it
     paths = camels._full_paths(basins, args.forcing)
     target = data.cache_dir() / "camels_full"
     print(f"Extracted {len(basins)} basin{'s' if len(basins) != 1 else ''} ({args.forcing} forcing "
@@ -389,10 +392,24 @@ def _cmd_handout(args: argparse.Namespace) -> int:
     missing = [str(n) for n in sources if not n.is_file()]
     if missing:
         raise _UsageError(f"no such notebook: {', '.join(missing)}")
+    inputs = {n.resolve() for n in sources}
+    over = [str(n) for n in sources if (out / n.name).resolve() in inputs]
+    if over:
+        raise _UsageError(f"the handout of {', '.join(over)} would overwrite a notebook given as "
+                          f"input (and strip its solutions); choose a folder other than {out}")
+    names = [n.name for n in sources]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise _UsageError(f"two notebooks named {', '.join(twice)} would be written to the same "
+                          "file; make a handout of each folder separately")
     out.mkdir(parents=True, exist_ok=True)
     for source in sources:
-        notebook = json.loads(source.read_text(encoding="utf-8"))
-        stripped, removed = strip_solutions(notebook)
+        try:
+            notebook = json.loads(source.read_text(encoding="utf-8"))
+            stripped, removed = strip_solutions(notebook)
+        except (ValueError, KeyError, TypeError, AttributeError) as err:
+            raise _UsageError(f"{source} is not a Jupyter notebook that can be read "
+                              f"({type(err).__name__}: {err})") from err
         target = out / source.name
         target.write_text(json.dumps(stripped, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
         print(f"{target}: {removed} solution{'s' if removed != 1 else ''} removed")

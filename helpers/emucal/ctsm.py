@@ -120,6 +120,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import glob
+import json
 import math
 import os
 import re
@@ -170,6 +171,8 @@ NAMELIST_DEFAULTS = {
     "precip_repartition_glc_all_snow_t": -2.0,
 }
 
+_STAMP = ".emucal-member.json"  # what a finished member folder was made from
+_PART_MARK = ".emucal-part"  # marks a member folder that emucal is still writing
 _FILL_LIMIT = 1e30  # CTSM's fill value is 1e36; anything this large is not data
 _KELVIN = 273.15
 _SECONDS_PER_DAY = 86400.0
@@ -215,7 +218,8 @@ def fortran_number(value: float) -> str:
 
 
 def _quoted(path: Path) -> str:
-    return f"'{path}'"
+    """A Fortran string: in single quotes, with each quote inside doubled."""
+    return "'" + str(path).replace("'", "''") + "'"
 
 
 def _parse_fortran_value(text: str):
@@ -516,8 +520,12 @@ def prepare_ensemble(
     - ``parameters.csv``: every edit, with base and new values.
 
     Each member folder is written under a temporary name and renamed when
-    complete, so an interrupted call leaves no half-written member. The base
-    files are only read.
+    complete, so an interrupted call leaves no half-written member, and the
+    same call made again finishes the missing members and keeps the finished
+    ones (each folder records what it was made from in
+    ``.emucal-member.json``). A folder made from other samples or settings
+    is never overwritten, and nothing emucal did not write is deleted. The
+    base files are only read.
 
     Parameters
     ----------
@@ -680,15 +688,29 @@ def prepare_ensemble(
     base_user_nl = ((base_case / "user_nl_clm").read_text().splitlines()
                     if (base_case / "user_nl_clm").is_file() else [])
 
-    # nothing may be overwritten
-    existing = [str(out_dir / _member_tag(m)) for m in table.index
-                if (out_dir / _member_tag(m)).exists()]
+    # nothing may be overwritten; members this very call wrote before an interruption are kept
+    common = {"ctsm_version": ctsm_version, "base_case": str(base_case), "paramfile": str(paramfile),
+              "surfdata": str(surf_path), "case_root": str(case_root), "xmlchange": xmlchange,
+              "submit_args": submit_args, "zeros_in_mean": bool(zeros_in_mean)}
+    stamps = {m: json.dumps({**common, "member": int(m), "values": [None if np.isnan(v) else v
+                                                                     for v in table.loc[m]]},
+                            sort_keys=True, default=str) for m in table.index}
+    finished, existing = set(), []
+    for m in table.index:
+        folder = out_dir / _member_tag(m)
+        if not folder.exists():
+            continue
+        stamp = folder / _STAMP
+        if stamp.is_file() and stamp.read_text() == stamps[m]:
+            finished.add(m)  # written by an earlier call with the same inputs: resume
+        else:
+            existing.append(str(folder))
     if existing:
-        raise ValueError(f"Member folders exist already: {existing[:5]}"
-                         f"{' ...' if len(existing) > 5 else ''}. Choose another out_dir or "
-                         "member_start, or remove them.")
+        raise ValueError(f"Member folders exist already, from other samples or settings: "
+                         f"{existing[:5]}{' ...' if len(existing) > 5 else ''}. Choose another "
+                         "out_dir or member_start, or remove them.")
     cases = {m: case_root / f"{base_case.name}_{_member_tag(m)}" for m in table.index}
-    taken = [str(c) for c in cases.values() if c.exists()]
+    taken = [str(c) for m, c in cases.items() if c.exists() and m not in finished]
     if taken:
         raise ValueError(f"Member cases exist already: {taken[:5]}; create_clone would fail. "
                          "Remove them or pass another case_root.")
@@ -732,13 +754,17 @@ def prepare_ensemble(
             "parameters": folder / "parameters.csv", **sampled.to_dict(),
         }
         rows.append(row)
-        if dry_run:
+        if dry_run or member in finished:
             continue
 
         part = folder.with_name(folder.name + ".part")
-        if part.exists():  # left by an interrupted call of this function
-            shutil.rmtree(part)
+        if part.exists():
+            if not (part / _PART_MARK).is_file():
+                raise ValueError(f"{part} exists and was not made by emucal; move it away "
+                                 "(emucal writes each member there before renaming it).")
+            shutil.rmtree(part)  # left by an interrupted call of this function
         part.mkdir(parents=True)
+        (part / _PART_MARK).write_text("written by emucal.ctsm.prepare_ensemble\n")
         for place, source in (("paramfile", paramfile), ("surface", surf_path)):
             if place in targets:
                 mine = [c for c in member_changes if c["location"] == place]
@@ -754,6 +780,8 @@ def prepare_ensemble(
         pd.DataFrame(member_changes, columns=["member", "parameter", "sampled", "kind", "location",
                                               "variable", "file", "base", "new"]
                      ).to_csv(part / "parameters.csv", index=False)
+        (part / _PART_MARK).unlink()
+        (part / _STAMP).write_text(stamps[member])
         os.replace(part, folder)
 
     plan = pd.DataFrame(rows).set_index("member")

@@ -30,6 +30,8 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
+import tempfile
+import time
 import zipfile
 from functools import lru_cache
 from pathlib import Path
@@ -111,9 +113,39 @@ def cache_dir() -> Path:
 
 
 def mirror_url() -> str | None:
-    """Return the mirror base URL from ``$EMUCAL_MIRROR`` (no trailing slash), or None."""
-    mirror = os.environ.get("EMUCAL_MIRROR", "").strip()
-    return mirror.rstrip("/") or None
+    """Return the mirror base URL from ``$EMUCAL_MIRROR`` (no trailing slash), or None.
+
+    Raises
+    ------
+    ValueError
+        If the variable is set to something that is not an ``http://``,
+        ``https://`` or ``ftp://`` URL.
+    """
+    mirror = os.environ.get("EMUCAL_MIRROR", "").strip().rstrip("/")
+    if mirror and not re.match(r"^(https?|ftp)://[^/\s]+", mirror):
+        raise ValueError(
+            f"EMUCAL_MIRROR={mirror!r} is not a URL: give the scheme and host, for example "
+            "EMUCAL_MIRROR=http://192.168.1.10:8000 (or unset it to download from upstream).")
+    return mirror or None
+
+
+#: Temporary files of a download that stopped (pooch names them tmp*) older than
+#: this many seconds are removed by the next fetch: a live download writes more
+#: often than that.
+STALE_SECONDS = 600
+
+
+def _remove_stale_downloads(folder: Path) -> None:
+    """Delete ``tmp*`` files that an interrupted download left in ``folder``."""
+    if not folder.is_dir():
+        return
+    now = time.time()
+    for path in folder.glob("tmp*"):
+        try:
+            if path.is_file() and now - path.stat().st_mtime > STALE_SECONDS:
+                path.unlink()
+        except OSError:  # taken by another process meanwhile
+            pass
 
 
 def _pooch() -> pooch.Pooch:
@@ -181,6 +213,8 @@ def fetch(name: str, *, progressbar: bool | None = None) -> Path:
     """
     _check_name(name)
     store = _pooch()
+    target = Path(store.abspath) / name
+    _remove_stale_downloads(target.parent)
     if progressbar is None:
         progressbar = name == FULL_ZIP
     downloader = pooch.HTTPDownloader(progressbar=progressbar, timeout=60)
@@ -195,9 +229,12 @@ def fetch(name: str, *, progressbar: bool | None = None) -> Path:
                 raise
             last_error = err
         except requests.exceptions.RequestException as err:
+            cached = ("The copy in the cache, " + str(target) + ", does not match the registry's "
+                      "hash (corrupt or from another version), so it was not used"
+                      if target.is_file() else f"It is not in the cache {cache_dir()} either")
             raise ConnectionError(
                 f"Could not download {name!r} from {url} ({type(err).__name__}: {err}). "
-                f"It is not in the cache {cache_dir()} either. Check the network, "
+                f"{cached}. Check the network, "
                 "or point EMUCAL_MIRROR at a mirror that serves the registry names "
                 "(for example EMUCAL_MIRROR=http://127.0.0.1:8000 after "
                 "'python -m http.server 8000' in a folder made by 'emucal mirror')."
@@ -224,8 +261,11 @@ def extract_members(
     ``"*usgs_streamflow/*/01013500_streamflow_qc.txt"``, so the archive's
     top-level folder name does not matter. The first member that matches is
     extracted, keeping its path under ``extract_dir``; members already
-    extracted are not extracted again, and an interrupted extraction leaves
-    only a ``.part`` file.
+    extracted (same size as in the archive) are not extracted again. Each
+    member is written to a temporary file of its own and renamed into place
+    when complete, so a process never sees a half-written member, even when
+    several extract the same one at once. Members whose path would leave
+    ``extract_dir`` (absolute, or with ``..``) are refused.
 
     Parameters
     ----------
@@ -245,8 +285,11 @@ def extract_members(
     ------
     KeyError
         If a pattern matches no member of the archive.
+    ValueError
+        If a matching member's path is absolute or climbs out with ``..``.
     """
     extract_dir = Path(extract_dir)
+    root = extract_dir.resolve()
     found: dict[str, Path] = {}
     with zipfile.ZipFile(archive) as zf:
         names = [n for n in zf.namelist() if not n.endswith("/")]
@@ -258,13 +301,28 @@ def extract_members(
                     "Check the basin id against emucal.camels.attributes().index."
                 )
             member = matches[0]
+            parts = member.replace("\\", "/").split("/")
             target = extract_dir / member
-            if not target.is_file():
-                tmp = target.with_name(target.name + ".part")
-                tmp.parent.mkdir(parents=True, exist_ok=True)
-                with zf.open(member) as src, open(tmp, "wb") as dst:
-                    while chunk := src.read(1 << 20):
-                        dst.write(chunk)
-                tmp.replace(target)
+            if (member.startswith(("/", "\\")) or ".." in parts or re.match(r"^[A-Za-z]:", member)
+                    or not target.resolve().is_relative_to(root)):
+                raise ValueError(f"The member {member!r} of {Path(archive).name} would be written "
+                                 f"outside {extract_dir}; the archive is not a CAMELS archive "
+                                 "that can be trusted.")
+            size = zf.getinfo(member).file_size
+            if not (target.is_file() and target.stat().st_size == size):
+                target.parent.mkdir(parents=True, exist_ok=True)
+                fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part",
+                                                dir=target.parent)
+                try:
+                    with zf.open(member) as src, os.fdopen(fd, "wb") as dst:
+                        while chunk := src.read(1 << 20):  # zipfile checks the CRC at the end
+                            dst.write(chunk)
+                    if os.path.getsize(tmp_name) != size:
+                        raise OSError(f"{member}: wrote {os.path.getsize(tmp_name)} of {size} bytes")
+                    os.chmod(tmp_name, 0o644)
+                    os.replace(tmp_name, target)
+                finally:
+                    if os.path.exists(tmp_name):
+                        os.unlink(tmp_name)
             found[pattern] = target
     return found

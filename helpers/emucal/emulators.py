@@ -278,6 +278,7 @@ class _ExactModel(gpytorch.models.ExactGP):
 
 def _predict(em, x: np.ndarray, chunk_size: int, return_std: bool):
     """Predictive mean (and sd) of a fitted emulator, chunk by chunk along axis -2."""
+    _check_inputs(em, x)
     dev = next(em.model_.parameters()).device
     means, stds = [], []
     with torch.no_grad(), gpytorch.settings.max_cholesky_size(getattr(em, "max_cholesky_size", 100_000)):
@@ -294,6 +295,21 @@ def _predict(em, x: np.ndarray, chunk_size: int, return_std: bool):
     if not return_std:
         return mean
     return mean, np.concatenate(stds, axis=-1) * y_std
+
+
+def _check_inputs(em, x: np.ndarray) -> None:
+    """Refuse NaN inputs; warn when inputs leave the bounds the emulator was told (extrapolation)."""
+    if not np.isfinite(x).all():
+        raise ValueError("X holds NaN or infinite values; an emulator cannot predict there "
+                         "(map parameter values with ParameterSpace.to_unit, with no NaN).")
+    lower, upper = getattr(em, "lower", None), getattr(em, "upper", None)
+    if lower is None or upper is None:
+        return
+    tol = 1e-9
+    if np.any(x < np.asarray(lower, float) - tol) or np.any(x > np.asarray(upper, float) + tol):
+        warnings.warn(f"Some inputs lie outside the emulator's bounds [{lower}, {upper}]: it "
+                      "extrapolates there, and its predictions mean little.", UserWarning,
+                      stacklevel=4)
 
 
 class GPEmulator:
@@ -477,6 +493,7 @@ class GPEmulator:
                              f"got {x.shape}.")
         if n_samples < 1:
             raise ValueError(f"n_samples must be at least 1; got {n_samples}.")
+        _check_inputs(self, x)
         if getattr(self, "groups_", None):
             parts, start = [], 0
             for k, g in enumerate(self.groups_):
@@ -541,13 +558,11 @@ class GPEmulator:
     def save(self, path) -> Path:
         """Save the fitted emulator (settings, scaling, training data, hyperparameters)."""
         _check_fitted(self, "model_")
-        path = Path(path)
-        torch.save(self._state(), path)
-        return path
+        return _save_state(self._state(), path)
 
     @classmethod
     def _restore(cls, state) -> "GPEmulator":
-        params = dict(state["params"])
+        params = _from_plain(dict(state["params"]))
         params["device"] = "cpu"
         params.setdefault("group_size", None)  # files saved before groups existed
         self = cls(**params)
@@ -555,7 +570,7 @@ class GPEmulator:
             self._set_groups([cls._restore(g) for g in state["groups"]])
             return self
         self.scaler_ = _Scaler.__new__(_Scaler)
-        self.scaler_.__dict__.update(state["scaler"])
+        self.scaler_.__dict__.update(_from_plain(state["scaler"]))
         batch_shape = torch.Size(state["batch_shape"])
         likelihood = gpytorch.likelihoods.GaussianLikelihood(
             batch_shape=batch_shape,
@@ -751,21 +766,19 @@ class SparseGPEmulator:
     def save(self, path) -> Path:
         """Save the fitted emulator."""
         _check_fitted(self, "model_")
-        path = Path(path)
-        torch.save({"class": "SparseGPEmulator", "params": self.get_params(),
-                    "scaler": self.scaler_.__dict__, "model": self.model_.state_dict(),
-                    "likelihood": self.likelihood_.state_dict(),
-                    "inducing_shape": tuple(self.model_.variational_strategy.inducing_points.shape)},
-                   path)
-        return path
+        return _save_state({
+            "class": "SparseGPEmulator", "params": self.get_params(),
+            "scaler": self.scaler_.__dict__, "model": self.model_.state_dict(),
+            "likelihood": self.likelihood_.state_dict(),
+            "inducing_shape": tuple(self.model_.variational_strategy.inducing_points.shape)}, path)
 
     @classmethod
     def _restore(cls, state) -> "SparseGPEmulator":
-        params = dict(state["params"])
+        params = _from_plain(dict(state["params"]))
         params["device"] = "cpu"
         self = cls(**params)
         self.scaler_ = _Scaler.__new__(_Scaler)
-        self.scaler_.__dict__.update(state["scaler"])
+        self.scaler_.__dict__.update(_from_plain(state["scaler"]))
         model = _SparseModel(torch.zeros(state["inducing_shape"], dtype=torch.float64),
                              self.lengthscale_bounds, self.lengthscale_prior).double()
         likelihood = gpytorch.likelihoods.GaussianLikelihood(
@@ -781,11 +794,50 @@ class SparseGPEmulator:
         return self
 
 
+def _to_plain(obj):
+    """A state made of tensors and plain Python types only, which ``torch.load`` reads
+    with ``weights_only=True`` (numpy arrays become tensors)."""
+    if isinstance(obj, dict):
+        return {k: _to_plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_plain(v) for v in obj)
+    if isinstance(obj, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(obj))
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj
+
+
+def _from_plain(obj):
+    """Tensors back to numpy arrays (for the scaler and the settings)."""
+    if isinstance(obj, dict):
+        return {k: _from_plain(v) for k, v in obj.items()}
+    if isinstance(obj, torch.Tensor):
+        return obj.numpy()
+    return obj
+
+
+def _save_state(state: dict, path) -> Path:
+    path = Path(path)
+    torch.save(_to_plain(state), path)
+    return path
+
+
 def load(path) -> GPEmulator | SparseGPEmulator:
-    """Load an emulator saved with ``save``; it predicts the same numbers."""
-    state = torch.load(Path(path), weights_only=False, map_location="cpu")  # a GPU-trained emulator loads anywhere
+    """Load an emulator saved with ``save``; it predicts the same numbers.
+
+    The file is read with ``torch.load(..., weights_only=True)``: it may hold
+    only tensors and plain Python values, so a crafted file cannot run code.
+    """
+    path = Path(path)
+    try:
+        # map_location: a GPU-trained emulator loads anywhere
+        state = torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as err:  # torch raises UnpicklingError and others for foreign files
+        raise ValueError(f"{path} is not an emucal emulator file that can be loaded safely "
+                         f"(saved by emulator.save() of this version?): {err}") from err
     kinds = {"GPEmulator": GPEmulator, "SparseGPEmulator": SparseGPEmulator}
-    if state.get("class") not in kinds:
+    if not isinstance(state, dict) or state.get("class") not in kinds:
         raise ValueError(f"{path} is not an emucal emulator file.")
     return kinds[state["class"]]._restore(state)
 

@@ -102,6 +102,21 @@ def _chunk_dataset(result: dict, members: np.ndarray, basins, time, periods, met
     return xr.Dataset(data_vars, coords=coords)
 
 
+def _check_chunk(path: Path, fingerprint: str) -> None:
+    """A finished chunk must be readable and carry this ensemble's fingerprint."""
+    try:
+        with xr.open_dataset(path) as ds:
+            found = ds.attrs.get("emucal_fingerprint")
+    except (OSError, ValueError, RuntimeError) as err:
+        raise ValueError(f"The chunk {path} cannot be read ({type(err).__name__}: {err}); "
+                         "delete it and run again to recompute it.") from err
+    if found != fingerprint:
+        raise ValueError(
+            f"The chunk {path} belongs to another ensemble (other samples, basins, periods or "
+            f"settings) than this store's. Delete the store {path.parent} (or at least its "
+            "chunk files) and run again.")
+
+
 def _write_atomic(ds: xr.Dataset, path: Path) -> None:
     tmp = path.with_name(path.name + ".part")
     ds.to_netcdf(tmp)
@@ -201,7 +216,11 @@ def run_ensemble(
                               chunk_size, keep_flow)
         manifest = store_path / _MANIFEST
         if manifest.exists():
-            recorded = json.loads(manifest.read_text())
+            try:
+                recorded = json.loads(manifest.read_text())
+            except ValueError as err:
+                raise ValueError(f"{manifest} is damaged ({err}); delete the store {store_path} "
+                                 "to run the ensemble again.") from err
             if recorded.get("fingerprint") != print_:
                 raise ValueError(
                     f"The store {store_path} holds an ensemble made with other samples, "
@@ -213,6 +232,7 @@ def run_ensemble(
         for i, start in enumerate(starts):
             path = store_path / f"chunk_{i:05d}.nc"
             if path.exists():
+                _check_chunk(path, print_)
                 done[i] = path
 
     todo = [i for i in range(len(starts)) if i not in done]
@@ -222,6 +242,7 @@ def run_ensemble(
         members = np.arange(starts[i], min(starts[i] + chunk_size, n_member))
         ds = _chunk_dataset(result, members, basins, time, periods, metrics)
         if store_path is not None:
+            ds.attrs["emucal_fingerprint"] = print_
             path = store_path / f"chunk_{i:05d}.nc"
             _write_atomic(ds, path)
             done[i] = path

@@ -247,8 +247,13 @@ class ParameterSpace:
         return array, single
 
     def to_unit(self, values) -> np.ndarray:
-        """Map parameter values, shape ``(..., n_params)``, into the unit cube."""
+        """Map parameter values, shape ``(..., n_params)``, into the unit cube.
+
+        Values are checked against their ranges first (:meth:`validate`); a
+        NaN (a basin's own default) stays NaN.
+        """
         x, single = self._as_2d(values)
+        self.validate(x)
         lo, hi, log = self.lower, self.upper, self.log
         llo, lhi = np.log(np.where(log, lo, 1.0)), np.log(np.where(log, hi, np.e))
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -259,8 +264,9 @@ class ParameterSpace:
     def from_unit(self, unit) -> np.ndarray:
         """Map points of the unit cube, shape ``(..., n_params)``, to parameter values."""
         u, single = self._as_2d(unit)
-        if np.any((u < 0) | (u > 1)):
-            raise ValueError("Unit-cube coordinates must lie in [0, 1].")
+        if not np.isfinite(u).all() or np.any((u < 0) | (u > 1)):
+            bad = u[~(np.isfinite(u) & (u >= 0) & (u <= 1))].ravel()[0]
+            raise ValueError(f"Unit-cube coordinates must be numbers in [0, 1]; got {bad!r}.")
         lo, hi, log = self.lower, self.upper, self.log
         llo, lhi = np.log(np.where(log, lo, 1.0)), np.log(np.where(log, hi, np.e))
         x = np.where(log, np.exp(llo + u * (lhi - llo)), lo + u * (hi - lo))

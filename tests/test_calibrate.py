@@ -294,3 +294,34 @@ def test_a_checkpoint_of_other_basins_or_metric_is_refused(toy, tmp_path):
     path.write_bytes(b"not a netCDF file")
     with pytest.raises(ValueError, match="(?s)cannot be read.*Delete it"):
         calibrate.dds(run_a, space, 6, checkpoint=path, progress=False)
+
+
+def test_hierarchical_emulator_loop_improves_with_either_acquisition():
+    initial = sampling.sample(SPACE, 20, "lhs", seed=2)
+    attrs = np.array([[0.0], [1.0]])
+    for acquisition in ("mean", "thompson"):
+        hist = calibrate.iterate(toy_run, SPACE, initial, n_iterations=2, n_per_iteration=5,
+                                 emulator="hierarchical", basin_attrs=attrs,
+                                 acquisition=acquisition, n_candidates=128, popsize=30,
+                                 generations=20, progress=False)
+        assert np.all(hist.best_skill.values[:, -1] > hist.best_skill.values[:, 0]), acquisition
+
+
+def test_best_reads_a_history_so_far_or_within_an_iteration():
+    initial = sampling.sample(SPACE, 20, "lhs", seed=1)
+    hist = calibrate.iterate(toy_run, SPACE, initial, n_iterations=2, n_per_iteration=5,
+                             popsize=30, generations=30, progress=False)
+    top = calibrate.best(hist)
+    assert top.dims == ("basin", "param")
+    np.testing.assert_allclose(top.skill, hist.skill.max("run"))
+    np.testing.assert_allclose(toy_run(top.values[:, None])[:, 0], top.skill)
+    first = calibrate.best(hist, within_iteration=1)
+    runs_1 = np.where(hist.iteration == 1, hist.skill, -np.inf)
+    np.testing.assert_allclose(first.skill, runs_1.max(axis=1))
+    np.testing.assert_allclose(calibrate.best(hist, after_iteration=0).skill,
+                               hist.best_skill.sel(after_iteration=0))
+    with pytest.raises(ValueError, match="No runs in iteration 5"):
+        calibrate.best(hist, within_iteration=5)
+    from emucal import metrics
+    np.testing.assert_allclose(metrics.from_norm(metrics.to_norm(np.array([-5.0, 0.2, 1.0]))),
+                               [-5.0, 0.2, 1.0])

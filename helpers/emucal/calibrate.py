@@ -62,7 +62,7 @@ from .model import prepare_inputs, run_columns
 from .parameters import ParameterSpace
 
 __all__ = [
-    "dds", "donor_transfer", "iterate", "model_runner", "pick_distinct", "posterior",
+    "best", "dds", "donor_transfer", "iterate", "model_runner", "pick_distinct", "posterior",
     "regionalise", "search", "thompson",
 ]
 
@@ -322,14 +322,57 @@ def pick_distinct(candidates: np.ndarray, n: int, *, min_distance: float = 0.05,
 
 
 # ----------------------------------------------------------------- iterate
-def _to_norm(kge):
-    return kge / (2.0 - kge)
+_to_norm = skill_metrics.to_norm
+
+
+def best(history: xr.Dataset, *, after_iteration: int | None = None,
+         within_iteration: int | None = None) -> xr.DataArray:
+    """Each basin's best parameter set in a calibration history.
+
+    Parameters
+    ----------
+    history
+        A result of :func:`iterate` or :func:`dds` (``params(basin, run,
+        param)`` and ``skill(basin, run)``).
+    after_iteration
+        Only runs up to and including this iteration (0: the initial design):
+        the best found so far at that point.
+    within_iteration
+        Only the runs of this iteration: how Tang et al. (2025) report each
+        iteration (the best of its new runs, not the best so far).
+
+    Returns
+    -------
+    xarray.DataArray
+        ``(basin, param)`` in parameter units, with the skill of each set as
+        the coordinate ``skill``.
+    """
+    skill = np.nan_to_num(history.skill.values, nan=-np.inf)
+    if after_iteration is not None or within_iteration is not None:
+        if "iteration" not in history:
+            raise ValueError("This history has no iterations (a DDS run?); give neither "
+                             "after_iteration nor within_iteration.")
+        it = history.iteration.values
+        if after_iteration is not None:
+            skill = np.where(it <= after_iteration, skill, -np.inf)
+        if within_iteration is not None:
+            skill = np.where(it == within_iteration, skill, -np.inf)
+        if np.isneginf(skill).all(axis=1).any():
+            raise ValueError(f"No runs in iteration {within_iteration or after_iteration}; the "
+                             f"history has iterations 0 to {int(it.max())}.")
+    idx = skill.argmax(axis=1)
+    rows = np.arange(skill.shape[0])
+    out = history.params.isel(run=xr.DataArray(idx, dims="basin")) if "run" in history.params.dims \
+        else history.params
+    return out.assign_coords(skill=("basin", history.skill.values[rows, idx])).drop_vars(
+        "run", errors="ignore")
 
 
 def iterate(run: Callable, space: ParameterSpace, initial: np.ndarray, *, n_iterations: int = 3,
             n_per_iteration: int = 50, emulator: str = "sse", basin_attrs: np.ndarray | None = None,
             seed: int = 0, popsize: int = 150, generations: int = 60,
             acquisition: str = "mean", n_candidates: int = 1024, perturb: float = 0.2,
+            target: str = "norm_kge",
             history: xr.Dataset | None = None, checkpoint: str | os.PathLike | None = None,
             progress: bool = True) -> xr.Dataset:
     """Iterative emulator-based calibration (MO-ASMO style, one objective).
@@ -348,7 +391,11 @@ def iterate(run: Callable, space: ParameterSpace, initial: np.ndarray, *, n_iter
         Iterations and new runs per basin in each (3 and 50 in Tang et al.).
     emulator
         ``"sse"``: one GP per basin (batched); ``"lse"``: one large-sample
-        emulator over all basins, with ``basin_attrs`` ``(basin, n_attr)``.
+        emulator over all basins, with ``basin_attrs`` ``(basin, n_attr)``;
+        ``"hierarchical"``: the large-sample emulator as the prior mean of
+        per-basin GPs, which learn each basin's departure from it, so that
+        what other basins teach is used where it fits and corrected where it
+        does not.
     seed, popsize, generations
         Seed and the size of the emulator search (:func:`search`).
     acquisition
@@ -357,6 +404,11 @@ def iterate(run: Callable, space: ParameterSpace, initial: np.ndarray, *, n_iter
         population (:func:`pick_distinct`); the uncertainty plays no part.
         ``"thompson"``: Thompson sampling among perturbations of each basin's
         best run (:func:`thompson`, SSE only), which uses the uncertainty.
+    target
+        What the emulators learn: ``"norm_kge"`` (Tang et al.) or ``"copula"``,
+        each basin's normKGE ranks mapped to standard normal quantiles. The
+        ranks keep which runs are better, which is all a search needs, and
+        stop a few very poor runs from dominating the fit.
     n_candidates, perturb
         Candidates per basin and per-parameter perturbation probability for
         ``acquisition="thompson"``; ``perturb="dds"`` follows DDS's schedule,
@@ -381,13 +433,17 @@ def iterate(run: Callable, space: ParameterSpace, initial: np.ndarray, *, n_iter
         ``best_skill(basin, after_iteration)``: the best skill found up to and
         including each iteration (0: the initial design).
     """
-    if emulator not in ("sse", "lse"):
-        raise ValueError(f"emulator must be 'sse' or 'lse', not {emulator!r}.")
+    if emulator not in ("sse", "lse", "hierarchical"):
+        raise ValueError(f"emulator must be 'sse', 'lse' or 'hierarchical', not {emulator!r}.")
+    target_kind = target
+    if target_kind not in ("norm_kge", "copula"):
+        raise ValueError(f"target must be 'norm_kge' or 'copula', not {target_kind!r}.")
     if acquisition not in ("mean", "thompson"):
         raise ValueError(f"acquisition must be 'mean' or 'thompson', not {acquisition!r}.")
-    if acquisition == "thompson" and emulator != "sse":
-        raise ValueError("acquisition='thompson' needs the per-basin GPs (emulator='sse').")
-    if emulator == "lse" and basin_attrs is None:
+    if acquisition == "thompson" and emulator == "lse":
+        raise ValueError("acquisition='thompson' needs per-basin GPs (emulator='sse' or "
+                         "'hierarchical').")
+    if emulator in ("lse", "hierarchical") and basin_attrs is None:
         raise ValueError("The large-sample emulator needs basin_attrs (basin, n_attr).")
     n_basin = getattr(run, "n_basin", None)
     basins = getattr(run, "basins", None)
@@ -409,6 +465,7 @@ def iterate(run: Callable, space: ParameterSpace, initial: np.ndarray, *, n_iter
                     runner=getattr(run, "fingerprint", None),
                     popsize=popsize, generations=generations, initial=_fingerprint(initial),
                     acquisition=acquisition, n_candidates=n_candidates, perturb=perturb,
+                    target=target_kind,
                     attrs=None if basin_attrs is None else _fingerprint(basin_attrs))
     saved = _load_checkpoint(checkpoint, settings)
     history = saved if saved is not None else history
@@ -430,18 +487,27 @@ def iterate(run: Callable, space: ParameterSpace, initial: np.ndarray, *, n_iter
     for it in bar:
         unit = space.to_unit(params)
         target = _to_norm(np.where(np.isfinite(skill), skill, -1e6)).clip(-1, 1)
+        if target_kind == "copula":
+            from scipy.stats import norm, rankdata
+
+            target = norm.ppf(rankdata(target, axis=1) / (target.shape[1] + 1))
         if emulator == "sse":
             em = GPEmulator(lower=0, upper=1, seed=seed + it).fit(unit, target)
             predict = em.predict
         else:
             n_run = unit.shape[1]
             x = lse_features(unit.reshape(-1, d), np.repeat(basin_attrs, n_run, axis=0))
-            em = make_lse(len(x), seed=seed + it).fit(x, target.ravel())
+            lse = make_lse(len(x), seed=seed + it).fit(x, target.ravel())
 
-            def predict(u, em=em):
+            def predict(u, lse=lse):
                 m = u.shape[1]
                 feats = lse_features(u.reshape(-1, d), np.repeat(basin_attrs, m, axis=0))
-                return em.predict(feats).reshape(n_basin, m)
+                return lse.predict(feats).reshape(n_basin, m)
+            em = lse
+            if emulator == "hierarchical":
+                em = _PriorMeanGP(predict, GPEmulator(lower=0, upper=1, seed=seed + it).fit(
+                    unit, target - predict(unit)))
+                predict = em.predict
         if acquisition == "thompson":
             p_it = perturb
             if perturb == "dds":  # DDS's schedule: from global to local as the budget is spent
@@ -452,7 +518,8 @@ def iterate(run: Callable, space: ParameterSpace, initial: np.ndarray, *, n_iter
         else:
             best_idx = np.argsort(-np.nan_to_num(skill, nan=-np.inf), axis=1)[:, :10]
             seeds = np.take_along_axis(unit, best_idx[..., None], axis=1)
-            pop, _ = search(lambda u: np.minimum(predict(u), 1.0), n_basin, d, popsize=popsize,
+            cap = 1.0 if target_kind == "norm_kge" else np.inf  # normKGE <= 1
+            pop, _ = search(lambda u: np.minimum(predict(u), cap), n_basin, d, popsize=popsize,
                             generations=generations, seed=seed + 1000 * it, init=seeds)
             new_unit = pick_distinct(pop, n_per_iteration, avoid=unit)
         new_params = space.from_unit(new_unit.reshape(-1, d)).reshape(n_basin, n_per_iteration, d)
@@ -467,6 +534,22 @@ def iterate(run: Callable, space: ParameterSpace, initial: np.ndarray, *, n_iter
         keep = iteration[0] <= n_iterations
         done = _history(params[:, keep], skill[:, keep], iteration[:, keep], space, basins)
     return done
+
+
+class _PriorMeanGP:
+    """Per-basin GPs on the residual of a prior mean (the large-sample emulator)."""
+
+    def __init__(self, mean: Callable, residual: GPEmulator):
+        self.mean, self.residual = mean, residual
+
+    def predict(self, u, return_std: bool = False):
+        out = self.residual.predict(u, return_std=return_std)
+        if return_std:
+            return self.mean(u) + out[0], out[1]
+        return self.mean(u) + out
+
+    def sample_y(self, u, n_samples: int = 1, seed: int = 0):
+        return self.mean(u)[:, None, :] + self.residual.sample_y(u, n_samples, seed=seed)
 
 
 def _history(params, skill, iteration, space, basins=None) -> xr.Dataset:

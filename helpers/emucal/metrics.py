@@ -32,9 +32,11 @@ __all__ = [
     "kge_components",
     "kge_prime",
     "log_nse",
+    "from_norm",
     "norm_kge",
     "nse",
     "percent_bias",
+    "to_norm",
     "water_year",
     "water_year_window",
 ]
@@ -179,8 +181,25 @@ def norm_kge(sim, obs, dim: str = "time", *, modified: bool = True):
     poor runs are squeezed towards -1, so that a few terrible parameter sets do
     not dominate an emulator's loss. Uses KGE' unless ``modified=False``.
     """
-    score = (kge_prime if modified else kge)(sim, obs, dim)
-    return score / (2.0 - score)
+    return to_norm((kge_prime if modified else kge)(sim, obs, dim))
+
+
+def to_norm(kge):
+    """KGE (or KGE') to normalised KGE, ``KGE / (2 - KGE)``; see :func:`norm_kge`.
+
+    >>> float(to_norm(0.5)), float(to_norm(1.0))
+    (0.3333333333333333, 1.0)
+    """
+    return kge / (2.0 - kge)
+
+
+def from_norm(norm):
+    """Normalised KGE back to KGE, ``2 n / (1 + n)``: the inverse of :func:`to_norm`.
+
+    >>> float(from_norm(to_norm(-3.0)))
+    -3.0
+    """
+    return 2.0 * norm / (1.0 + norm)
 
 
 def nse(sim, obs, dim: str = "time"):

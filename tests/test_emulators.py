@@ -171,6 +171,13 @@ def test_training_data_layout_from_an_ensemble():
     np.testing.assert_array_equal(yl, y.ravel())
     with pytest.raises(KeyError, match="LSE_ATTRIBUTES"):
         emulators.lse_data(ens, attrs, space, attributes=("porosity",))
+    # a run without a score counts as its basin's worst (normKGE -1); a basin without any is refused
+    ens["norm_kge"][1, 0, 0] = np.nan
+    _, y = emulators.sse_data(ens, space)
+    assert y[0, 1] == -1.0 and np.isfinite(y).all()
+    ens["norm_kge"][:, 1, 0] = np.nan
+    with pytest.raises(ValueError, match="every run of basins"):
+        emulators.sse_data(ens, space)
 
 
 def test_grouped_batch_is_the_groups_fitted_alone_and_round_trips(data, tmp_path):

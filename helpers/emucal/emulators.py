@@ -120,7 +120,8 @@ def sse_data(ens, space, metric: str = "norm_kge", period: str = "calibration"):
         Parameters in the unit cube (log-scaled ones by their logarithm);
         a NaN in ``params`` (the default member) is the basin's own default.
     y : ndarray ``(basin, member)``
-        The skill.
+        The skill. A run without a score (NaN: its flow does not vary) counts
+        as the worst of its basin (normKGE: -1).
     """
     params = ens["params"].transpose("member", "param").values[None]
     if "defaults" in ens:  # NaN in params: the basin's default (the default member)
@@ -131,10 +132,15 @@ def sse_data(ens, space, metric: str = "norm_kge", period: str = "calibration"):
                          "'defaults(basin, param)' to resolve it; drop those members.")
     y = ens[metric].sel(period=period).transpose("basin", "member").values
     unit = space.to_unit(np.broadcast_to(params, y.shape + (params.shape[-1],)))
+    if not np.isfinite(y).any(axis=1).all():
+        bad = ens.basin.values[~np.isfinite(y).any(axis=1)]
+        raise ValueError(f"{metric} is NaN in every run of basins {list(bad)} (no observed flow "
+                         f"in the {period} period?); drop them with ens.drop_sel(basin=...).")
     if not np.isfinite(y).all():
-        bad = ens.basin.values[~np.isfinite(y).all(axis=1)]
-        raise ValueError(f"{metric} is NaN in basins {list(bad)} (no observed flow in the "
-                         f"{period} period?); drop them with ens.drop_sel(basin=...).")
+        # a run whose flow does not vary has no KGE: count it as the worst run of its basin
+        # (for normKGE, its floor -1)
+        floor = -1.0 if metric == "norm_kge" else np.nanmin(y, axis=1, keepdims=True)
+        y = np.where(np.isfinite(y), y, floor)
     return np.ascontiguousarray(unit), y
 
 

@@ -127,14 +127,20 @@ def write_attributes(folder: Path, basins: dict = BASINS) -> dict[str, Path]:
 
 def write_full_zip(path: Path, basins: list[str], dates: pd.DatetimeIndex,
                    root: str = "basin_dataset_public_v1p2") -> None:
-    """Write a small zip laid out like CAMELS basin_timeseries_v1p2 (Daymet + NLDAS)."""
+    """Write a small zip laid out like CAMELS basin_timeseries_v1p2 (Daymet, Maurer, NLDAS).
+
+    The three forcing files of a basin differ in their header area (the file's
+    ``header_area`` + 0, 1 or 2 km2 for Daymet, Maurer, NLDAS), so a test can
+    tell which one was read.
+    """
     tmp = path.parent / "zip_src"
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for basin in basins:
             huc, area, header_area = BASINS[basin]
-            for kind, tag in [("daymet", "cida"), ("nldas", "nldas")]:
+            for offset, (kind, tag) in enumerate([("daymet", "cida"), ("maurer", "maurer"),
+                                                  ("nldas", "nldas")]):
                 f = tmp / f"{basin}_{kind}.txt"
-                write_forcing(f, basin, dates, kind=kind, header_area_km2=header_area)
+                write_forcing(f, basin, dates, kind=kind, header_area_km2=header_area + offset)
                 zf.write(f, f"{root}/basin_mean_forcing/{kind}/{huc}/{basin}_lump_{tag}_forcing_leap.txt")
             q = tmp / f"{basin}_q.txt"
             write_streamflow(q, basin, dates)

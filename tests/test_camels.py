@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import re
+import shutil
+import zipfile
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
+import xarray as xr
 
 import camels_files
-from emucal import camels
+from emucal import camels, data
 
 DATES = pd.date_range("2001-01-01", periods=40, freq="D")
 
@@ -100,7 +106,7 @@ def test_load_basins_bad_input_says_what_is_valid(synthetic):
         camels.load_basins(["fish-river"])
     with pytest.raises(ValueError, match="NLDAS forcing only"):
         camels.load_basins(forcing="daymet")
-    with pytest.raises(ValueError, match="source must be"):
+    with pytest.raises(FileNotFoundError, match="source must be 'sample', 'full', or the path"):
         camels.load_basins(source="camels-gb")
 
 
@@ -114,6 +120,128 @@ def test_load_basins_full_extracts_only_requested_members(synthetic):
     np.testing.assert_allclose(ds.prcp.squeeze(), truth.prcp, atol=0.006)
     with pytest.raises(KeyError, match="attributes"):
         camels.load_basins(["09999999"], source="full")
+
+
+# --------------------------------------------------- a CAMELS copy the user has
+def _unpack(archive: Path, target: Path, layout: str) -> Path:
+    """Unpack a CAMELS zip as it is ("huc"), without HUC folders ("no_huc"), or all in one folder."""
+    with zipfile.ZipFile(archive) as zf:
+        for member in zf.namelist():
+            parts = member.split("/")
+            if layout == "no_huc" and re.fullmatch(r"\d\d", parts[-2]):
+                parts = parts[:-2] + parts[-1:]
+            elif layout == "flat":
+                parts = parts[-1:]
+            out = target.joinpath(*parts)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_bytes(zf.read(member))
+    return target
+
+
+def _zip_folder(folder: Path, archive: Path) -> Path:
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                zf.write(path, path.relative_to(folder).as_posix())
+    return archive
+
+
+def _local_copy(synthetic, tmp_path: Path, kind: str) -> Path:
+    """The synthetic full archive as a user might hold it: folder or zip, with or without HUCs.
+
+    The copy is alone in its parent folder, so a test can check that nothing is
+    written beside it.
+    """
+    archive = synthetic.mirror / data.FULL_ZIP
+    home = tmp_path / "user"
+    home.mkdir()
+    if kind == "zip":  # the official zip as downloaded
+        return Path(shutil.copy(archive, home / data.FULL_ZIP))
+    layout, _, as_zip = kind.partition("+")
+    if as_zip:
+        folder = _unpack(archive, tmp_path / "staging", layout)
+        return _zip_folder(folder, home / f"camels_{layout}.zip")
+    return _unpack(archive, home / "camels", layout)
+
+
+def _same_data(local: xr.Dataset, normal: xr.Dataset) -> None:
+    assert "local copy" in local.attrs["source"]
+    xr.testing.assert_identical(local.assign_attrs(source=""), normal.assign_attrs(source=""))
+
+
+@pytest.mark.parametrize("kind", ["huc", "no_huc", "flat", "zip", "no_huc+zip"])
+def test_load_basins_from_a_local_copy_equals_the_archive(synthetic, tmp_path, kind):
+    copy = _local_copy(synthetic, tmp_path, kind)
+    basins = [synthetic.full_only, synthetic.sample[0]]
+    local = {f: camels.load_basins(basins, source=copy, forcing=f)
+             for f in ("daymet", "maurer", "nldas")}
+    # nothing downloaded or extracted: a zip is read member by member
+    assert f"/{data.FULL_ZIP}" not in synthetic.server.requests_seen
+    assert not (synthetic.cache / "camels_full").exists()
+    assert sorted(p.name for p in copy.parent.iterdir()) == [copy.name]
+    for forcing, ds in local.items():
+        assert ds.attrs["forcing"] == forcing and str(copy) in ds.attrs["source"]
+        _same_data(ds, camels.load_basins(basins, source="full", forcing=forcing))
+    # each forcing's own file was read (their header areas differ by 0, 1, 2 km2)
+    header = {f: local[f].area_header_km2.sel(basin=synthetic.full_only).item() for f in local}
+    assert header == {"daymet": 41.5, "maurer": 42.5, "nldas": 43.5}
+    assert (local["nldas"].tmax == local["nldas"].tmin).all()
+
+
+def test_load_basins_full_reads_emucal_camels_dir_instead_of_downloading(synthetic, tmp_path,
+                                                                         monkeypatch):
+    copy = _local_copy(synthetic, tmp_path, "no_huc")
+    monkeypatch.setenv(camels.CAMELS_DIR_VARIABLE, str(copy))
+    local = camels.load_basins([synthetic.full_only], source="full", forcing="daymet")
+    assert f"/{data.FULL_ZIP}" not in synthetic.server.requests_seen
+    assert str(copy) in local.attrs["source"]
+    sample = camels.load_basins()  # the teaching sample is never redirected
+    assert "teaching sample" in sample.attrs["source"]
+    monkeypatch.delenv(camels.CAMELS_DIR_VARIABLE)
+    _same_data(local, camels.load_basins([synthetic.full_only], source="full", forcing="daymet"))
+    monkeypatch.setenv(camels.CAMELS_DIR_VARIABLE, str(tmp_path / "nowhere"))
+    with pytest.raises(FileNotFoundError, match=r"EMUCAL_CAMELS_DIR=.*nowhere.*does not exist.*unset"):
+        camels.load_basins([synthetic.full_only], source="full")
+
+
+@pytest.mark.parametrize("kind", ["huc", "zip"])
+def test_load_basins_local_copy_says_what_is_missing_and_where(synthetic, tmp_path, kind):
+    copy = _local_copy(synthetic, tmp_path, kind)
+    where = "zip" if kind == "zip" else "folder"
+    # 02000002 is a CAMELS basin (in the attributes) that this copy lacks
+    expected = (rf"Not found in the {where} {re.escape(str(copy))} .*"
+                r"basin 02000002: no maurer forcing file '02000002_lump_maurer_forcing_leap\.txt'; "
+                r"basin 02000002: no streamflow file '02000002_streamflow_qc\.txt'")
+    with pytest.raises(FileNotFoundError, match=expected):
+        camels.load_basins(["03000003", "02000002"], source=copy, forcing="maurer")
+    with pytest.raises(KeyError, match="attributes"):  # not a CAMELS basin at all
+        camels.load_basins(["09999999"], source=copy)
+    not_zip = tmp_path / "notes.txt"
+    not_zip.write_text("not a zip")
+    with pytest.raises(FileNotFoundError, match="is a file but not a zip archive"):
+        camels.load_basins(["03000003"], source=not_zip)
+
+
+def test_load_basins_local_copy_with_one_forcing_file_gone(synthetic, tmp_path):
+    copy = _local_copy(synthetic, tmp_path, "huc")
+    next(copy.rglob("03000003_lump_cida_forcing_leap.txt")).unlink()
+    assert camels.load_basins(["03000003"], source=copy, forcing="nldas").sizes["basin"] == 1
+    with pytest.raises(FileNotFoundError,
+                       match=r"basin 03000003: no daymet forcing file '03000003_lump_cida_forc"):
+        camels.load_basins(["03000003"], source=copy, forcing="daymet")
+
+
+def test_load_basins_local_copy_with_a_file_twice(synthetic, tmp_path):
+    copy = _local_copy(synthetic, tmp_path, "huc")
+    forcing_file = next(copy.rglob("03000003_lump_nldas_forcing_leap.txt"))
+    extended = copy / "basin_dataset_public_v1p2/basin_mean_forcing/nldas_extended/03"
+    extended.mkdir(parents=True)
+    shutil.copy(forcing_file, extended)  # the copy in the folder named "nldas" is taken
+    _same_data(camels.load_basins(["03000003"], source=copy),
+               camels.load_basins(["03000003"], source="full"))
+    shutil.copy(next(copy.rglob("03000003_streamflow_qc.txt")), copy)
+    with pytest.raises(ValueError, match="More than one copy.*03000003_streamflow_qc.txt"):
+        camels.load_basins(["03000003"], source=copy)
 
 
 # -------------------------------------------------------------- real CAMELS data
@@ -147,6 +275,17 @@ def test_signature_attributes_are_exactly_the_hydro_file_columns(real_camels):
 
     header = data.fetch("camels_attributes_v2.0/camels_hydro.txt").read_text().splitlines()[0]
     assert tuple(header.split(";")[1:]) == camels.SIGNATURE_ATTRIBUTES
+
+
+def test_real_sample_read_as_a_local_copy_equals_the_registry_path(real_camels):
+    """The cached teaching sample is a CAMELS folder (HUC subfolders, NLDAS) as a user has it."""
+    normal = camels.load_basins(["01013500", "01022500"])
+    copy = data.cache_dir() / "camels_sample"
+    local = camels.load_basins(["01013500", "01022500"], source=copy)
+    xr.testing.assert_identical(local.assign_attrs(source=""), normal.assign_attrs(source=""))
+    with pytest.raises(FileNotFoundError, match=r"basin 01013500: no daymet forcing file "
+                                                r"'01013500_lump_cida_forcing_leap\.txt'"):
+        camels.load_basins(["01013500"], source=copy, forcing="daymet")
 
 
 def test_load_basins_refuses_empty_duplicate_and_out_of_record_requests(synthetic):

@@ -15,7 +15,14 @@ Two sources are supported:
 ``"full"``
     All 671 basins from the CAMELS-US time-series archive (3.4 GB, fetched
     once; only the requested basins' files are extracted). Daymet, Maurer or
-    NLDAS forcing.
+    NLDAS forcing. When ``EMUCAL_CAMELS_DIR`` is set, ``"full"`` reads the
+    CAMELS copy it names instead, and downloads nothing.
+a folder or zip
+    A CAMELS-US copy you already have: the official zip
+    ``basin_timeseries_v1p2_metForcing_obsFlow.zip`` or any folder that holds
+    its files (for example the unpacked ``basin_dataset_public_v1p2``), with or
+    without the HUC subfolders. Files are found by name; a zip is read member
+    by member, never extracted.
 
 The CAMELS files have a few quirks that the readers here handle: columns
 separated by a mix of tabs and spaces, a last line with no newline, missing
@@ -28,10 +35,12 @@ header that differs from ``area_gages2``.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import io
 import os
 import re
+import zipfile
 from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, Literal
@@ -44,6 +53,7 @@ from . import data
 
 __all__ = [
     "ATTRIBUTE_FILES",
+    "CAMELS_DIR_VARIABLE",
     "CFS_TO_M3S",
     "SIGNATURE_ATTRIBUTES",
     "attributes",
@@ -70,6 +80,13 @@ CFS_TO_M3S = 0.3048**3
 
 _FORCING_FILE = {"nldas": "nldas", "daymet": "cida", "maurer": "maurer"}
 
+#: Environment variable naming a local CAMELS-US copy (folder or zip) that
+#: ``load_basins(source="full")`` reads instead of downloading the archive.
+CAMELS_DIR_VARIABLE = "EMUCAL_CAMELS_DIR"
+
+#: A file that read_forcing and read_streamflow take: a path, or a member of an open zip.
+FilePath = str | os.PathLike | zipfile.Path
+
 _VARIABLES = {
     # name: (column in the file, attrs)
     "prcp": ("prcp(mm/day)", {
@@ -95,8 +112,14 @@ _VARIABLES = {
 
 
 # --------------------------------------------------------------------- helpers
-def _read_text(path: str | os.PathLike) -> str:
-    raw = Path(path).read_bytes()
+def _read_bytes(path: FilePath) -> bytes:
+    if isinstance(path, zipfile.Path):
+        return path.read_bytes()
+    return Path(path).read_bytes()
+
+
+def _read_text(path: FilePath) -> str:
+    raw = _read_bytes(path)
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:  # older CAMELS releases wrote names in Latin-1
@@ -187,13 +210,14 @@ def sample_basins() -> list[str]:
 
 
 # ------------------------------------------------------------------ file parsers
-def read_forcing(path: str | os.PathLike) -> tuple[pd.DataFrame, dict[str, float]]:
+def read_forcing(path: FilePath) -> tuple[pd.DataFrame, dict[str, float]]:
     """Read one CAMELS basin-mean forcing file (Daymet, Maurer or NLDAS).
 
     Parameters
     ----------
     path
-        A ``*_lump_*_forcing_leap.txt`` file.
+        A ``*_lump_*_forcing_leap.txt`` file, or a :class:`zipfile.Path` to
+        one inside a zip archive.
 
     Returns
     -------
@@ -243,14 +267,15 @@ def read_forcing(path: str | os.PathLike) -> tuple[pd.DataFrame, dict[str, float
     return frame, header
 
 
-def read_streamflow(path: str | os.PathLike) -> pd.DataFrame:
+def read_streamflow(path: FilePath) -> pd.DataFrame:
     """Read one CAMELS USGS streamflow file.
 
     Parameters
     ----------
     path
         A ``*_streamflow_qc.txt`` file: gauge id, year, month, day, flow in
-        cubic feet per second, and a quality flag.
+        cubic feet per second, and a quality flag. Or a :class:`zipfile.Path`
+        to one inside a zip archive.
 
     Returns
     -------
@@ -260,7 +285,7 @@ def read_streamflow(path: str | os.PathLike) -> pd.DataFrame:
         ``"M"`` missing).
     """
     table = pd.read_csv(
-        path, sep=r"\s+", header=None, engine="c",
+        io.BytesIO(_read_bytes(path)), sep=r"\s+", header=None, engine="c",
         names=["gauge_id", "year", "month", "day", "q_cfs", "flag"],
         dtype={"gauge_id": str, "flag": str},
     )
@@ -282,13 +307,20 @@ def cfs_to_mm_per_day(q_cfs, area_km2):
 
 
 # --------------------------------------------------------------------- loading
+def _file_names(basin: str, forcing: str) -> tuple[str, str]:
+    """The CAMELS file names of one basin's forcing and streamflow."""
+    return (f"{basin}_lump_{_FORCING_FILE[forcing]}_forcing_leap.txt",
+            f"{basin}_streamflow_qc.txt")
+
+
 def _sample_paths(basin: str, forcing: str) -> tuple[Path, Path]:
     if forcing != "nldas":
         raise ValueError(f"The teaching sample has NLDAS forcing only, not {forcing!r}. "
                          "Use source='full' for Daymet or Maurer.")
     names = data.registry()
-    f_pat = f"camels_sample/basin_mean_forcing/nldas/*/{basin}_lump_nldas_forcing_leap.txt"
-    q_pat = f"camels_sample/usgs_streamflow/*/{basin}_streamflow_qc.txt"
+    f_file, q_file = _file_names(basin, forcing)
+    f_pat = f"camels_sample/basin_mean_forcing/nldas/*/{f_file}"
+    q_pat = f"camels_sample/usgs_streamflow/*/{q_file}"
     f_name = next(n for n in names if fnmatch.fnmatch(n, f_pat))
     q_name = next(n for n in names if fnmatch.fnmatch(n, q_pat))
     return data.fetch(f_name), data.fetch(q_name)
@@ -298,20 +330,94 @@ def _full_paths(basins: list[str], forcing: str) -> dict[str, tuple[Path, Path]]
     archive = data.fetch(data.FULL_ZIP)
     patterns = {}
     for basin in basins:
-        patterns[basin] = (
-            f"*basin_mean_forcing/{forcing}/*/{basin}_lump_{_FORCING_FILE[forcing]}"
-            "_forcing_leap.txt",
-            f"*usgs_streamflow/*/{basin}_streamflow_qc.txt",
-        )
+        f_file, q_file = _file_names(basin, forcing)
+        patterns[basin] = (f"*basin_mean_forcing/{forcing}/*/{f_file}",
+                           f"*usgs_streamflow/*/{q_file}")
     flat = [p for pair in patterns.values() for p in pair]
     extracted = data.extract_members(archive, flat, data.cache_dir() / "camels_full")
     return {b: (extracted[f], extracted[q]) for b, (f, q) in patterns.items()}
 
 
+def _local_copy(source: str | os.PathLike) -> Path | None:
+    """The local CAMELS copy that ``source`` names, or None for the registry's sources.
+
+    ``"sample"`` reads the registry; ``"full"`` reads ``$EMUCAL_CAMELS_DIR``
+    when it is set, else the registry; anything else is a folder or a zip.
+    """
+    variable = os.environ.get(CAMELS_DIR_VARIABLE, "").strip()
+    if isinstance(source, str) and source == "sample":
+        return None
+    if isinstance(source, str) and source == "full":
+        if not variable:
+            return None
+        root, given = Path(variable).expanduser(), f"{CAMELS_DIR_VARIABLE}={variable!r}"
+        fix = f"point {CAMELS_DIR_VARIABLE} at your CAMELS-US folder or zip, or unset it " \
+              "to download the archive"
+    else:
+        root, given = Path(source).expanduser(), f"source={str(source)!r}"
+        fix = ("source must be 'sample', 'full', or the path of a CAMELS-US folder or of "
+               f"{data.FULL_ZIP}")
+    if root.is_dir() or (root.is_file() and zipfile.is_zipfile(root)):
+        return root
+    what = "is a file but not a zip archive" if root.is_file() else "does not exist"
+    raise FileNotFoundError(f"{given}: {root} {what}; {fix}.")
+
+
+def _local_paths(root: Path, basins: list[str], forcing: str,
+                 stack: contextlib.ExitStack) -> dict[str, tuple[FilePath, FilePath]]:
+    """Find each basin's forcing and streamflow file in a CAMELS folder or zip by name.
+
+    HUC subfolders may be there or not. A zip stays open in ``stack`` while its
+    members are read. A name found twice counts once if only one copy lies in
+    a folder named after the forcing (``nldas``, ``daymet``, ``maurer``).
+    """
+    wanted = {name: basin for basin in basins for name in _file_names(basin, forcing)}
+    found: dict[str, list[str]] = {name: [] for name in wanted}
+    if root.is_dir():
+        for folder, _, files in os.walk(root):
+            for name in files:
+                if name in found:
+                    found[name].append(os.path.relpath(os.path.join(folder, name), root))
+        where, open_file = f"the folder {root}", lambda relative: root / relative
+    else:
+        archive = stack.enter_context(zipfile.ZipFile(root))
+        for member in archive.namelist():
+            name = member.rsplit("/", 1)[-1]
+            if name in found:
+                found[name].append(member)
+        where, open_file = f"the zip {root}", lambda member: zipfile.Path(archive, at=member)
+
+    missing, twice, chosen = [], [], {}
+    for name, candidates in found.items():
+        in_forcing_folder = [c for c in candidates if forcing in Path(c).parts[:-1]]
+        if len(candidates) > 1 and len(in_forcing_folder) == 1:
+            candidates = in_forcing_folder
+        kind = "streamflow" if name.endswith("_streamflow_qc.txt") else f"{forcing} forcing"
+        if not candidates:
+            missing.append(f"basin {wanted[name]}: no {kind} file {name!r}")
+        elif len(candidates) > 1:
+            twice.append(f"{name!r} at {sorted(candidates)}")
+        else:
+            chosen[name] = open_file(candidates[0])
+    if missing:
+        raise FileNotFoundError(
+            f"Not found in {where} (searched by file name, in every subfolder): "
+            + "; ".join(missing) + ". CAMELS-US names forcing files "
+            "<basin>_lump_{cida|maurer|nldas}_forcing_leap.txt (daymet, maurer, nldas) and "
+            "flow files <basin>_streamflow_qc.txt. Check the basin ids and the forcing, or "
+            "give another copy; source='full' without "
+            f"{CAMELS_DIR_VARIABLE} downloads the complete archive.")
+    if twice:
+        raise ValueError(f"More than one copy in {where}: " + "; ".join(twice)
+                         + f". Point source (or {CAMELS_DIR_VARIABLE}) at a folder that holds one "
+                         "CAMELS-US copy.")
+    return {b: tuple(chosen[n] for n in _file_names(b, forcing)) for b in basins}
+
+
 def load_basins(
     basins: Iterable[str] | str | None = None,
     *,
-    source: Literal["sample", "full"] = "sample",
+    source: Literal["sample", "full"] | str | os.PathLike = "sample",
     forcing: Literal["nldas", "daymet", "maurer"] = "nldas",
     area: Literal["gages2", "header"] = "gages2",
     start: str | None = None,
@@ -324,11 +430,21 @@ def load_basins(
     basins
         Gauge ids (8-digit strings). Default: every basin of the sample.
     source
-        ``"sample"`` (19 basins, fetched file by file) or ``"full"`` (any of
+        ``"sample"`` (19 basins, fetched file by file), ``"full"`` (any of
         the 671 basins; fetches the 3.4 GB archive once and extracts only the
-        requested basins' files).
+        requested basins' files), or the path of a CAMELS-US copy you already
+        have: the zip ``basin_timeseries_v1p2_metForcing_obsFlow.zip`` (read
+        member by member, not extracted) or a folder holding its files, such
+        as the unpacked ``basin_dataset_public_v1p2``, with or without HUC
+        subfolders (files are found by name). If the environment variable
+        ``EMUCAL_CAMELS_DIR`` names such a copy, ``"full"`` reads it instead
+        of downloading; ``"sample"`` is never redirected. Basin attributes
+        (names, ``area_gages2``) still come from the registry.
     forcing
-        ``"nldas"``, ``"daymet"`` or ``"maurer"`` (the sample has NLDAS only).
+        ``"nldas"``, ``"daymet"`` or ``"maurer"`` (the sample has NLDAS only);
+        in a CAMELS copy these are the files ``<basin>_lump_nldas_forcing_leap.txt``,
+        ``<basin>_lump_cida_forcing_leap.txt`` and
+        ``<basin>_lump_maurer_forcing_leap.txt``.
     area
         Basin area used to turn flow into a depth: ``"gages2"`` (the
         ``area_gages2`` attribute, default) or ``"header"`` (the area on line 3
@@ -356,9 +472,17 @@ def load_basins(
     KeyError
         A basin id that is not in the chosen source; the message says how to
         list valid ids.
+    FileNotFoundError
+        ``source`` (or ``EMUCAL_CAMELS_DIR``) names no folder or zip, or the
+        copy lacks a basin's forcing or streamflow file; the message names the
+        basin, the forcing, the file looked for and where.
+
+    Examples
+    --------
+    >>> ds = load_basins(["01013500"], source="~/data/basin_dataset_public_v1p2",
+    ...                  forcing="daymet")  # doctest: +SKIP
     """
-    if source not in ("sample", "full"):
-        raise ValueError(f"source must be 'sample' or 'full', not {source!r}.")
+    local = _local_copy(source)
     if forcing not in _FORCING_FILE:
         raise ValueError(f"forcing must be one of {sorted(_FORCING_FILE)}, not {forcing!r}.")
     if area not in ("gages2", "header"):
@@ -369,18 +493,19 @@ def load_basins(
         basins = sample_basins()
     elif isinstance(basins, (str, int)):
         basins = [basins]
-    if source == "sample":
-        basins = _check_ids(basins, sample_basins(), "the teaching sample")
-        paths = {b: _sample_paths(b, forcing) for b in basins}
-    else:
-        basins = _check_ids(basins, attrs.index, "CAMELS-US (671 basins)")
-        paths = _full_paths(basins, forcing)
-
     frames, flows, headers = {}, {}, {}
-    for basin in basins:
-        forcing_path, flow_path = paths[basin]
-        frames[basin], headers[basin] = read_forcing(forcing_path)
-        flows[basin] = read_streamflow(flow_path)
+    with contextlib.ExitStack() as stack:  # holds a local zip open while it is read
+        if local is None and source == "sample":
+            basins = _check_ids(basins, sample_basins(), "the teaching sample")
+            paths = {b: _sample_paths(b, forcing) for b in basins}
+        else:
+            basins = _check_ids(basins, attrs.index, "CAMELS-US (671 basins)")
+            paths = (_full_paths(basins, forcing) if local is None
+                     else _local_paths(local, basins, forcing, stack))
+        for basin in basins:
+            forcing_path, flow_path = paths[basin]
+            frames[basin], headers[basin] = read_forcing(forcing_path)
+            flows[basin] = read_streamflow(flow_path)
 
     index = frames[basins[0]].index
     for basin in basins:
@@ -439,11 +564,13 @@ def load_basins(
             "units": "km2", "long_name": "basin area from the forcing file header"}),
         "huc_02": ("basin", attrs.loc[basins, "huc_02"].to_numpy(dtype=str)),
     }
-    provenance = (
-        "CAMELS-US teaching sample, NWC-CUAHSI-Summer-Institute/CAMELS_data_sample "
-        "at commit 55b9349f" if source == "sample"
-        else "CAMELS-US basin_timeseries_v1p2 (Zenodo record 15529996)"
-    )
+    if local is not None:
+        provenance = f"CAMELS-US basin_timeseries_v1p2, local copy {local}"
+    elif source == "sample":
+        provenance = ("CAMELS-US teaching sample, NWC-CUAHSI-Summer-Institute/CAMELS_data_sample "
+                      "at commit 55b9349f")
+    else:
+        provenance = "CAMELS-US basin_timeseries_v1p2 (Zenodo record 15529996)"
     return xr.Dataset(variables, coords=coords, attrs={
         "title": "CAMELS-US basin-mean forcing and observed streamflow",
         "source": provenance,

@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+import emucal
 from emucal import calibrate, camels, emulators, sampling
 from emucal.parameters import ParameterSpace
 
@@ -51,6 +52,7 @@ parser.add_argument("--skip-thompson", action="store_true",
                     help="leave out the Thompson-sampling loops (the slowest rows)")
 args = parser.parse_args()
 seeds = [int(s) for s in args.seeds.split(",")]
+print(emucal.size_thread_pools(), flush=True)
 
 space = ParameterSpace.tang2025(scale=args.scale)
 ds = camels.load_basins(start="1993-10-01", end="2013-09-30")

@@ -14,12 +14,14 @@ import numpy as np
 import pandas as pd
 import torch
 
+import emucal
 from emucal import camels, emulators, ensemble, sampling
 from emucal.parameters import ParameterSpace
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--device", default="cpu")
 args = parser.parse_args()
+print(emucal.size_thread_pools())
 print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}")
 
 space = ParameterSpace.tang2025()

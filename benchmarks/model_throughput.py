@@ -12,9 +12,11 @@ import time
 import numba
 import numpy as np
 
+import emucal
 from emucal import camels, model, sampling
 from emucal.parameters import ParameterSpace
 
+print(emucal.size_thread_pools())
 space = ParameterSpace.tang2025()
 ds = camels.load_basins(start="1993-10-01", end="2013-09-30")
 attrs = camels.attributes()

@@ -25,6 +25,8 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+import emucal
+
 REPO = Path(__file__).resolve().parents[1]
 LIMIT_GB, LIMIT_MIN = 2.0, 10.0
 
@@ -55,6 +57,8 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="keep the executed notebooks in this folder")
     args = parser.parse_args()
     env = dict(os.environ, EMUCAL_FAST="1" if args.fast else "0")
+    choice = emucal.size_thread_pools()  # what each kernel will choose on this machine
+    print(f"emucal threads in each notebook's kernel: {choice.threads} ({choice.reason})", flush=True)
     rows = []
     chosen = [f for f in notebooks() if not args.only or Path(f).name in args.only]
     with tempfile.TemporaryDirectory() as tmp:

@@ -14,10 +14,16 @@ One module per step of the workflow (see the book's API page):
 - :mod:`emucal.metrics`: KGE, KGE', normKGE, NSE and water-year windows.
 - :mod:`emucal.diagnostics`: signatures (CAMELS-US definitions), seasonal cycle, structural-error diagnostics.
 - :mod:`emucal.plotting`: maps and hydrographs shared by chapters.
+
+:func:`size_thread_pools` sizes PyTorch's and numba's thread pools to the CPUs
+the process may use (cgroup quota, affinity, ``EMUCAL_THREADS``); the emulators
+and the model call it before heavy work.
 """
 
 import importlib
 from importlib.metadata import PackageNotFoundError, version
+
+from ._threads import THREADS_VARIABLE, ThreadPools, size_thread_pools, usable_cpus
 
 try:
     __version__ = version("emucal")
@@ -26,7 +32,8 @@ except PackageNotFoundError:  # running from a source tree without installing
 
 _MODULES = ("calibrate", "camels", "ctsm", "data", "diagnostics", "emulators", "ensemble", "metrics", "model",
             "parameters", "plotting", "sampling")
-__all__ = [*_MODULES, "__version__"]
+__all__ = [*_MODULES, "THREADS_VARIABLE", "ThreadPools", "__version__", "size_thread_pools",
+           "usable_cpus"]
 
 
 def __getattr__(name: str):

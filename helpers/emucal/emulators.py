@@ -67,6 +67,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ._threads import size_thread_pools
+
 __all__ = [
     "EXACT_GP_MAX_N",
     "lse_data",
@@ -284,6 +286,7 @@ class _ExactModel(gpytorch.models.ExactGP):
 
 def _predict(em, x: np.ndarray, chunk_size: int, return_std: bool):
     """Predictive mean (and sd) of a fitted emulator, chunk by chunk along axis -2."""
+    size_thread_pools()  # a loaded emulator may predict before any fit
     _check_inputs(em, x)
     dev = next(em.model_.parameters()).device
     means, stds = [], []
@@ -409,6 +412,7 @@ class GPEmulator:
 
     def fit(self, X, y) -> "GPEmulator":
         """Fit to inputs ``X`` ``(n, d)`` or ``(batch, n, d)`` and outputs ``y``."""
+        size_thread_pools()  # PyTorch's CPU threads sized to the CPU quota, once
         x, y = _check_xy(X, y)
         if x.ndim == 3 and self.group_size and x.shape[0] > self.group_size:
             return self._fit_groups(x, y)
@@ -712,6 +716,7 @@ class SparseGPEmulator:
         x, y = _check_xy(X, y)
         if x.ndim != 2:
             raise ValueError("SparseGPEmulator takes 2-D inputs (n, d); batch SSEs use GPEmulator.")
+        size_thread_pools()
         torch.manual_seed(self.seed)
         gen = torch.Generator().manual_seed(self.seed)
         dev = _device(self.device)

@@ -148,6 +148,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from ._threads import size_thread_pools
 from .parameters import ParameterSpace
 
 __all__ = [
@@ -712,6 +713,7 @@ def run_columns(params: np.ndarray, col_basin: np.ndarray, inputs: ModelInputs, 
     if spinup_years < 0:
         raise ValueError("spinup_years must be >= 0.")
     out_index = np.array([_OUT_INDEX[o] for o in outputs], dtype=np.int64)
+    size_thread_pools()  # numba threads sized to the CPU quota, once per calling thread
     out = np.empty((len(outputs), params.shape[0], inputs.shape[1]), dtype=dtype)
     balance = np.zeros((params.shape[0], 4))
     _kernel(params, col_basin, inputs.prcp, inputs.tair, inputs.pet, inputs.gamma_frac,

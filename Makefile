@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 # take the CPU build of PyTorch. Leave it empty to let pip choose.
 TORCH_SPEC ?=
 
-.PHONY: env book test clean
+.PHONY: env book test explorer clean
 
 env: $(VENV)/.installed
 
@@ -26,6 +26,10 @@ book: env
 # (-W --keep-going), all in FAST mode.
 test: env
 	EMUCAL_FAST=1 $(BIN)/python -m pytest -ra tests
+
+# The sensitivity explorer of chapter 8 as a standalone web page (Voila), on this machine.
+explorer: env
+	$(BIN)/voila book/explorer.ipynb --Voila.ip=127.0.0.1
 
 clean:
 	rm -rf _build .pytest_cache

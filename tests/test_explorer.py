@@ -1,0 +1,189 @@
+"""The sensitivity explorer (emucal.explorer): driven from Python, and in a browser through Voila.
+
+The first tests build the app on the synthetic ``toy`` basins and move its
+widgets from Python: a slider changes the plotted run and the scores, the
+buttons do what they say. The last test serves ``book/explorer.ipynb`` with
+Voila on 127.0.0.1 (real CAMELS data through the shared mirror, FAST mode),
+opens it in headless Chromium, drags a slider's handle with the mouse, and
+checks that the plot and the scores change; screenshots before and after go
+to ``test-artifacts/screenshots/explorer_{before,after}.png``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from emucal import emulators, explorer
+from emucal.parameters import ParameterSpace
+from test_pages import SCREENSHOTS, chromium  # noqa: F401 (chromium: the headless browser fixture)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def toy_app_inputs(toy):
+    forcing, attrs = toy
+    attrs = attrs.assign(gauge_lon=[-70.0, -85.0], gauge_name=["cold toy", "warm toy"])
+    space = ParameterSpace.tang2025()
+    rng = np.random.default_rng(0)
+    x = rng.uniform(size=(2, 24, len(space)))
+    y = np.tanh(x[..., 0] - x[..., 8]) * 0.5  # a made-up skill surface: watsat_sf and zbedrock
+    sse = emulators.GPEmulator(lower=0, upper=1, seed=0).fit(x, y)
+    calibrated = pd.DataFrame(space.from_unit(np.full((2, len(space)), 0.7)),
+                              index=forcing.basin.values, columns=space.names)
+    return forcing, attrs, space, sse, calibrated
+
+
+@pytest.fixture
+def app(toy_app_inputs):
+    forcing, attrs, space, sse, calibrated = toy_app_inputs
+    return explorer.app(forcing, attrs, space=space, emulator=sse, calibrated=calibrated,
+                        period=(2002, 2004), show_years=2)
+
+
+def test_moving_a_slider_reruns_the_model_and_rescores(app):
+    before_flow, before_scores, before_png = app.simulated.copy(), dict(app.scores), app.plot.value
+    assert set(before_scores) >= {"kge_prime", "r", "gamma", "beta", "emulator_kge_prime"}
+    app.sliders["baseflow_scalar"].value = 0.09  # as a user would: the observer updates
+    assert not np.allclose(app.simulated, before_flow)
+    assert app.scores["kge_prime"] != before_scores["kge_prime"]
+    assert app.plot.value != before_png
+    np.testing.assert_allclose(app._sim_line.get_ydata(), app.simulated)
+    # the emulator's interval brackets its mean
+    assert app.scores["emulator_low"] <= app.scores["emulator_kge_prime"] <= app.scores["emulator_high"]
+
+
+def test_reset_and_calibrated_buttons(app, toy_app_inputs):
+    *_, calibrated = toy_app_inputs
+    start = dict(app.scores)
+    app.calibrated_button.click()
+    np.testing.assert_allclose(app.params.values, calibrated.loc[app.basin].values, rtol=1e-6)
+    app.reset_button.click()
+    assert app.scores["kge_prime"] == pytest.approx(start["kge_prime"])
+    # zbedrock's default is the basin's own soil depth (toy: 2 m and 5 m)
+    assert app.params["zbedrock"] == pytest.approx(2.0)
+    app.basin_select.value = app.basins[1]
+    assert app.params["zbedrock"] == pytest.approx(5.0)
+    assert "5" in app._notes["zbedrock"].value
+
+
+def test_sensitivity_curves_cover_every_parameter(app):
+    fig = app.draw_curves(n_points=9)
+    panels = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(panels) == 16 and [ax.get_title() for ax in panels] == app.space.names
+    assert app.curves_image.value and app.curves_image.layout.display is None
+
+
+def test_bad_input_is_refused(app, toy_app_inputs):
+    forcing, attrs, space, sse, _ = toy_app_inputs
+    with pytest.raises(ValueError, match="outside its range"):
+        app.set(watsat_sf=100.0)
+    with pytest.raises(ValueError, match="Unknown parameters"):
+        app.set(porosity=0.5)
+    with pytest.raises(ValueError, match="not in the forcing"):
+        explorer.app(forcing, attrs, basin="99999999")
+    with pytest.raises(ValueError, match="one GP per basin"):
+        explorer.app(forcing.isel(basin=[0]), attrs, emulator=sse)
+    with pytest.raises(ValueError, match="outside the forcing"):
+        explorer.app(forcing, attrs, period=(1980, 1990))
+
+
+# --------------------------------------------------------------- in a browser
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# the page's state: the plot image, the scores, and the watsat_sf slider's handle and readout
+STATE_JS = """
+(() => {
+  const img = document.querySelector("img.emucal-explorer-plot");
+  const scores = document.querySelector(".emucal-explorer-scores");
+  const slider = document.querySelector(".emucal-slider-watsat_sf");
+  const handle = slider && slider.querySelector(".noUi-handle");
+  const track = slider && slider.querySelector(".noUi-target, .slider");
+  const box = el => { if (!el) return null; const r = el.getBoundingClientRect();
+                      return {x: r.x, y: r.y, w: r.width, h: r.height}; };
+  const readout = slider && slider.querySelector(".widget-readout");
+  return {src: img ? img.getAttribute("src") : null, width: img ? img.naturalWidth : 0,
+          scores: scores ? scores.textContent : null, handle: box(handle), track: box(track),
+          readout: readout ? (readout.value || readout.textContent) : null,
+          sliders: document.querySelectorAll(".widget-slider").length,
+          errors: Array.from(document.querySelectorAll(".jp-OutputArea-output[data-mime-type*='stderr'], .jp-RenderedText[data-mime-type='application/vnd.jupyter.stderr']")).map(e => e.textContent)};
+})()
+"""
+
+
+def _wait(chromium, predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    state = None
+    while time.monotonic() < deadline:
+        state = chromium.evaluate(STATE_JS)
+        if predicate(state):
+            return state
+        time.sleep(0.5)
+    raise AssertionError(f"{what} within {timeout} s; last state: "
+                         f"{ {k: v for k, v in (state or {}).items() if k != 'src'} }")
+
+
+def test_explorer_page_responds_to_a_slider_in_the_browser(chromium, shared_mirror_url, real_cache,
+                                                            tmp_path):
+    voila = Path(sys.executable).with_name("voila")
+    assert voila.exists(), "voila is not installed (pip install -e '.[test]')"
+    port = _free_port()
+    env = {**os.environ, "EMUCAL_MIRROR": shared_mirror_url, "EMUCAL_DATA_DIR": str(real_cache),
+           "EMUCAL_FAST": "1", "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime")}
+    log = open(tmp_path / "voila.log", "wb")
+    proc = subprocess.Popen(
+        [str(voila), "book/explorer.ipynb", "--no-browser", f"--port={port}", "--Voila.ip=127.0.0.1",
+         "--VoilaConfiguration.show_tracebacks=True"],
+        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(url, timeout=5).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"Voila did not start:\n{(tmp_path / 'voila.log').read_text()[-3000:]}")
+                time.sleep(0.5)
+        chromium.open(url, timeout=300)
+        before = _wait(chromium, lambda s: s["width"] > 0 and s["sliders"] >= 16 and s["handle"],
+                       300, "the app did not appear")
+        assert not before["errors"], before["errors"]
+        chromium.screenshot(SCREENSHOTS / "explorer_before.png")
+        # drag the watsat_sf handle a third of the track to the right, as a user would
+        h, track = before["handle"], before["track"]
+        x0, y0 = h["x"] + h["w"] / 2, h["y"] + h["h"] / 2
+        x1 = min(x0 + track["w"] / 3, track["x"] + track["w"] - 2)
+        chromium.call("Input.dispatchMouseEvent", type="mousePressed", x=x0, y=y0, button="left",
+                      clickCount=1)
+        for x in np.linspace(x0, x1, 8)[1:]:
+            chromium.call("Input.dispatchMouseEvent", type="mouseMoved", x=float(x), y=y0,
+                          button="left", buttons=1)
+        chromium.call("Input.dispatchMouseEvent", type="mouseReleased", x=x1, y=y0, button="left",
+                      clickCount=1)
+        after = _wait(chromium, lambda s: s["src"] != before["src"] and s["scores"] != before["scores"]
+                      and s["width"] > 0, 60, "the plot and the scores did not change")
+        assert after["readout"] != before["readout"]
+        chromium.screenshot(SCREENSHOTS / "explorer_after.png")
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()

@@ -45,3 +45,20 @@ def test_environment_yml_uses_conda_forge_and_bounded_pins():
 
 def test_book_needs_jupyter_book_1():
     assert _pyproject_specs()["jupyter-book"] == ">=1.0.4.post1,<2"
+
+
+def test_publishing_workflow_builds_the_full_book_with_cached_executions():
+    workflow = yaml.safe_load((REPO / ".github" / "workflows" / "publish.yml").read_text())
+    steps = [s for job in workflow["jobs"].values() for s in job.get("steps", [])]
+    script = "\n".join(s.get("run", "") for s in steps)
+    # the workflow switches _config.yml from forced execution to jupyter-cache: the line it
+    # rewrites must exist, or the published build would rerun every chapter every time
+    assert "execute_notebooks: force" in (REPO / "_config.yml").read_text()
+    assert "s/execute_notebooks: force/execute_notebooks: cache/" in script
+    assert "EMUCAL_FAST=0" in script and "jupyter-book build" in script
+    cached = [s["with"]["path"] for s in steps if s.get("uses", "").startswith("actions/cache")]
+    assert any("_build/.jupyter_cache" in p for p in cached)
+    assert any(s.get("uses", "").startswith("actions/deploy-pages") for s in steps)
+    # it publishes the repository the book names
+    repo_url = yaml.safe_load((REPO / "_config.yml").read_text())["repository"]["url"]
+    assert repo_url.startswith("https://github.com/")

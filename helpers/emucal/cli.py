@@ -1,6 +1,6 @@
-"""The ``emucal`` command line: fetch the book's data and lay out a workshop mirror.
+"""The ``emucal`` command line: fetch the book's data, lay out a workshop mirror, write handouts.
 
-Three commands, all thin wrappers around :mod:`emucal.data` and
+Four commands, all thin wrappers around :mod:`emucal.data` and
 :mod:`emucal.camels` (the same download path, cache and hash checks as the
 notebooks):
 
@@ -16,6 +16,9 @@ notebooks):
     Natural Earth shapefiles of the book's maps.
 ``emucal basins``
     List valid basin ids: the teaching sample, or all 671 with ``--all``.
+``emucal handout DIR NOTEBOOK...``
+    Copy notebooks into ``DIR`` without their exercise solutions and outputs,
+    for participants to work in during a workshop.
 
 The same commands run as ``python -m emucal``.
 

@@ -6,7 +6,8 @@ buttons do what they say. The last test serves ``book/explorer.ipynb`` with
 Voila on 127.0.0.1 (real CAMELS data through the shared mirror, FAST mode),
 opens it in headless Chromium, drags a slider's handle with the mouse, and
 checks that the plot and the scores change; screenshots before and after go
-to ``test-artifacts/screenshots/explorer_{before,after}.png``.
+to ``test-artifacts/explorer/{before,after}.png`` (beside the book's page
+screenshots, which test_pages.py clears and rewrites).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import pytest
 
 from emucal import emulators, explorer
 from emucal.parameters import ParameterSpace
-from test_pages import SCREENSHOTS, chromium  # noqa: F401 (chromium: the headless browser fixture)
+from test_pages import ARTIFACTS, chromium  # noqa: F401 (chromium: the headless browser fixture)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -164,7 +165,7 @@ def test_explorer_page_responds_to_a_slider_in_the_browser(chromium, shared_mirr
         before = _wait(chromium, lambda s: s["width"] > 0 and s["sliders"] >= 16 and s["handle"],
                        300, "the app did not appear")
         assert not before["errors"], before["errors"]
-        chromium.screenshot(SCREENSHOTS / "explorer_before.png")
+        chromium.screenshot(ARTIFACTS / "explorer" / "before.png")
         # drag the watsat_sf handle a third of the track to the right, as a user would
         h, track = before["handle"], before["track"]
         x0, y0 = h["x"] + h["w"] / 2, h["y"] + h["h"] / 2
@@ -179,7 +180,7 @@ def test_explorer_page_responds_to_a_slider_in_the_browser(chromium, shared_mirr
         after = _wait(chromium, lambda s: s["src"] != before["src"] and s["scores"] != before["scores"]
                       and s["width"] > 0, 60, "the plot and the scores did not change")
         assert after["readout"] != before["readout"]
-        chromium.screenshot(SCREENSHOTS / "explorer_after.png")
+        chromium.screenshot(ARTIFACTS / "explorer" / "after.png")
     finally:
         proc.terminate()
         try:

@@ -1,0 +1,109 @@
+"""The chapters' prose against their own runs (issue: every number in the book comes from its run).
+
+Static checks on the committed notebooks, no execution:
+
+- every chapter follows the template: an overview with learning objectives,
+  prerequisites and time to learn; exercises with solutions; a summary;
+  "What's next"; "Resources and references";
+- a decimal number in a chapter's prose is glued from the chapter's run
+  (MyST-NB ``{glue:text}``), or cites a paper in the same paragraph, or is one
+  of the chapter's own settings (it appears in a code cell), or a fact of the
+  parameter table, or on the short allowlist below;
+- every glued name that the prose uses is glued by a code cell of the same
+  notebook, and no glue role sits inside a code span (where it would not render).
+"""
+
+from __future__ import annotations
+
+import re
+
+import nbformat
+import pytest
+
+from emucal.parameters import ParameterSpace
+from test_notebooks import NOTEBOOKS, REPO
+
+CHAPTERS = [n for n in NOTEBOOKS if re.match(r"book/\d\d_", n)]
+TEMPLATE = ["Learning objectives", "Prerequisites", "Time to learn", "{exercise}", "{solution-start}",
+            "## Summary", "## What's next", "## Resources and references"]
+# decimals that are neither results nor settings: unit conversions and rules of thumb
+ALLOWED = {
+    "book/01_camels": {"0.3048"},        # feet per metre, in the flow conversion
+    "book/03_ensembles": {"0.48", "8.6"},  # CTSM's shallowest and deepest bedrock interfaces (20SL_8.5m)
+    "book/04_emulators": {"0.9"},        # the nominal coverage of a 90% interval
+    "book/07_diagnostics": {"0.46", "0.8"},  # 2/sqrt(n) for n = 19 and 6
+}
+DECIMAL = re.compile(r"(?<![\w.])\d+\.\d+(?![\w.])")
+GLUE_ROLE = re.compile(r"\{glue:(?:text|)\}`([A-Za-z_][\w]*)[^`]*`")
+
+
+def _cells(notebook: str):
+    return nbformat.read(REPO / f"{notebook}.ipynb", as_version=4).cells
+
+
+def _prose(text: str) -> str:
+    """Markdown without glue roles, math, code spans and code blocks."""
+    text = re.sub(r"```.*?```", " ", text, flags=re.S)
+    text = re.sub(r"\$\$.*?\$\$", " ", text, flags=re.S)
+    text = re.sub(r"\$[^$\n]*\$", " ", text)
+    text = GLUE_ROLE.sub(" ", text)
+    text = re.sub(r"`[^`\n]*`", " ", text)
+    text = re.sub(r"https?://\S+", " ", text)
+    return text
+
+
+def _space_numbers() -> set[str]:
+    space = ParameterSpace.tang2025()
+    values = [*space.lower, *space.upper, *[d for d in space.defaults if d == d]]
+    return {f"{v:g}" for v in values}
+
+
+def unglued_decimals(notebook: str, cells) -> list[str]:
+    code = "\n".join(c.source for c in cells if c.cell_type == "code")
+    allowed = ALLOWED.get(notebook, set()) | _space_numbers() | set(DECIMAL.findall(code))
+    found = []
+    for cell in cells:
+        if cell.cell_type != "markdown":
+            continue
+        for paragraph in re.split(r"\n\s*\n", cell.source):
+            if "{cite" in paragraph:
+                continue  # a paper's figure, cited
+            for number in DECIMAL.findall(_prose(paragraph)):
+                if number not in allowed:
+                    found.append(f"{number} in: {paragraph.strip()[:100]!r}")
+    return found
+
+
+@pytest.mark.parametrize("notebook", CHAPTERS)
+def test_chapter_follows_the_template(notebook):
+    text = "\n".join(c.source for c in _cells(notebook) if c.cell_type == "markdown")
+    missing = [part for part in TEMPLATE if part not in text]
+    assert not missing, f"{notebook} lacks {missing}"
+
+
+@pytest.mark.parametrize("notebook", CHAPTERS)
+def test_decimals_in_prose_come_from_the_run(notebook):
+    found = unglued_decimals(notebook, _cells(notebook))
+    assert not found, ("glue these numbers ({glue:text}`name`), cite their paper in the paragraph, "
+                       "or phrase the sentence without them:\n" + "\n".join(found))
+
+
+@pytest.mark.parametrize("notebook", CHAPTERS)
+def test_glued_names_are_glued_by_the_notebook(notebook):
+    cells = _cells(notebook)
+    code = "\n".join(c.source for c in cells if c.cell_type == "code")
+    # names glued by the code, f-string fields ({name}) standing for any word
+    names = re.findall(r"""glue\(\s*f?["']([\w{}]+)["']""", code)
+    glued = [re.compile(re.sub(r"\\\{\w*\\\}", r"\\w+", re.escape(n)) + "$") for n in names]
+    used = {m for c in cells if c.cell_type == "markdown" for m in GLUE_ROLE.findall(c.source)}
+    never = sorted(u for u in used if not any(g.match(u) for g in glued))
+    assert not never, f"used in prose but never glued: {never}"
+    inside_code = [c.source for c in cells if c.cell_type == "markdown" and "`{glue" in c.source]
+    assert not inside_code, "a glue role inside a code span does not render"
+
+
+def test_the_decimal_check_catches_an_unglued_result():
+    cells = [nbformat.v4.new_markdown_cell("The loop reaches a median KGE' of 0.781 here."),
+             nbformat.v4.new_markdown_cell("Glued: {glue:text}`kge:.3f`, cited 0.461 {cite:p}`tang2025lse`."),
+             nbformat.v4.new_code_cell("threshold = 0.05")]
+    assert [f.split()[0] for f in unglued_decimals("book/xx", cells)] == ["0.781"]

@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 
 import emucal
-from emucal import camels, emulators, ensemble, sampling
+from emucal import camels, emulators, ensemble, metrics, sampling
 from emucal.parameters import ParameterSpace
 
 parser = argparse.ArgumentParser()
@@ -42,9 +42,9 @@ rf = emulators.RandomForestEmulator(seed=0).fit(x[:, train], y[:, train])
 rf_time = time.perf_counter() - start
 rf_mean = rf.predict(x[:, test])
 table = pd.DataFrame({
-    "GP R2": emulators.r2_score(y[:, test], mean), "RF R2": emulators.r2_score(y[:, test], rf_mean),
-    "GP RMSE": emulators.rmse(y[:, test], mean), "RF RMSE": emulators.rmse(y[:, test], rf_mean),
-    "GP 90% coverage": emulators.coverage(y[:, test], mean, std),
+    "GP R2": metrics.r2_score(y[:, test], mean), "RF R2": metrics.r2_score(y[:, test], rf_mean),
+    "GP RMSE": metrics.rmse(y[:, test], mean), "RF RMSE": metrics.rmse(y[:, test], rf_mean),
+    "GP 90% coverage": metrics.coverage(y[:, test], mean, std),
 }, index=ds.basin.values).round(3)
 print(table.to_string())
 print(f"SSE (batched GP, {x.shape[0]} basins x {len(train)} runs): fit {sse_time:.1f} s "
@@ -71,7 +71,7 @@ tr, te = member < 300, member >= 300
 lse_cv = emulators.make_lse(int(tr.sum()), device=args.device).fit(xl[tr], yl[tr])
 m, s = lse_cv.predict(xl[te], return_std=True)
 rf_l = emulators.RandomForestEmulator(seed=0).fit(xl[tr], yl[tr]).predict(xl[te])
-per_basin = lambda pred: np.median(emulators.r2_score(yl[te].reshape(-1, 50), pred.reshape(-1, 50)))
-print(f"LSE held-out runs: R2 {emulators.r2_score(yl[te], m):.3f} (median per basin "
-      f"{per_basin(m):.2f}), coverage {emulators.coverage(yl[te], m, s):.2f}; RF R2 "
-      f"{emulators.r2_score(yl[te], rf_l):.3f} (median per basin {per_basin(rf_l):.2f})")
+per_basin = lambda pred: np.median(metrics.r2_score(yl[te].reshape(-1, 50), pred.reshape(-1, 50)))
+print(f"LSE held-out runs: R2 {metrics.r2_score(yl[te], m):.3f} (median per basin "
+      f"{per_basin(m):.2f}), coverage {metrics.coverage(yl[te], m, s):.2f}; RF R2 "
+      f"{metrics.r2_score(yl[te], rf_l):.3f} (median per basin {per_basin(rf_l):.2f})")

@@ -33,7 +33,7 @@ import pandas as pd
 from scipy.stats import spearmanr
 
 import emucal
-from emucal import camels, emulators, explorer, sampling, sensitivity
+from emucal import camels, emulators, explorer, metrics, sampling, sensitivity
 from emucal.parameters import ParameterSpace
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -105,7 +105,7 @@ for seed in [int(s) for s in args.seeds.split(",")]:
         seconds = time.perf_counter() - start
         ref = reference.ST.sel(output=out).values
         lo, hi = (np.quantile(emu.ST_draws.values, q, axis=0) for q in (0.05, 0.95))
-        r2 = np.median(emulators.r2_score(ref_out[out].values[:, :4096], gp.predict(x_ref[:, :4096])))
+        r2 = np.median(metrics.r2_score(ref_out[out].values[:, :4096], gp.predict(x_ref[:, :4096])))
         rows.append({"method": f"emulator, {args.train} runs", "output": out, "seed": seed,
                      "seconds": seconds, "runs": args.train * n_basin,
                      "emulator_r2": float(r2), "inside_draws_90": float(np.mean((ref >= lo) & (ref <= hi))),

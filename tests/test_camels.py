@@ -122,6 +122,24 @@ def test_load_basins_full_extracts_only_requested_members(synthetic):
         camels.load_basins(["09999999"], source="full")
 
 
+def test_check_and_extract_basins_of_the_full_set(synthetic):
+    assert camels.check_basins([3000003, "01000001"]) == ["03000003", "01000001"]
+    with pytest.raises(KeyError, match="09999999"):
+        camels.check_basins(["09999999"])
+    with pytest.raises(ValueError, match="forcing must be one of"):
+        camels.extract_basins([synthetic.full_only], forcing="era5")
+    paths = camels.extract_basins([synthetic.full_only], forcing="daymet")
+    forcing_file, flow_file = paths[synthetic.full_only]
+    assert forcing_file.name == "03000003_lump_cida_forcing_leap.txt" and flow_file.is_file()
+    # the table is read once; reload reads the files again
+    camels.attributes()
+    camels.attributes()
+    assert camels._attributes_cached.cache_info().hits >= 1
+    camels.attributes(reload=True)  # the cache is emptied, then read once
+    info = camels._attributes_cached.cache_info()
+    assert (info.hits, info.misses) == (0, 1)
+
+
 # --------------------------------------------------- a CAMELS copy the user has
 def _unpack(archive: Path, target: Path, layout: str) -> Path:
     """Unpack a CAMELS zip as it is ("huc"), without HUC folders ("no_huc"), or all in one folder."""

@@ -90,3 +90,24 @@ def test_blocked_evaluation_equals_one_pass():
     pieces = metrics._blocked(metrics._kge_parts, sim, obs, 4, block=60)  # split by member, then row
     for a, b in zip(whole, pieces):
         np.testing.assert_array_equal(a, b)
+
+
+def test_emulator_scores_are_per_row_and_agree_with_their_definitions():
+    rng = np.random.default_rng(3)
+    truth = rng.normal(size=(4, 50))
+    pred = truth + rng.normal(scale=0.5, size=truth.shape)
+    r2 = metrics.r2_score(truth, pred)
+    assert r2.shape == (4,)
+    expected = 1 - ((truth - pred) ** 2).sum(1) / ((truth - truth.mean(1, keepdims=True)) ** 2).sum(1)
+    np.testing.assert_allclose(r2, expected)
+    np.testing.assert_allclose(metrics.rmse(truth, pred), np.sqrt(((truth - pred) ** 2).mean(1)))
+    # another axis, and 1-D input gives a float
+    np.testing.assert_allclose(metrics.r2_score(truth.T, pred.T, axis=0), r2)
+    assert isinstance(metrics.r2_score(truth[0], pred[0]), float)
+    # a predictive sd equal to the true error sd covers about the nominal share
+    noise = rng.normal(size=200_000)
+    share = metrics.coverage(noise, np.zeros_like(noise), np.ones_like(noise), level=0.9)
+    assert abs(share - 0.9) < 0.005
+    assert metrics.coverage(noise, 0 * noise, 0.5 * np.ones_like(noise)) < 0.7  # over-confident
+    with pytest.raises(ValueError, match="level"):
+        metrics.coverage(noise, noise, noise, level=90)

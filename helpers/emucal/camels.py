@@ -58,6 +58,8 @@ __all__ = [
     "SIGNATURE_ATTRIBUTES",
     "attributes",
     "cfs_to_mm_per_day",
+    "check_basins",
+    "extract_basins",
     "load_basins",
     "read_forcing",
     "read_streamflow",
@@ -179,7 +181,7 @@ def _attributes_cached() -> pd.DataFrame:
     return merged.sort_index()
 
 
-def attributes() -> pd.DataFrame:
+def attributes(*, reload: bool = False) -> pd.DataFrame:
     """Return the CAMELS-US v2.0 attributes of all 671 basins.
 
     The seven attribute files (name, topography, climate, hydrology, soil,
@@ -198,8 +200,39 @@ def attributes() -> pd.DataFrame:
     --------
     >>> attrs = attributes()  # doctest: +SKIP
     >>> attrs.loc["01013500", ["gauge_name", "aridity", "area_gages2"]]  # doctest: +SKIP
+
+    The table is read once per session; ``reload=True`` reads the files
+    again (after the cache or the mirror changed).
     """
+    if reload:
+        _attributes_cached.cache_clear()
     return _attributes_cached().copy()
+
+
+def check_basins(ids: Iterable[str | int]) -> list[str]:
+    """Basin ids as CAMELS-US writes them (8 characters, zero-padded), checked.
+
+    Raises a ``KeyError`` naming the ids that are not among the 671 CAMELS-US
+    basins (and a ``ValueError`` for an empty list or an id given twice).
+    """
+    return _check_ids(ids, attributes().index, "CAMELS-US (671 basins)")
+
+
+def extract_basins(basins: Iterable[str | int], forcing: str = "nldas") -> dict[str, tuple[Path, Path]]:
+    """Fetch the full CAMELS-US archive once and extract only these basins' files.
+
+    This is what ``load_basins(..., source="full")`` reads; the command
+    ``emucal fetch --basins`` calls it ahead of a workshop.
+
+    Returns
+    -------
+    dict
+        ``{basin: (forcing file, streamflow file)}`` in the cache
+        (``camels_full/`` under :func:`emucal.data.cache_dir`).
+    """
+    if forcing not in _FORCING_FILE:
+        raise ValueError(f"forcing must be one of {sorted(_FORCING_FILE)}, not {forcing!r}.")
+    return _full_paths(check_basins(basins), forcing)
 
 
 def sample_basins() -> list[str]:

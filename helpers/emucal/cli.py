@@ -193,7 +193,7 @@ def _fetch_attributes(quiet: bool) -> None:
     from . import camels
 
     _fetch_all([f"camels_attributes_v2.0/camels_{key}.txt" for key in camels.ATTRIBUTE_FILES], quiet)
-    camels._attributes_cached.cache_clear()
+    camels.attributes(reload=True)
 
 
 # ----------------------------------------------------------------------- commands
@@ -222,12 +222,12 @@ def _fetch_full_basins(args: argparse.Namespace) -> int:
 
     _fetch_attributes(args.quiet)  # the ids are checked against them
     try:
-        basins = camels._check_ids(args.basins, camels.attributes().index, "CAMELS-US (671 basins)")
+        basins = camels.check_basins(args.basins)
     except KeyError as err:
         raise _UsageError(f"{err.args[0]} From the command line: emucal basins --all") from err
     basins = list(dict.fromkeys(basins))  # once each, in the order given
     _fetch_all([data.FULL_ZIP], args.quiet)  # the archive first, so that --quiet holds for it
-    paths = camels._full_paths(basins, args.forcing)
+    paths = camels.extract_basins(basins, args.forcing)
     target = data.cache_dir() / "camels_full"
     print(f"Extracted {len(basins)} basin{'s' if len(basins) != 1 else ''} ({args.forcing} forcing "
           f"and USGS streamflow) from {data.cache_dir() / data.FULL_ZIP} into {target}:")

@@ -67,6 +67,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from . import metrics as skill_metrics
 from ._threads import size_thread_pools
 
 __all__ = [
@@ -78,13 +79,10 @@ __all__ = [
     "GPEmulator",
     "RandomForestEmulator",
     "SparseGPEmulator",
-    "coverage",
     "cross_validate",
     "kfold",
     "load",
     "make_lse",
-    "r2_score",
-    "rmse",
 ]
 
 #: Largest training set for which :func:`make_lse` uses an exact GP.
@@ -183,34 +181,6 @@ def lse_data(ens, attrs: pd.DataFrame, space, metric: str = "norm_kge",
     return x, y_sse.ravel(), np.repeat(ens.basin.values, n_member)
 
 
-# --------------------------------------------------------------------- scores
-def r2_score(y_true, y_pred, axis: int = -1) -> np.ndarray:
-    """Coefficient of determination ``1 - SSE/SST`` along ``axis``."""
-    y_true, y_pred = np.asarray(y_true, float), np.asarray(y_pred, float)
-    resid = ((y_true - y_pred) ** 2).sum(axis)
-    total = ((y_true - y_true.mean(axis, keepdims=True)) ** 2).sum(axis)
-    return 1.0 - resid / total
-
-
-def rmse(y_true, y_pred, axis: int = -1) -> np.ndarray:
-    """Root-mean-square error along ``axis``."""
-    return np.sqrt(((np.asarray(y_true, float) - np.asarray(y_pred, float)) ** 2).mean(axis))
-
-
-def coverage(y_true, mean, std, level: float = 0.9, axis: int = -1) -> np.ndarray:
-    """Share of ``y_true`` inside the central ``level`` predictive interval.
-
-    For a well-calibrated emulator the share equals ``level``; lower means
-    the intervals are too narrow (over-confident).
-    """
-    from scipy.stats import norm
-
-    half = norm.ppf(0.5 + level / 2) * np.asarray(std, float)
-    inside = np.abs(np.asarray(y_true, float) - np.asarray(mean, float)) <= half
-    return inside.mean(axis)
-
-
-# -------------------------------------------------------------- preprocessing
 class _Scaler:
     """Inputs to the unit cube (given or data bounds), outputs to zero mean, unit sd."""
 
@@ -978,8 +948,8 @@ def cross_validate(make_emulator: Callable[[], object], X, y, *, n_splits: int =
         em = make_emulator().fit(x[..., train, :], y[..., train])
         mean, std = em.predict(x[..., test, :], return_std=True)
         truth = y[..., test]
-        scores = {"r2": r2_score(truth, mean), "rmse": rmse(truth, mean),
-                  "coverage": coverage(truth, mean, std, level)}
+        scores = {"r2": skill_metrics.r2_score(truth, mean), "rmse": skill_metrics.rmse(truth, mean),
+                  "coverage": skill_metrics.coverage(truth, mean, std, level)}
         if x.ndim == 3:
             for b in range(x.shape[0]):
                 rows.append({"fold": k, "batch": b, **{s: float(v[b]) for s, v in scores.items()},

@@ -1,4 +1,5 @@
-"""Skill scores of simulated against observed streamflow: KGE, KGE', normKGE, NSE.
+"""Skill scores: of simulated against observed streamflow (KGE, KGE', normKGE, NSE),
+and of an emulator's predictions against model runs (R², RMSE, coverage).
 
 All functions compare ``sim`` with ``obs`` along one dimension (time) and
 work on any number of leading dimensions at once (``member x basin x time``
@@ -36,6 +37,9 @@ __all__ = [
     "norm_kge",
     "nse",
     "percent_bias",
+    "r2_score",
+    "rmse",
+    "coverage",
     "to_norm",
     "water_year",
     "water_year_window",
@@ -264,3 +268,49 @@ def water_year_window(time, first: int, last: int) -> np.ndarray:
         raise ValueError(f"first water year {first} is after last {last}.")
     wy = water_year(time)
     return (wy >= first) & (wy <= last)
+
+
+# ------------------------------------------------------ scores of emulators
+def _rows(y_true, y_pred, axis: int):
+    """Both arrays with ``axis`` moved last and the rest flattened: ``(rows, n)``."""
+    y_true, y_pred = np.broadcast_arrays(np.asarray(y_true, float), np.asarray(y_pred, float))
+    y_true, y_pred = np.moveaxis(y_true, axis, -1), np.moveaxis(y_pred, axis, -1)
+    return y_true.reshape(-1, y_true.shape[-1]), y_pred.reshape(-1, y_pred.shape[-1]), y_true.shape[:-1]
+
+
+def r2_score(y_true, y_pred, axis: int = -1):
+    """Coefficient of determination ``1 - SSE/SST`` of predictions, along ``axis``.
+
+    scikit-learn's :func:`sklearn.metrics.r2_score`, one score per row: an
+    emulator's predictions of ``(basin, run)`` give one R² per basin. A float
+    for 1-D input.
+    """
+    from sklearn.metrics import r2_score as sk_r2
+
+    t, p, lead = _rows(y_true, y_pred, axis)
+    scores = sk_r2(t.T, p.T, multioutput="raw_values", force_finite=False)
+    return float(scores[0]) if not lead else scores.reshape(lead)
+
+
+def rmse(y_true, y_pred, axis: int = -1):
+    """Root-mean-square error of predictions along ``axis`` (scikit-learn's, one per row)."""
+    from sklearn.metrics import root_mean_squared_error
+
+    t, p, lead = _rows(y_true, y_pred, axis)
+    scores = root_mean_squared_error(t.T, p.T, multioutput="raw_values")
+    return float(scores[0]) if not lead else scores.reshape(lead)
+
+
+def coverage(y_true, mean, std, level: float = 0.9, axis: int = -1):
+    """Share of ``y_true`` inside the central ``level`` interval of a normal prediction.
+
+    For an emulator whose uncertainty is honest the share equals ``level``;
+    lower means the intervals are too narrow (over-confident).
+    """
+    from scipy.stats import norm
+
+    if not 0 < level < 1:
+        raise ValueError(f"level must be between 0 and 1; got {level}.")
+    half = norm.ppf(0.5 + level / 2) * np.asarray(std, float)
+    inside = np.abs(np.asarray(y_true, float) - np.asarray(mean, float)) <= half
+    return inside.mean(axis)

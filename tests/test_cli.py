@@ -19,7 +19,7 @@ import xarray as xr
 import emucal.camels
 import emucal.data
 from conftest import NATURAL_EARTH, REPO, serve
-from emucal import cli
+from emucal import cli, plotting
 
 
 def _sha256(path: Path) -> str:
@@ -247,8 +247,8 @@ def test_mirror_natural_earth_is_a_ready_cartopy_data_dir(synthetic, cartopy_off
     shapefiles = {p.relative_to(data_dir).as_posix() for p in data_dir.rglob("*.shp")}
     assert shapefiles == {
         f"shapefiles/natural_earth/{category}/ne_{resolution}_{name}.shp"
-        for resolution in cli.NATURAL_EARTH_RESOLUTIONS
-        for category, name in cli.NATURAL_EARTH_FEATURES
+        for resolution in plotting.NATURAL_EARTH_RESOLUTIONS
+        for category, name in plotting.NATURAL_EARTH_FEATURES
     }
     with zipfile.ZipFile(folder / "natural_earth.zip") as zf:
         zipped = {n for n in zf.namelist() if not n.endswith("/")}
@@ -259,8 +259,8 @@ def test_mirror_natural_earth_is_a_ready_cartopy_data_dir(synthetic, cartopy_off
     monkeypatch.setitem(cartopy_offline.config, "pre_existing_data_dir", data_dir)
     from cartopy.io import shapereader
 
-    for resolution in cli.NATURAL_EARTH_RESOLUTIONS:
-        for category, name in cli.NATURAL_EARTH_FEATURES:
+    for resolution in plotting.NATURAL_EARTH_RESOLUTIONS:
+        for category, name in plotting.NATURAL_EARTH_FEATURES:
             found = Path(shapereader.natural_earth(resolution, category, name))
             assert found.is_relative_to(data_dir)
     ax = plotting.basin_map([-70.0, -100.0], [45.0, 40.0], resolution="110m")

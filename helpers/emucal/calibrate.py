@@ -57,6 +57,7 @@ import xarray as xr
 from tqdm.auto import tqdm
 
 from . import metrics as skill_metrics
+from ._io import write_netcdf_atomic
 from .emulators import GPEmulator, lse_features, make_lse
 from .model import prepare_inputs, run_columns
 from .parameters import ParameterSpace
@@ -95,13 +96,9 @@ def _save_checkpoint(ds: xr.Dataset, path, settings: dict) -> None:
     """Write ``ds`` to ``path`` atomically (a half-written file never replaces a good one)."""
     if path is None:
         return
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     ds = ds.copy()
     ds.attrs["emucal_settings"] = _settings_json(settings)
-    tmp = path.with_name(path.name + ".part")
-    ds.to_netcdf(tmp, engine="netcdf4")
-    os.replace(tmp, path)
+    write_netcdf_atomic(ds, path)
 
 
 def _fingerprint(array) -> str:

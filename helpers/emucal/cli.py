@@ -42,20 +42,7 @@ from typing import Iterator, Sequence
 
 from . import data
 
-__all__ = ["NATURAL_EARTH_FEATURES", "NATURAL_EARTH_RESOLUTIONS", "build_parser", "main",
-           "strip_solutions"]
-
-#: Natural Earth ``(category, name)`` pairs that :func:`emucal.plotting.basin_map` draws.
-NATURAL_EARTH_FEATURES = (
-    ("physical", "ocean"),
-    ("physical", "land"),
-    ("physical", "lakes"),
-    ("physical", "coastline"),
-    ("cultural", "admin_0_boundary_lines_land"),
-)
-
-#: Natural Earth resolutions that :func:`emucal.plotting.basin_map` offers.
-NATURAL_EARTH_RESOLUTIONS = ("110m", "50m")
+__all__ = ["build_parser", "main", "strip_solutions"]
 
 _SHAPEFILE_PARTS = (".shp", ".shx", ".dbf", ".prj", ".cpg")
 _MANIFEST = "MANIFEST.tsv"
@@ -293,6 +280,8 @@ def _mirror_natural_earth(directory: Path, quiet: bool) -> list[Path]:
     try:
         import cartopy
         from cartopy.io import shapereader
+
+        from .plotting import NATURAL_EARTH_FEATURES, NATURAL_EARTH_RESOLUTIONS  # the maps' layers
     except ImportError as err:
         raise OSError(f"--natural-earth needs cartopy ({err}).") from err
 

@@ -30,6 +30,7 @@ import xarray as xr
 from tqdm.auto import tqdm
 
 from . import metrics as skill_metrics
+from ._io import write_netcdf_atomic
 from .model import ModelInputs, prepare_inputs, run_columns
 from .parameters import ParameterSpace
 
@@ -115,12 +116,6 @@ def _check_chunk(path: Path, fingerprint: str) -> None:
             f"The chunk {path} belongs to another ensemble (other samples, basins, periods or "
             f"settings) than this store's. Delete the store {path.parent} (or at least its "
             "chunk files) and run again.")
-
-
-def _write_atomic(ds: xr.Dataset, path: Path) -> None:
-    tmp = path.with_name(path.name + ".part")
-    ds.to_netcdf(tmp)
-    os.replace(tmp, path)
 
 
 def run_ensemble(
@@ -244,7 +239,7 @@ def run_ensemble(
         if store_path is not None:
             ds.attrs["emucal_fingerprint"] = print_
             path = store_path / f"chunk_{i:05d}.nc"
-            _write_atomic(ds, path)
+            write_netcdf_atomic(ds, path)
             done[i] = path
         else:
             results[i] = ds

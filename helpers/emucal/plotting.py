@@ -15,10 +15,28 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-__all__ = ["CONUS_EXTENT", "basin_map", "conus_projection", "hydrograph", "implausibility_matrix"]
+__all__ = ["CONUS_EXTENT", "NATURAL_EARTH_FEATURES", "NATURAL_EARTH_RESOLUTIONS", "basin_map",
+           "conus_projection", "hydrograph", "implausibility_matrix"]
 
 #: Longitude and latitude limits of the contiguous United States (W, E, S, N).
 CONUS_EXTENT = (-125.0, -66.5, 24.0, 50.0)
+
+#: The Natural Earth layers :func:`basin_map` draws, ``(category, name)``, with
+#: their style, bottom to top. ``emucal mirror --natural-earth`` and Binder's
+#: ``postBuild`` fetch exactly these.
+NATURAL_EARTH_FEATURES = {
+    ("physical", "ocean"): {"facecolor": "#dceaf5", "edgecolor": "none", "zorder": 0},
+    ("physical", "land"): {"facecolor": "#f4f1ea", "edgecolor": "none", "zorder": 0},
+    ("physical", "lakes"): {"facecolor": "#dceaf5", "edgecolor": "#7a9cb8", "linewidth": 0.3,
+                            "zorder": 1},
+    ("physical", "coastline"): {"facecolor": "none", "edgecolor": "#555555", "linewidth": 0.5,
+                                "zorder": 1},
+    ("cultural", "admin_0_boundary_lines_land"): {"facecolor": "none", "edgecolor": "#555555",
+                                                  "linewidth": 0.5, "zorder": 1},
+}
+
+#: Natural Earth resolutions :func:`basin_map` offers.
+NATURAL_EARTH_RESOLUTIONS = ("110m", "50m")
 
 
 def conus_projection():
@@ -75,6 +93,8 @@ def basin_map(
     import cartopy.crs as ccrs
     import cartopy.feature as cfeature
 
+    if resolution not in NATURAL_EARTH_RESOLUTIONS:
+        raise ValueError(f"resolution must be one of {NATURAL_EARTH_RESOLUTIONS}; got {resolution!r}.")
     lon = np.asarray(lon, dtype=float)
     lat = np.asarray(lat, dtype=float)
     if lon.shape != lat.shape:
@@ -82,17 +102,8 @@ def basin_map(
     if ax is None:
         _, ax = plt.subplots(figsize=(9, 5.2), subplot_kw={"projection": conus_projection()})
     ax.set_extent(CONUS_EXTENT, crs=ccrs.PlateCarree())
-    ax.add_feature(cfeature.NaturalEarthFeature("physical", "ocean", resolution),
-                   facecolor="#dceaf5", edgecolor="none", zorder=0)
-    ax.add_feature(cfeature.NaturalEarthFeature("physical", "land", resolution),
-                   facecolor="#f4f1ea", edgecolor="none", zorder=0)
-    ax.add_feature(cfeature.NaturalEarthFeature("physical", "lakes", resolution),
-                   facecolor="#dceaf5", edgecolor="#7a9cb8", linewidth=0.3, zorder=1)
-    ax.add_feature(cfeature.NaturalEarthFeature("physical", "coastline", resolution),
-                   facecolor="none", edgecolor="#555555", linewidth=0.5, zorder=1)
-    ax.add_feature(cfeature.NaturalEarthFeature(
-        "cultural", "admin_0_boundary_lines_land", resolution),
-        facecolor="none", edgecolor="#555555", linewidth=0.5, zorder=1)
+    for (category, name), style in NATURAL_EARTH_FEATURES.items():
+        ax.add_feature(cfeature.NaturalEarthFeature(category, name, resolution), **style)
 
     if size is None:
         sizes = np.full(lon.shape, 40.0)

@@ -230,3 +230,20 @@ def test_predicting_outside_the_cube_warns_and_nan_is_refused(data):
     bad[0, 0] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         gp.predict(bad)
+
+
+def test_emulators_follow_scikit_learn_conventions():
+    import inspect
+
+    from sklearn.base import clone
+
+    for cls in (emulators.GPEmulator, emulators.SparseGPEmulator, emulators.RandomForestEmulator):
+        params = cls().get_params()
+        # every __init__ argument is a parameter (none silently dropped), and clone rebuilds it
+        assert set(params) == set(inspect.signature(cls.__init__).parameters) - {"self"}
+        assert clone(cls()).get_params() == params
+    gp = emulators.GPEmulator(max_iter=7, group_size=2)
+    assert clone(gp).get_params()["max_iter"] == 7
+    assert gp.set_params(max_iter=9).max_iter == 9
+    rf = emulators.RandomForestEmulator(max_depth=3, seed=1)
+    assert rf._forest().max_depth == 3 and rf._forest().random_state == 1

@@ -66,6 +66,7 @@ import gpytorch
 import numpy as np
 import pandas as pd
 import torch
+from sklearn.base import BaseEstimator
 
 from . import metrics as skill_metrics
 from ._threads import size_thread_pools
@@ -291,7 +292,7 @@ def _check_inputs(em, x: np.ndarray) -> None:
                       stacklevel=4)
 
 
-class GPEmulator:
+class GPEmulator(BaseEstimator):
     """Exact Gaussian-process emulator (one GP, or a batch of independent GPs).
 
     Parameters
@@ -372,13 +373,6 @@ class GPEmulator:
         self.device = device
         self.seed = seed
         self.group_size = group_size
-
-    # scikit-learn style introspection
-    def get_params(self) -> dict:
-        return {k: getattr(self, k) for k in (
-            "noise_floor", "optimizer", "max_iter", "lr", "tol", "patience",
-            "max_cholesky_size", "lower", "upper", "lengthscale_bounds", "lengthscale_prior",
-            "device", "seed", "group_size")}
 
     def fit(self, X, y) -> "GPEmulator":
         """Fit to inputs ``X`` ``(n, d)`` or ``(batch, n, d)`` and outputs ``y``."""
@@ -634,7 +628,7 @@ class _SparseModel(gpytorch.models.ApproximateGP):
         return gpytorch.distributions.MultivariateNormal(self.mean_module(x), self.covar_module(x))
 
 
-class SparseGPEmulator:
+class SparseGPEmulator(BaseEstimator):
     """Variational Gaussian-process emulator for large training sets (Hensman et al. 2013).
 
     Parameters
@@ -675,11 +669,6 @@ class SparseGPEmulator:
         self.lengthscale_prior = lengthscale_prior
         self.device = device
         self.seed = seed
-
-    def get_params(self) -> dict:
-        return {k: getattr(self, k) for k in (
-            "n_inducing", "batch_size", "max_epochs", "lr", "tol", "patience", "noise_floor",
-            "lower", "upper", "lengthscale_bounds", "lengthscale_prior", "device", "seed")}
 
     def fit(self, X, y) -> "SparseGPEmulator":
         """Fit to inputs ``X`` ``(n, d)`` and outputs ``y`` ``(n,)``."""
@@ -824,7 +813,7 @@ def load(path) -> GPEmulator | SparseGPEmulator:
 
 
 # --------------------------------------------------------------- random forest
-class RandomForestEmulator:
+class RandomForestEmulator(BaseEstimator):
     """Random-forest baseline (Breiman 2001) with the interface of the GP emulators.
 
     ``predict(X, return_std=True)`` returns the spread of the trees'
@@ -836,22 +825,28 @@ class RandomForestEmulator:
     ----------
     n_estimators
         Trees (100, as Tang et al. 2025).
+    max_depth, min_samples_leaf, max_features
+        As in ``sklearn.ensemble.RandomForestRegressor`` (Tang et al.'s
+        large-sample forest used ``max_depth=40``).
     seed
         Random state.
-    **kwargs
-        Passed to ``sklearn.ensemble.RandomForestRegressor``.
     """
 
-    def __init__(self, n_estimators: int = 100, seed: int = 0, **kwargs):
+    def __init__(self, n_estimators: int = 100, *, max_depth: int | None = None,
+                 min_samples_leaf: int = 1, max_features: float | str | None = 1.0, seed: int = 0):
         self.n_estimators = n_estimators
+        self.max_depth = max_depth
+        self.min_samples_leaf = min_samples_leaf
+        self.max_features = max_features
         self.seed = seed
-        self.kwargs = kwargs
 
     def _forest(self):
         from sklearn.ensemble import RandomForestRegressor
 
-        return RandomForestRegressor(n_estimators=self.n_estimators, random_state=self.seed,
-                                     n_jobs=-1, **self.kwargs)
+        return RandomForestRegressor(n_estimators=self.n_estimators, max_depth=self.max_depth,
+                                     min_samples_leaf=self.min_samples_leaf,
+                                     max_features=self.max_features, random_state=self.seed,
+                                     n_jobs=-1)
 
     def fit(self, X, y) -> "RandomForestEmulator":
         x, y = _check_xy(X, y)

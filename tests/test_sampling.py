@@ -14,7 +14,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from emucal import sampling  # noqa: E402
+from emucal import plotting, sampling  # noqa: E402
 from emucal.parameters import ParameterSpace  # noqa: E402
 
 
@@ -244,7 +244,7 @@ def test_pair_plot_grid():
     space = ParameterSpace.tang2025(scale="log")
     x = sampling.sample(space, 30, seed=0)
     names = ["fff", "FMAX", "d_max", "e_ice"]
-    fig = sampling.pair_plot(space, x, names=names)
+    fig = plotting.pair_plot(space, x, names=names)
     try:
         assert isinstance(fig, Figure)
         assert len(fig.axes) == 16
@@ -262,7 +262,7 @@ def test_pair_plot_grid():
 
 def test_pair_plot_without_default_and_bad_names(space):
     x = sampling.sample(space, 30, seed=0, include_default=False)
-    fig = sampling.pair_plot(space, x, names=["fff", "FMAX"])
+    fig = plotting.pair_plot(space, x, names=["fff", "FMAX"])
     try:
         assert len(fig.axes) == 4
         for ax in fig.axes:
@@ -271,4 +271,4 @@ def test_pair_plot_without_default_and_bad_names(space):
     finally:
         plt.close(fig)
     with pytest.raises(ValueError, match=r"Unknown parameters \['nope'\]"):
-        sampling.pair_plot(space, x, names=["fff", "nope"])
+        plotting.pair_plot(space, x, names=["fff", "nope"])

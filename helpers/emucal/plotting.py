@@ -1,4 +1,4 @@
-"""Plots that several chapters share: basin maps, hydrographs, implausibility matrices.
+"""Plots that several chapters share: basin maps, hydrographs, implausibility matrices, pair plots.
 
 Maps use cartopy with Natural Earth features (coastlines, land, ocean, lakes,
 country borders). Without a network, point ``CARTOPY_DATA_DIR`` at a folder
@@ -15,8 +15,10 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from .parameters import ParameterSpace
+
 __all__ = ["CONUS_EXTENT", "NATURAL_EARTH_FEATURES", "NATURAL_EARTH_RESOLUTIONS", "basin_map",
-           "conus_projection", "hydrograph", "implausibility_matrix"]
+           "conus_projection", "hydrograph", "implausibility_matrix", "pair_plot"]
 
 #: Longitude and latitude limits of the contiguous United States (W, E, S, N).
 CONUS_EXTENT = (-125.0, -66.5, 24.0, 50.0)
@@ -246,3 +248,117 @@ def implausibility_matrix(matched: xr.Dataset, *, ax=None, row_labels: Sequence[
     if title:
         ax.set_title(title)
     return ax
+
+
+def pair_plot(
+    space: ParameterSpace,
+    samples,
+    *,
+    names: Sequence[str] | None = None,
+    ax_size: float = 1.6,
+    color=None,
+    highlight_default: bool = True,
+):
+    """Scatter plots of every pair of parameters of a design, in the unit cube.
+
+    The lower triangle shows one panel per pair of parameters, the diagonal a
+    histogram of each parameter (flat for a good design), and the upper
+    triangle is left empty. Axes run over the unit cube, so a log-scaled
+    parameter (marked "log" in its label) is shown in its logarithm, the
+    space in which it was sampled.
+
+    Parameters
+    ----------
+    space
+        The parameter space of the sample.
+    samples
+        Shape ``(n_members, len(space))`` in parameter units, or the Dataset
+        of :func:`emucal.sampling.sample_dataset`.
+    names
+        The parameters to show, in this order (default: all). With all 16
+        parameters of :meth:`ParameterSpace.tang2025` the figure has 256
+        panels and is about 26 inches wide at the default ``ax_size``; pick 3
+        to 6 parameters for a readable figure.
+    ax_size
+        Width and height of one panel in inches.
+    color
+        Colour of the design's points (default: matplotlib's first colour).
+    highlight_default
+        Draw member 0 as a red star when it equals the CTSM default.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        A ``k x k`` grid of axes for ``k`` parameters (the upper triangle
+        switched off).
+
+    Examples
+    --------
+    >>> space = ParameterSpace.tang2025()
+    >>> fig = pair_plot(space, sampling.sample(space, 50, seed=0), names=["fff", "FMAX", "d_max"])
+    >>> len(fig.axes)
+    9
+    """
+    if isinstance(samples, xr.Dataset):  # the Dataset of sampling.sample_dataset
+        samples = samples["value"].sel(param=space.names).transpose("member", "param").values
+    x = np.atleast_2d(space.validate(samples))
+    names = list(space.names if names is None else names)
+    if not names:
+        raise ValueError("names must hold at least one parameter.")
+    unknown = [nm for nm in names if nm not in space.names]
+    if unknown:
+        raise ValueError(f"Unknown parameters {unknown}; valid names are {space.names}.")
+    if not ax_size > 0:
+        raise ValueError(f"ax_size must be positive (inches); got {ax_size!r}.")
+    columns = [space.names.index(nm) for nm in names]
+    unit = np.clip(space.to_unit(x), 0.0, 1.0)[:, columns]
+    is_default = bool(highlight_default and np.allclose(x[0], space.defaults, equal_nan=True))
+    design = unit[1:] if is_default else unit
+    design = design[np.isfinite(design).all(axis=1)]
+    colour = "C0" if color is None else color
+    n_points, k = len(unit), len(names)
+    marker_size = float(np.clip(600.0 / max(n_points, 1), 2.0, 25.0))
+    bins = int(np.clip(round(np.sqrt(max(len(design), 1))), 5, 20))
+    labels = [f"{nm} (log)" if space[nm].log else nm for nm in names]
+
+    fig, axes = plt.subplots(k, k, figsize=(ax_size * k, ax_size * k), squeeze=False)
+    for i in range(k):
+        for j in range(k):
+            ax = axes[i, j]
+            if j > i:
+                ax.axis("off")
+                continue
+            if i == j:
+                ax.hist(design[:, i], bins=bins, range=(0.0, 1.0), color=colour,
+                        alpha=0.7, edgecolor="white", linewidth=0.5)
+                if is_default:
+                    ax.axvline(unit[0, i], color="red", linewidth=1.2)
+                ax.set_yticks([])
+            else:
+                ax.scatter(design[:, j], design[:, i], s=marker_size, color=colour,
+                           alpha=0.7, linewidths=0)
+                if is_default:
+                    ax.scatter(unit[0, j], unit[0, i], s=max(4 * marker_size, 40.0),
+                               color="red", marker="*", zorder=3, linewidths=0)
+                ax.set_ylim(-0.03, 1.03)
+            ax.set_xlim(-0.03, 1.03)
+            ax.set_xticks([0, 0.5, 1] if i == k - 1 else [])
+            if i != j:
+                ax.set_yticks([0, 0.5, 1] if j == 0 else [])
+            ax.tick_params(labelsize=7, length=2)
+            if i == k - 1:
+                ax.set_xlabel(labels[j], fontsize=8)
+            if j == 0 and i > 0:
+                ax.set_ylabel(labels[i], fontsize=8)
+            if i == j:
+                ax.set_title(labels[i], fontsize=8)
+    if is_default and k > 1:
+        axes[0, k - 1].legend(
+            handles=[plt.Line2D([], [], color=colour, marker="o", linestyle="", label="design"),
+                     plt.Line2D([], [], color="red", marker="*", linestyle="",
+                                markersize=9, label="CTSM default")],
+            loc="upper right", frameon=False, fontsize=8)
+    extra = " and the CTSM default" if is_default else ""
+    fig.suptitle(f"{len(design)} design points{extra}, in the unit cube", fontsize=9)
+    fig.tight_layout()
+    return fig

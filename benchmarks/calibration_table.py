@@ -4,12 +4,17 @@ Teaching model, the 19 sample basins; spin-up WY1994, calibration WY1995-2007,
 validation WY2008-2013; KGE'. Rows, for each seed:
 
 - default parameters; best of the initial 200 runs;
-- Tang et al.'s loop (200 + 3 x 50, emulator mean searched): SSE and LSE
+- Tang et al.'s loop (200 + 3 x 50; each batch the best points of independent
+  searches of the emulator mean, ``acquisition="tang"``): SSE and LSE
   iterations 1-3 read as Tang et al. read them (each basin's best run *within*
   the iteration), and each loop's best so far;
-- the loops that use the emulator's uncertainty (Thompson sampling, 50 + 30 x 10
-  runs): per-basin GPs (SSE), and the large-sample emulator as the prior mean
-  of per-basin GPs (hierarchical);
+- the loop that uses the emulator's uncertainty: Thompson sampling near each
+  basin's best run, with local GPs (``n_local``), a step that adapts to each
+  basin's progress (``step="trust"``), few initial runs and small batches
+  (``TS`` below), with per-basin GPs (SSE);
+- the large-sample emulator as the prior mean of per-basin GPs
+  (hierarchical), Thompson sampling, 50 + 30 x 10 runs, and the SSE loop with
+  the same settings beside it;
 - DDS with 350 and 3,500 runs per basin;
 - ungauged basins (spatial 5-fold CV): the LSE, and the two donor transfers
   (SSE-calibrated parameters of the most similar and of the nearest basin).
@@ -49,7 +54,8 @@ parser.add_argument("--checkpoints", type=Path, default=None,
                     help="folder for the checkpoints of every step (resume by running again)")
 parser.add_argument("--csv", type=Path, default=None, help="write every number to this CSV file")
 parser.add_argument("--skip-thompson", action="store_true",
-                    help="leave out the Thompson-sampling loops (the slowest rows)")
+                    help="leave out the 50 + 30 x 10 Thompson loops, SSE and hierarchical "
+                         "(the slowest rows)")
 args = parser.parse_args()
 seeds = [int(s) for s in args.seeds.split(",")]
 print(emucal.size_thread_pools(), flush=True)
@@ -62,6 +68,9 @@ validate = calibrate.model_runner(ds, attrs, space, period=(2008, 2013))
 basin_attrs = attrs.loc[ds.basin.values, list(emulators.LSE_ATTRIBUTES)].to_numpy(dtype=float)
 coords = attrs.loc[ds.basin.values, ["gauge_lat", "gauge_lon"]].to_numpy(dtype=float)
 n_basin = ds.sizes["basin"]
+TANG_SEARCH = dict(popsize=60, generations=60)  # pymoo GA in MOASMO_parameters.py: 60 x 60
+# the improved loop: 20 + 66 x 5 = 350 runs per basin; chosen with benchmarks/acquisition.py
+TS = dict(n_initial=20, n_per_iteration=5, n_local=100, n_candidates=1024, perturb=0.2, step="trust")
 TANG = {"default": 0.195, "best of initial 200": 0.461, "SSE iteration 1": 0.465,
         "SSE iteration 2": 0.493, "SSE iteration 3": 0.514, "LSE iteration 1": 0.505,
         "LSE iteration 2": 0.515, "LSE iteration 3": 0.525}
@@ -85,11 +94,12 @@ for seed in seeds:
 
     initial = sampling.sample(space, 200, "lhs", seed=seed)
     sse = timed("SSE loop (Tang)", lambda: calibrate.iterate(
-        run, space, initial, n_iterations=3, n_per_iteration=50, seed=seed,
-        checkpoint=checkpoint("sse"), progress=False))
+        run, space, initial, n_iterations=3, n_per_iteration=50, seed=seed, acquisition="tang",
+        **TANG_SEARCH, checkpoint=checkpoint("sse_tang"), progress=False))
     lse = timed("LSE loop (Tang)", lambda: calibrate.iterate(
         run, space, initial, n_iterations=3, n_per_iteration=50, emulator="lse",
-        basin_attrs=basin_attrs, seed=seed, checkpoint=checkpoint("lse"), progress=False))
+        acquisition="tang", **TANG_SEARCH, basin_attrs=basin_attrs, seed=seed,
+        checkpoint=checkpoint("lse_tang"), progress=False))
     dds350 = timed("DDS 350", lambda: calibrate.dds(run, space, 350, seed=seed,
                                                     checkpoint=checkpoint("dds350"), progress=False))
     dds3500 = timed("DDS 3500", lambda: calibrate.dds(run, space, 3500, seed=seed, batch=10,
@@ -106,6 +116,15 @@ for seed in seeds:
         "SSE loop (Tang), best so far": best(sse),
         "LSE loop (Tang), best so far": best(lse),
     }
+    ts_initial = sampling.sample(space, TS["n_initial"], "lhs", seed=seed)
+    n_ts = (350 - TS["n_initial"]) // TS["n_per_iteration"]
+    ts = timed("SSE loop, Thompson, local", lambda: calibrate.iterate(
+        run, space, ts_initial, n_iterations=n_ts, n_per_iteration=TS["n_per_iteration"],
+        acquisition="thompson", n_candidates=TS["n_candidates"], perturb=TS["perturb"],
+        n_local=TS["n_local"], step=TS["step"], seed=seed, checkpoint=checkpoint("ts_local"), progress=False))
+    ts_name = (f"SSE loop, Thompson, trust region ({TS['n_initial']} + {n_ts} x "
+               f"{TS['n_per_iteration']})")
+    rows[ts_name] = best(ts)
     if not args.skip_thompson:
         ts_initial = sampling.sample(space, 50, "lhs", seed=seed)
         for name, emulator in (("SSE", "sse"), ("hierarchical", "hierarchical")):
@@ -139,10 +158,17 @@ pd.set_option("display.width", 200)
 print(f"\nscale {args.scale}, seeds {seeds}, {n_basin} basins; mean and sd over seeds")
 print(summary.to_string(float_format=lambda v: f"{v:.3f}"))
 per_seed = table.pivot(index="seed", columns="row", values="median KGE' cal")
+per_seed_val = table.pivot(index="seed", columns="row", values="median KGE' val")
+print("\nEach loop against DDS (per seed: calibration, then validation):")
 for name in [r for r in order if "Thompson" in r or "best so far" in r]:
     margin = per_seed[name] - per_seed["DDS 350"]
-    print(f"{name}: minus DDS 350 per seed {np.round(margin.values, 3).tolist()}; "
-          f"minus DDS 3500 on average {np.mean(per_seed[name] - per_seed['DDS 3500']):+.3f}")
+    margin_val = per_seed_val[name] - per_seed_val["DDS 350"]
+    print(f"{name}: minus DDS 350 per seed {np.round(margin.values, 3).tolist()}, "
+          f"validation {np.round(margin_val.values, 3).tolist()}; minus DDS 3500 on average "
+          f"{np.mean(per_seed[name] - per_seed['DDS 3500']):+.3f}")
+print("\nLSE minus SSE (Tang's loops), per iteration (mean over seeds): " + ", ".join(
+    f"{i}: {np.mean(per_seed[f'LSE iteration {i}'] - per_seed[f'SSE iteration {i}']):+.3f}"
+    for i in (1, 2, 3)))
 steps = pd.DataFrame(times).groupby("step", sort=False).seconds.agg(["mean", "max"])
 print("\nrun times per seed (s):\n" + steps.round(1).to_string())
 print(f"total {time.perf_counter() - start_all:.0f} s")

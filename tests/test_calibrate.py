@@ -325,3 +325,54 @@ def test_best_reads_a_history_so_far_or_within_an_iteration():
     from emucal import metrics
     np.testing.assert_allclose(metrics.from_norm(metrics.to_norm(np.array([-5.0, 0.2, 1.0]))),
                                [-5.0, 0.2, 1.0])
+
+
+def test_local_fit_sees_the_runs_nearest_the_best_and_still_improves():
+    unit = np.array([[[0.0, 0.0], [0.9, 0.9], [0.5, 0.5], [0.45, 0.5], [1.0, 1.0]]])
+    skill = np.array([[0.1, 0.2, 0.8, 0.3, np.nan]])  # best run: index 2
+    assert calibrate._nearest_best(unit, skill, 2).tolist() == [[2, 3]]
+    assert calibrate._nearest_best(unit, skill, None).tolist() == [[0, 1, 2, 3, 4]]
+    initial = sampling.sample(SPACE, 20, "lhs", seed=1)
+    hist = calibrate.iterate(toy_run, SPACE, initial, n_iterations=3, n_per_iteration=5,
+                             acquisition="thompson", n_candidates=200, perturb=0.3, n_local=12,
+                             progress=False)
+    assert np.all(hist.best_skill.values[:, -1] > hist.best_skill.values[:, 0])
+    for bad in (4, 12.5):  # fewer than twice the 4 parameters; not a count
+        with pytest.raises(ValueError, match="n_local"):
+            calibrate.iterate(toy_run, SPACE, initial, n_local=bad, progress=False)
+
+
+def test_tangs_batch_is_the_best_of_independent_searches():
+    # two separate peaks per basin: independent searches find both, and rank them
+    def predict(u):
+        near = lambda c: np.exp(-40 * ((u - c) ** 2).sum(-1))
+        return 0.9 * near(np.full(4, 0.2)) + 0.6 * near(np.full(4, 0.8))
+
+    batch = calibrate._independent_searches(predict, 2, 4, 12, 6, cap=1.0, popsize=20,
+                                            generations=40, seed=0)
+    assert batch.shape == (2, 6, 4)
+    np.testing.assert_allclose(batch[:, 0], 0.2, atol=0.05)  # best first
+    assert np.all(np.diff(predict(batch), axis=1) <= 1e-12)
+    initial = sampling.sample(SPACE, 20, "lhs", seed=1)
+    hist = calibrate.iterate(toy_run, SPACE, initial, n_iterations=2, n_per_iteration=5,
+                             acquisition="tang", popsize=20, generations=20, progress=False)
+    assert np.all(hist.best_skill.values[:, -1] > hist.best_skill.values[:, 0])
+
+
+def test_trust_steps_grow_after_successes_and_shrink_after_failures():
+    rising = np.array([[0.1, 0.2, 0.3, 0.4]])  # three improving iterations: double
+    flat = np.array([[0.5, 0.5, 0.5, 0.5]])  # three failures: halve
+    mixed = np.array([[0.5, 0.6, 0.6, 0.7]])  # neither three in a row
+    assert calibrate.trust_steps(rising).tolist() == [0.4]
+    assert calibrate.trust_steps(flat).tolist() == [0.1]
+    assert calibrate.trust_steps(mixed).tolist() == [0.2]
+    assert calibrate.trust_steps(np.full((1, 40), 0.5)).tolist() == [0.0125]  # floored
+    both = calibrate.trust_steps(np.concatenate([rising, flat]))
+    assert both.tolist() == [0.4, 0.1]  # one step per basin
+    initial = sampling.sample(SPACE, 20, "lhs", seed=1)
+    hist = calibrate.iterate(toy_run, SPACE, initial, n_iterations=4, n_per_iteration=4,
+                             acquisition="thompson", n_candidates=200, step="trust",
+                             progress=False)
+    assert np.all(hist.best_skill.values[:, -1] > hist.best_skill.values[:, 0])
+    with pytest.raises(ValueError, match="step"):
+        calibrate.iterate(toy_run, SPACE, initial, step="wide", progress=False)

@@ -64,7 +64,7 @@ from .parameters import ParameterSpace
 
 __all__ = [
     "best", "dds", "donor_transfer", "iterate", "model_runner", "pick_distinct", "posterior",
-    "regionalise", "search", "thompson",
+    "regionalise", "search", "thompson", "trust_steps",
 ]
 
 
@@ -229,7 +229,7 @@ def search(predict: Callable[[np.ndarray], np.ndarray], n_basin: int, n_dim: int
 
 
 def thompson(emulator, unit: np.ndarray, skill: np.ndarray, n: int, *, n_candidates: int = 1024,
-             perturb: float = 0.2, step: float = 0.2, seed: int = 0) -> np.ndarray:
+             perturb: float = 0.2, step=0.2, seed: int = 0) -> np.ndarray:
     """Propose ``n`` new runs per basin by Thompson sampling near each basin's best run.
 
     For every basin, ``n_candidates`` points are made from its best run so far
@@ -253,7 +253,8 @@ def thompson(emulator, unit: np.ndarray, skill: np.ndarray, n: int, *, n_candida
     n
         New runs per basin.
     n_candidates, perturb, step
-        Candidates per basin and how they are made (see above).
+        Candidates per basin and how they are made (see above); ``step`` is
+        one number or one per basin (see :func:`trust_steps`).
     seed
         Seed of the candidates and the draws.
 
@@ -272,6 +273,7 @@ def thompson(emulator, unit: np.ndarray, skill: np.ndarray, n: int, *, n_candida
     mask = rng.uniform(size=(n_basin, n_candidates, d)) < perturb
     forced = rng.integers(d, size=(n_basin, n_candidates))
     mask[np.arange(n_basin)[:, None], np.arange(n_candidates)[None, :], forced] = True
+    step = np.broadcast_to(np.asarray(step, float), (n_basin,))[:, None, None]
     cand = best[:, None, :] + np.where(mask, step * rng.standard_normal(mask.shape), 0.0)
     cand = np.abs(cand)
     cand = np.where(cand > 1, 2 - cand, cand).clip(0, 1)
@@ -285,6 +287,45 @@ def thompson(emulator, unit: np.ndarray, skill: np.ndarray, n: int, *, n_candida
             taken.add(pick)
             out[b, j] = cand[b, pick]
     return out
+
+
+def trust_steps(best_skill: np.ndarray, *, start: float = 0.2, smallest: float = 0.0125,
+                largest: float = 0.4, patience: int = 3) -> np.ndarray:
+    """Each basin's step size for the next batch, from how its search has gone (a trust region).
+
+    The rule of TuRBO's trust region (Eriksson et al. 2019): a basin's step
+    starts at ``start`` (in unit-cube units); after ``patience`` iterations in
+    a row that improved its best skill it doubles (at most ``largest``), after
+    ``patience`` in a row that did not it halves (at least ``smallest``), and
+    the count starts again. (TuRBO waits ``max(4, d) / batch`` failures, which
+    is 4 for 16 parameters in batches of 5, and restarts a region that
+    collapses; here both counts are ``patience`` and the step stops at
+    ``smallest``.) A search that keeps succeeding takes bolder steps; one that keeps
+    failing looks closer to its best run, where a smooth surface must improve
+    if anything does. An iteration counts as improving when the best skill
+    rose by more than 0.1% of its size.
+
+    Parameters
+    ----------
+    best_skill
+        ``(basin, k)``: the best skill after the initial design and after each
+        of the iterations so far (``best_skill`` of an :func:`iterate` history).
+
+    Returns
+    -------
+    ndarray ``(basin,)``
+    """
+    best_skill = np.nan_to_num(np.asarray(best_skill, float), nan=-np.inf)
+    step = np.full(best_skill.shape[0], float(start))
+    wins = np.zeros(best_skill.shape[0], int)
+    losses = np.zeros(best_skill.shape[0], int)
+    for before, after in zip(best_skill.T[:-1], best_skill.T[1:]):
+        improved = after > before + 1e-3 * np.abs(before)
+        wins, losses = np.where(improved, wins + 1, 0), np.where(improved, 0, losses + 1)
+        step = np.where(wins >= patience, np.minimum(2 * step, largest), step)
+        step = np.where(losses >= patience, np.maximum(step / 2, smallest), step)
+        wins, losses = np.where(wins >= patience, 0, wins), np.where(losses >= patience, 0, losses)
+    return step
 
 
 def pick_distinct(candidates: np.ndarray, n: int, *, min_distance: float = 0.05,
@@ -369,7 +410,7 @@ def iterate(run: Callable, space: ParameterSpace, initial: np.ndarray, *, n_iter
             n_per_iteration: int = 50, emulator: str = "sse", basin_attrs: np.ndarray | None = None,
             seed: int = 0, popsize: int = 150, generations: int = 60,
             acquisition: str = "mean", n_candidates: int = 1024, perturb: float = 0.2,
-            target: str = "norm_kge",
+            step: float | str = 0.2, n_local: int | None = None, target: str = "norm_kge",
             history: xr.Dataset | None = None, checkpoint: str | os.PathLike | None = None,
             progress: bool = True) -> xr.Dataset:
     """Iterative emulator-based calibration (MO-ASMO style, one objective).
@@ -401,6 +442,17 @@ def iterate(run: Callable, space: ParameterSpace, initial: np.ndarray, *, n_iter
         population (:func:`pick_distinct`); the uncertainty plays no part.
         ``"thompson"``: Thompson sampling among perturbations of each basin's
         best run (:func:`thompson`, SSE only), which uses the uncertainty.
+        ``"tang"``: as Tang et al.'s code picks a batch
+        (``run_ga_optimization`` in ``MOASMO_parameters.py`` and
+        ``MOASMO_parameter_allbasin_emulator.py`` of NCAR/CTSM_calibration):
+        ``n_per_iteration`` independent searches of the predicted mean, each
+        from its own random population, and the best point of each is run.
+        Their searches were a genetic algorithm (pymoo's GA, population 60
+        and 60 generations per basin); here they are :func:`search` with
+        ``popsize`` and ``generations``. For the large-sample emulator they
+        ran three times as many searches of population 100 for 100
+        generations and kept the best third, eight times the emulator
+        predictions of the per-basin searches; that is left out here for time.
     target
         What the emulators learn: ``"norm_kge"`` (Tang et al.) or ``"copula"``,
         each basin's normKGE ranks mapped to standard normal quantiles. The
@@ -410,6 +462,20 @@ def iterate(run: Callable, space: ParameterSpace, initial: np.ndarray, *, n_iter
         Candidates per basin and per-parameter perturbation probability for
         ``acquisition="thompson"``; ``perturb="dds"`` follows DDS's schedule,
         ``1 - ln(runs so far) / ln(total runs)`` (at least ``1/d``).
+    step
+        Standard deviation of the candidates' moves for
+        ``acquisition="thompson"``, in unit-cube units, or ``"trust"``: each
+        basin's own step, adapted to how its search goes (:func:`trust_steps`).
+    n_local
+        Fit each basin's GP on only the ``n_local`` runs nearest its best run
+        so far (unit-cube distance), as the trust-region method TuRBO fits a
+        local model (Eriksson et al. 2019); ``None`` fits all runs. A skill
+        surface in 16 dimensions is far from stationary: one set of
+        lengthscales for poor runs far away and good runs close by fits
+        neither well, and the search only proposes near the best run. A
+        local fit also costs less, so more, smaller batches are affordable.
+        Used by per-basin GPs (``"sse"``, and the residual GPs of
+        ``"hierarchical"``).
     history
         A result of an earlier call: the loop resumes from it (its runs are
         kept, and iterations continue where it stopped).
@@ -435,11 +501,16 @@ def iterate(run: Callable, space: ParameterSpace, initial: np.ndarray, *, n_iter
     target_kind = target
     if target_kind not in ("norm_kge", "copula"):
         raise ValueError(f"target must be 'norm_kge' or 'copula', not {target_kind!r}.")
-    if acquisition not in ("mean", "thompson"):
-        raise ValueError(f"acquisition must be 'mean' or 'thompson', not {acquisition!r}.")
+    if acquisition not in ("mean", "thompson", "tang"):
+        raise ValueError(f"acquisition must be 'mean', 'thompson' or 'tang', not {acquisition!r}.")
     if acquisition == "thompson" and emulator == "lse":
         raise ValueError("acquisition='thompson' needs per-basin GPs (emulator='sse' or "
                          "'hierarchical').")
+    if not (step == "trust" or (isinstance(step, (int, float)) and 0 < step <= 1)):
+        raise ValueError(f"step must be a number in (0, 1] or 'trust'; got {step!r}.")
+    if n_local is not None and (int(n_local) != n_local or n_local < 2 * len(space)):
+        raise ValueError(f"n_local must be a whole number of runs, at least twice the number of "
+                         f"parameters ({2 * len(space)}), or None; got {n_local!r}.")
     if emulator in ("lse", "hierarchical") and basin_attrs is None:
         raise ValueError("The large-sample emulator needs basin_attrs (basin, n_attr).")
     n_basin = getattr(run, "n_basin", None)
@@ -462,7 +533,8 @@ def iterate(run: Callable, space: ParameterSpace, initial: np.ndarray, *, n_iter
                     runner=getattr(run, "fingerprint", None),
                     popsize=popsize, generations=generations, initial=_fingerprint(initial),
                     acquisition=acquisition, n_candidates=n_candidates, perturb=perturb,
-                    target=target_kind,
+                    target=target_kind, **({} if n_local is None else {"n_local": int(n_local)}),
+                    **({} if step == 0.2 else {"step": step}),
                     attrs=None if basin_attrs is None else _fingerprint(basin_attrs))
     saved = _load_checkpoint(checkpoint, settings)
     history = saved if saved is not None else history
@@ -488,8 +560,11 @@ def iterate(run: Callable, space: ParameterSpace, initial: np.ndarray, *, n_iter
             from scipy.stats import norm, rankdata
 
             target = norm.ppf(rankdata(target, axis=1) / (target.shape[1] + 1))
+        near = _nearest_best(unit, skill, n_local)  # (basin, k): the runs the per-basin GPs see
+        local_unit = np.take_along_axis(unit, near[..., None], axis=1)
         if emulator == "sse":
-            em = GPEmulator(lower=0, upper=1, seed=seed + it).fit(unit, target)
+            em = GPEmulator(lower=0, upper=1, seed=seed + it).fit(
+                local_unit, np.take_along_axis(target, near, axis=1))
             predict = em.predict
         else:
             n_run = unit.shape[1]
@@ -502,16 +577,28 @@ def iterate(run: Callable, space: ParameterSpace, initial: np.ndarray, *, n_iter
                 return lse.predict(feats).reshape(n_basin, m)
             em = lse
             if emulator == "hierarchical":
+                residual = np.take_along_axis(target, near, axis=1) - predict(local_unit)
                 em = _PriorMeanGP(predict, GPEmulator(lower=0, upper=1, seed=seed + it).fit(
-                    unit, target - predict(unit)))
+                    local_unit, residual))
                 predict = em.predict
         if acquisition == "thompson":
             p_it = perturb
             if perturb == "dds":  # DDS's schedule: from global to local as the budget is spent
                 budget = params.shape[1] + (n_iterations - it + 1) * n_per_iteration
                 p_it = max(1.0 - np.log(params.shape[1]) / np.log(budget), 1.0 / d)
+            if step == "trust":
+                best_so_far = np.stack([np.nanmax(np.where(iteration <= k, skill, -np.inf), axis=1)
+                                        for k in range(it)], axis=1)
+                step_it = trust_steps(best_so_far)
+            else:
+                step_it = step
             new_unit = thompson(em, unit, skill, n_per_iteration, n_candidates=n_candidates,
-                                perturb=p_it, seed=seed + 1000 * it)
+                                perturb=p_it, step=step_it, seed=seed + 1000 * it)
+        elif acquisition == "tang":
+            new_unit = _independent_searches(predict, n_basin, d, n_per_iteration, n_per_iteration,
+                                             cap=1.0 if target_kind == "norm_kge" else np.inf,
+                                             popsize=popsize, generations=generations,
+                                             seed=seed + 1000 * it)
         else:
             best_idx = np.argsort(-np.nan_to_num(skill, nan=-np.inf), axis=1)[:, :10]
             seeds = np.take_along_axis(unit, best_idx[..., None], axis=1)
@@ -531,6 +618,35 @@ def iterate(run: Callable, space: ParameterSpace, initial: np.ndarray, *, n_iter
         keep = iteration[0] <= n_iterations
         done = _history(params[:, keep], skill[:, keep], iteration[:, keep], space, basins)
     return done
+
+
+def _independent_searches(predict: Callable, n_basin: int, d: int, n_search: int, n_keep: int,
+                          cap: float, **search_kw) -> np.ndarray:
+    """The best point of each of ``n_search`` independent searches per basin, the ``n_keep`` best.
+
+    The searches run as one batched :func:`search` over ``basin x search``
+    populations, so that each generation costs one call of ``predict``;
+    predictions above ``cap`` (1 for normKGE) count as ``cap``.
+    """
+    def predict_all(u):  # u: (basin * n_search, popsize, d)
+        m = u.shape[1]
+        return predict(u.reshape(n_basin, n_search * m, d)).reshape(n_basin * n_search, m)
+
+    pop, fit = search(lambda u: np.minimum(predict_all(u), cap), n_basin * n_search, d,
+                      **search_kw)
+    winners = pop[:, 0].reshape(n_basin, n_search, d)
+    order = np.argsort(-fit[:, 0].reshape(n_basin, n_search), axis=1, kind="stable")[:, :n_keep]
+    return np.take_along_axis(winners, order[..., None], axis=1)
+
+
+def _nearest_best(unit: np.ndarray, skill: np.ndarray, k: int | None) -> np.ndarray:
+    """Indices ``(basin, k)`` of each basin's ``k`` runs nearest its best run (all runs if ``k`` is None)."""
+    n_basin, n_run, _ = unit.shape
+    if k is None or k >= n_run:
+        return np.broadcast_to(np.arange(n_run), (n_basin, n_run))
+    best = unit[np.arange(n_basin), np.nan_to_num(skill, nan=-np.inf).argmax(axis=1)]
+    dist = np.linalg.norm(unit - best[:, None, :], axis=-1)
+    return np.sort(np.argsort(dist, axis=1, kind="stable")[:, :k], axis=1)
 
 
 class _PriorMeanGP:

@@ -1,0 +1,90 @@
+"""How to spend 350 runs per basin: settings of the Thompson-sampling loop, over seeds.
+
+Teaching model, the 19 sample basins, calibration WY1995-2007, KGE'. For each
+setting (initial runs, batch size, local GP or not, perturbation probability)
+and each seed, the median over basins of the best KGE' after 350 runs per
+basin, beside DDS with 350 runs of the same seed. This is the measurement
+behind the ``TS`` settings of ``benchmarks/calibration_table.py``.
+
+Run: python benchmarks/acquisition.py [--seeds 0,1,2] [--settings NAME,...] [--csv FILE]
+"""
+
+import argparse
+import platform
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+import emucal
+from emucal import calibrate, camels, sampling
+from emucal.parameters import ParameterSpace
+
+BUDGET = 350
+# name: (initial runs, runs per iteration, n_local, perturb, step)
+SETTINGS = {
+    "50 + 30 x 10, all runs": (50, 10, None, 0.2, 0.2),
+    "50 + 60 x 5, local 100": (50, 5, 100, 0.2, 0.2),
+    "20 + 66 x 5, local 100": (20, 5, 100, 0.2, 0.2),
+    "20 + 66 x 5, local 100, DDS schedule": (20, 5, 100, "dds", 0.2),
+    "20 + 66 x 5, local 100, trust region": (20, 5, 100, 0.2, "trust"),
+}
+
+parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default: 0,1,2)")
+parser.add_argument("--settings", default=None,
+                    help="comma-separated names of SETTINGS to run (default: all)")
+parser.add_argument("--checkpoints", type=Path, default=None,
+                    help="folder for checkpoints (resume by running again)")
+parser.add_argument("--csv", type=Path, default=None, help="write every number to this CSV file")
+args = parser.parse_args()
+seeds = [int(s) for s in args.seeds.split(",")]
+names = list(SETTINGS) if args.settings is None else args.settings.split(",")
+unknown = set(names) - set(SETTINGS)
+if unknown:
+    parser.error(f"unknown settings {sorted(unknown)}; choose from {list(SETTINGS)}")
+print(emucal.size_thread_pools(), flush=True)
+
+space = ParameterSpace.tang2025()
+ds = camels.load_basins(start="1993-10-01", end="2013-09-30")
+attrs = camels.attributes()
+run = calibrate.model_runner(ds, attrs, space, period=(1995, 2007))
+
+
+def checkpoint(name, seed):
+    return None if args.checkpoints is None else args.checkpoints / f"{name}_{seed}.nc"
+
+
+records = []
+for seed in seeds:
+    dds = calibrate.dds(run, space, BUDGET, seed=seed, progress=False,
+                        checkpoint=checkpoint("dds350_linear", seed))
+    dds_median = float(np.median(dds.skill.max("run")))
+    for name in names:
+        n_initial, batch, n_local, perturb, step = SETTINGS[name]
+        start = time.perf_counter()
+        hist = calibrate.iterate(
+            run, space, sampling.sample(space, n_initial, "lhs", seed=seed),
+            n_iterations=(BUDGET - n_initial) // batch, n_per_iteration=batch,
+            acquisition="thompson", n_local=n_local, perturb=perturb, step=step, seed=seed,
+            checkpoint=checkpoint("acq_" + "".join(c for c in name if c.isalnum()), seed),
+            progress=False)
+        median = float(np.median(hist.skill.max("run")))
+        records.append({"seed": seed, "setting": name, "median KGE' cal": median,
+                        "DDS 350": dds_median, "minus DDS 350": median - dds_median,
+                        "seconds": time.perf_counter() - start})
+        print(records[-1], flush=True)
+
+table = pd.DataFrame(records)
+summary = table.groupby("setting", sort=False)[["median KGE' cal", "minus DDS 350", "seconds"]]
+summary = summary.agg(["mean", "std", "min"])
+pd.set_option("display.width", 200)
+print(f"\nseeds {seeds}; median over 19 basins of the best KGE' after {BUDGET} runs")
+print(summary.to_string(float_format=lambda v: f"{v:.3f}"))
+if args.csv is not None:
+    table["date"] = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    table["machine"] = f"{platform.machine()}, {platform.system()}"
+    table.to_csv(args.csv, index=False)
+    print(f"wrote {args.csv}")

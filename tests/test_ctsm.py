@@ -642,7 +642,7 @@ def test_paths_with_quotes_stay_valid_fortran_strings(files, tmp_path):
 def test_an_interrupted_preparation_resumes_and_deletes_only_its_own_files(files, monkeypatch):
     samples = sampling.sample(SPACE, 4, "lhs", seed=3)
     kwargs = dict(ctsm_version=NEW, surfdata=files["surf"])
-    real, calls = ctsm._write_edited, []
+    real, calls = ctsm.members._write_edited, []
 
     def dies_on_member_2(source, target, *args):
         calls.append(target)
@@ -650,12 +650,12 @@ def test_an_interrupted_preparation_resumes_and_deletes_only_its_own_files(files
             raise KeyboardInterrupt
         return real(source, target, *args)
 
-    monkeypatch.setattr(ctsm, "_write_edited", dies_on_member_2)
+    monkeypatch.setattr(ctsm.members, "_write_edited", dies_on_member_2)
     with pytest.raises(KeyboardInterrupt):
         ctsm.prepare_ensemble(SPACE, samples, files["case"], files[NEW], files["out"], **kwargs)
     assert (files["out"] / "member_0002.part").is_dir()
     before = sha256(files["out"] / "member_0001" / "user_nl_clm")
-    monkeypatch.setattr(ctsm, "_write_edited", real)
+    monkeypatch.setattr(ctsm.members, "_write_edited", real)
     plan = ctsm.prepare_ensemble(SPACE, samples, files["case"], files[NEW], files["out"], **kwargs)
     assert list(plan.index) == [0, 1, 2, 3]
     assert sorted(p.name for p in files["out"].iterdir()) == [f"member_{m:04d}" for m in range(4)]

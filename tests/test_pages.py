@@ -440,8 +440,9 @@ def test_download_and_binder_buttons(page, visit):
 
 
 def emucal_modules() -> list[str]:
-    """Every public emucal module: those emucal._MODULES names and those in the package folder."""
-    found = {m.name for m in pkgutil.iter_modules(emucal.__path__) if not m.name.startswith("_")}
+    """Every public emucal module: emucal._MODULES and those in the package folder, subpackages' too."""
+    found = {m.name.removeprefix("emucal.") for m in pkgutil.walk_packages(emucal.__path__, "emucal.")
+             if not any(part.startswith("_") for part in m.name.split("."))}
     return sorted(found | set(emucal._MODULES))
 
 

@@ -6,7 +6,8 @@ One module per step of the workflow (see the book's API page):
 - :mod:`emucal.camels`: CAMELS-US attributes, forcing and streamflow.
 - :mod:`emucal.parameters`: the CTSM parameters to calibrate (:class:`~emucal.parameters.ParameterSpace`).
 - :mod:`emucal.sampling`: Latin hypercube, Sobol' and random designs and their diagnostics.
-- :mod:`emucal.ctsm`: a real CTSM ensemble: paramfiles, namelists, CIME scripts, history files.
+- :mod:`emucal.ctsm`: a real CTSM ensemble: :mod:`~emucal.ctsm.members` writes paramfiles, namelists and
+  CIME scripts, :mod:`~emucal.ctsm.history` reads the history files back.
 - :mod:`emucal.model`: the teaching model, CTSM's hydrology in a fast lumped form.
 - :mod:`emucal.ensemble`: running samples x basins in chunks, resumable, locally or on dask.
 - :mod:`emucal.emulators`: GPyTorch emulators (per-basin batch GP, large-sample GP) and baselines.

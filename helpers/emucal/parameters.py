@@ -29,10 +29,10 @@ Defaults that belong to the basin: ``zbedrock`` has no single default (the
 own surface data. Its :attr:`Parameter.default` is ``None`` and
 :attr:`ParameterSpace.defaults` holds NaN for it. Everywhere in emucal a NaN in
 a parameter set means *the base case's value*: the teaching model then uses the
-basin's own depth, and :func:`emucal.ctsm.prepare_ensemble` leaves the
-variable untouched, so that a row of :attr:`ParameterSpace.defaults` (member 0
-of :func:`emucal.sampling.sample`) is the base case exactly, as in Tang et
-al.'s runs (``MOASMO_parameters.py`` lines 220-230, ``adddefault``).
+basin's own depth, and :func:`emucal.ctsm.members.prepare_ensemble` leaves
+the variable untouched, so that a row of :attr:`ParameterSpace.defaults`
+(member 0 of :func:`emucal.sampling.sample`) is the base case exactly, as in
+Tang et al.'s runs (``MOASMO_parameters.py`` lines 220-230, ``adddefault``).
 
 Scales: Tang et al. sample every parameter uniformly between its bounds
 (``MOASMO_parameters.py`` line 236, ``factor * (upper - lower) + lower``), and

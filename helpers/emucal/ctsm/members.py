@@ -1,18 +1,12 @@
-r"""Real CTSM ensembles: parameter files, namelists, CIME cases and history files.
+r"""Writing the members of a CTSM perturbed-parameter ensemble.
 
-The teaching model runs an ensemble in seconds; CTSM needs a cluster. This
-module does the two ends of a CTSM ensemble in Python and leaves the running
-to CIME on the cluster:
-
-1. :func:`prepare_ensemble` writes, for every parameter set, a folder with
-   the files that make a single-basin CTSM case run with those values, and a
-   shell script of CIME commands that clones the base case and submits it.
-   Nothing is submitted from Python.
-2. :func:`read_history` reads the daily history files the runs write and
-   returns them in the layout of :func:`emucal.model.simulate`, a Dataset
-   ``(member, basin, time)`` of flows in mm/day, so that the chapters' code
-   (metrics, emulators) works on real CTSM output unchanged.
-   :func:`incomplete_members` lists the runs that failed or stopped early.
+The first end of a CTSM ensemble; the second, reading the runs back, is
+:mod:`emucal.ctsm.history`. :func:`prepare_ensemble` writes, for every
+parameter set, a folder with the files that make a single-basin CTSM case run
+with those values, and a shell script of CIME commands that clones the base
+case and submits it. Nothing is submitted from Python. :func:`example_case`
+writes a stand-in base case to try it without CTSM, and
+:func:`fortran_number` writes a number as a namelist reads it.
 
 Where CTSM reads a parameter
 ----------------------------
@@ -90,36 +84,18 @@ commented out, so that no variable is set twice), then ``./case.setup`` and
 with ``submit_args="--no-batch"``, runs inside a job you already hold, such as
 one task of a job array).
 
-History files and CTSM's time stamps
-------------------------------------
-With ``hist_nhtfrq = 0, -24`` in ``user_nl_clm`` CTSM writes daily means to
-the second history tape, files ``CASE.clm2.h1.YYYY-MM-DD-SSSSS.nc``
-(``CASE.clm2.h1a.*.nc`` from ctsm5.3.062 on, ``a`` for averages). Fluxes such
-as ``QRUNOFF`` are in mm/s (kg m-2 s-1). Where an averaged record is stamped
-depends on the version: up to ctsm5.3.017 its ``time`` is the *end* of the
-averaging interval (the mean of 1 October 1994 is stamped ``1994-10-02
-00:00``); from ctsm5.3.018 on it is the *middle* of the interval
-(``1994-10-01 12:00``; ``doc/ChangeLog``: "Change history time to be the
-middle of the time bounds"). :func:`read_history` handles both: it labels
-each daily mean with the day it averages, the lower edge of ``time_bounds``
-where the file has it, otherwise ``ceil(time) - 1`` days after the reference
-date, which is the right day for either stamp. CTSM's default calendar is ``noleap``: its output has no
-29 February, and those days are NaN, like any other missing day, when the
-result is aligned with observations.
-
 References
 ----------
 Tang, G., Wood, A. W. and Swenson, S. (2025), On using AI-based large-sample
 emulators for land/hydrology model calibration and regionalization, Water
 Resour. Res. 61, e2024WR039525; code: https://github.com/NCAR/CTSM_calibration.
 Lawrence, D. M. et al. (2019), The Community Land Model version 5, J. Adv.
-Model. Earth Syst. 11, 4245-4287 (history fields, parameter files).
+Model. Earth Syst. 11, 4245-4287 (parameter files).
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import glob
 import json
 import math
 import os
@@ -128,38 +104,16 @@ import shlex
 import shutil
 import warnings
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Mapping
 
 import netCDF4
 import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .parameters import Parameter, ParameterSpace, _version_key
+from ..parameters import Parameter, ParameterSpace, _version_key
 
-__all__ = [
-    "HISTORY_VARIABLES",
-    "NAMELIST_DEFAULTS",
-    "example_case",
-    "fortran_number",
-    "incomplete_members",
-    "prepare_ensemble",
-    "read_history",
-]
-
-#: CTSM history fields :func:`read_history` reads: CTSM name -> (name in the
-#: result, long name). All are water fluxes in mm/s in the files and mm/day
-#: in the result.
-HISTORY_VARIABLES = {
-    "QRUNOFF": ("qsim", "total liquid runoff, not including correction for land use change"),
-    "QOVER": ("qover", "total surface runoff (includes QH2OSFC)"),
-    "QDRAI": ("qdrai", "sub-surface drainage"),
-    "QDRAI_PERCH": ("qdrai_perch", "perched water table drainage"),
-    "QRGWL": ("qrgwl", "surface runoff at glaciers (liquid only), wetlands, lakes"),
-    "QVEGE": ("qvege", "canopy evaporation"),
-    "QVEGT": ("qvegt", "canopy transpiration"),
-    "QSOIL": ("qsoil", "ground evaporation (soil/snow evaporation + soil/snow sublimation - dew)"),
-}
+__all__ = ["NAMELIST_DEFAULTS", "fortran_number", "prepare_ensemble", "example_case"]
 
 #: CTSM's namelist defaults for the parameters that a shift moves, in degC
 #: (``namelist_defaults_ctsm.xml``, CLM5 physics). Used only when the base
@@ -175,10 +129,6 @@ _STAMP = ".emucal-member.json"  # what a finished member folder was made from
 _PART_MARK = ".emucal-part"  # marks a member folder that emucal is still writing
 _FILL_LIMIT = 1e30  # CTSM's fill value is 1e36; anything this large is not data
 _KELVIN = 273.15
-_SECONDS_PER_DAY = 86400.0
-_FLUX_UNITS = {"mm/s", "mms-1", "mm/sec", "kg/m2/s", "kgm-2s-1", "kg/m2s", "kg/(m2s)"}
-_NOLEAP_MONTHS = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
-_NOLEAP_CUM = np.cumsum((0,) + _NOLEAP_MONTHS)
 
 
 # ====================================================================== helpers
@@ -839,385 +789,6 @@ def _case_setting_text(base_case: Path, name: str):
         if text is not None:
             return str(_parse_fortran_value(text)), path
     return None, None
-
-
-# ================================================================= read back
-def _calendar_dates(days: np.ndarray, units: str, calendar: str) -> pd.DatetimeIndex:
-    """Whole days after a CF reference date -> dates (noleap or Gregorian calendars)."""
-    match = re.match(r"\s*days\s+since\s+(\d{1,4})-(\d{1,2})-(\d{1,2})", units)
-    if not match:
-        raise ValueError(f"Time units {units!r} are not 'days since YYYY-MM-DD ...'.")
-    year, month, day = (int(g) for g in match.groups())
-    calendar = (calendar or "standard").lower()
-    days = np.asarray(days, dtype=np.int64)
-    if calendar in ("noleap", "365_day"):
-        ordinal = year * 365 + int(_NOLEAP_CUM[month - 1]) + day - 1 + days
-        years, doy = np.divmod(ordinal, 365)
-        months = np.searchsorted(_NOLEAP_CUM, doy, side="right")
-        dom = doy - _NOLEAP_CUM[months - 1] + 1
-        dates = ((years - 1970).astype("datetime64[Y]").astype("datetime64[M]")
-                 + (months - 1).astype("timedelta64[M]")).astype("datetime64[D]") \
-            + (dom - 1).astype("timedelta64[D]")
-    elif calendar in ("standard", "gregorian", "proleptic_gregorian"):
-        dates = np.datetime64(f"{year:04d}-{month:02d}-{day:02d}", "D") + days
-    else:
-        raise ValueError(f"Calendar {calendar!r} is not supported; CTSM writes 'noleap' "
-                         "(the default) or 'gregorian'.")
-    return pd.DatetimeIndex(dates.astype("datetime64[ns]"))
-
-
-def _reference_offset(units: str) -> float:
-    """Time of day of the reference date, in days (CTSM uses 00:00:00)."""
-    match = re.search(r"\d{1,4}-\d{1,2}-\d{1,2}[ T](\d{1,2}):(\d{1,2})(?::(\d{1,2}(?:\.\d*)?))?",
-                      units)
-    if not match:
-        return 0.0
-    h, m, sec = match.group(1), match.group(2), match.group(3) or "0"
-    return (int(h) * 3600 + int(m) * 60 + float(sec)) / _SECONDS_PER_DAY
-
-
-def _as_float(var) -> np.ndarray:
-    """A netCDF4 variable as float64 with fill values as NaN."""
-    return np.ma.filled(np.ma.asarray(var[:], dtype=np.float64), np.nan)
-
-
-def _history_days(nc, path: Path) -> pd.DatetimeIndex:
-    """The day each record of a daily history file averages (see the module docstring)."""
-    time = nc.variables["time"]
-    units = str(getattr(time, "units", ""))
-    calendar = str(getattr(time, "calendar", "standard"))
-    offset = _reference_offset(units)
-    t = _as_float(time) + offset
-    names = (getattr(time, "bounds", None), "time_bounds", "time_bnds")
-    bounds = next((b for b in names if b and b in nc.variables), None)
-    tol = 1e-6
-    if bounds is not None:
-        b = _as_float(nc.variables[bounds]).reshape(-1, 2) + offset
-        width = b[:, 1] - b[:, 0]
-        if np.any(np.abs(width - 1.0) > 1e-3):
-            raise ValueError(f"{path}: read_history reads daily means (hist_nhtfrq = -24), but "
-                             f"this file averages over {np.unique(np.round(width, 3))} days.")
-        day = np.floor(b[:, 0] + tol)
-    else:
-        if t.size > 1 and np.any(np.abs(np.diff(t) - 1.0) > 1e-3):
-            raise ValueError(f"{path}: read_history reads daily means (hist_nhtfrq = -24), but "
-                             "the records of this file are not one day apart.")
-        day = np.ceil(t - tol) - 1.0
-    return _calendar_dates(day, units, calendar)
-
-
-def _find_history(spec, tape: str) -> list[Path]:
-    """History files for one (member, basin): a file, a glob, or a folder to search."""
-    text = str(spec)
-    if any(c in text for c in "*?["):
-        return sorted(Path(p) for p in glob.glob(os.path.expanduser(text)))
-    path = Path(text).expanduser()
-    if path.is_file():
-        return [path]
-    if not path.is_dir():
-        return []
-    patterns = [f"*.clm2.{tape}.*.nc"] + ([f"*.clm2.{tape}a.*.nc"] if tape[-1].isdigit() else [])
-    for folder in (path, path / "lnd" / "hist", path / "run"):
-        found = sorted({f for pattern in patterns for f in folder.glob(pattern)})
-        if found:
-            return found
-    return []
-
-
-def _flux_factor(var, path: Path) -> float:
-    """Factor from the units of a CTSM water flux to mm/day."""
-    units = str(getattr(var, "units", ""))
-    key = units.replace(" ", "").replace("^", "").replace("**", "").lower()
-    if key not in _FLUX_UNITS:
-        raise ValueError(f"{path}: {var.name} has units {units!r}; read_history expects a water "
-                         "flux in mm/s (kg m-2 s-1), as CTSM writes it.")
-    return _SECONDS_PER_DAY
-
-
-def _weights(nc, space_dims: tuple[str, ...]) -> np.ndarray | None:
-    """Gridcell weights area x landfrac, when the file has them on ``space_dims``."""
-    if "area" not in nc.variables or nc.variables["area"].dimensions != space_dims:
-        return None
-    w = _as_float(nc.variables["area"])
-    if "landfrac" in nc.variables and nc.variables["landfrac"].dimensions == space_dims:
-        w = w * _as_float(nc.variables["landfrac"])
-    return w.reshape(-1)
-
-
-def _basin_mean(var, nc, path: Path) -> np.ndarray:
-    """Daily basin means of one field: over its gridcells, area x landfrac weighted if known."""
-    dims = var.dimensions
-    if not dims or dims[0] != "time":
-        raise ValueError(f"{path}: {var.name} has dimensions {dims}; expected time first.")
-    bad = [d for d in dims if d in ("pft", "column", "landunit")]
-    if bad:
-        raise ValueError(f"{path}: {var.name} is on {bad}; write gridcell averages "
-                         "(hist_dov2xy = .true., the default).")
-    x = _as_float(var).reshape(var.shape[0], -1) * _flux_factor(var, path)
-    w = _weights(nc, dims[1:])
-    if w is None or w.size != x.shape[1]:
-        w = np.ones(x.shape[1])
-    w = np.where(np.isfinite(w) & (np.abs(w) < _FILL_LIMIT), w, 0.0)
-    ok = np.isfinite(x) & (np.abs(x) < _FILL_LIMIT * _SECONDS_PER_DAY) & (w[None, :] > 0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(ok, x * w, 0.0).sum(1) / np.where(ok, w, 0.0).sum(1)
-
-
-def _read_files(files: list[Path], names: list[str], required: bool) -> tuple[dict, dict]:
-    """Daily series {CTSM name: pandas.Series (mm/day)} and long names of one (member, basin).
-
-    Files are read in name order (chronological for CTSM's names); a day in
-    two files (a run restarted over old output) keeps the later file's value.
-    """
-    series: dict[str, list[pd.Series]] = {n: [] for n in names}
-    long_names: dict[str, str] = {}
-    for path in files:
-        with netCDF4.Dataset(path) as nc:
-            nc.set_auto_mask(True)
-            if "time" not in nc.variables or nc.variables["time"].shape[0] == 0:
-                continue
-            days = _history_days(nc, path)
-            for name in names:
-                if name not in nc.variables:
-                    if required:
-                        raise KeyError(f"{path} has no {name}; add it to the history tape "
-                                       "(hist_fincl2) or leave it out of variables.")
-                    continue
-                var = nc.variables[name]
-                series[name].append(pd.Series(_basin_mean(var, nc, path), index=days))
-                long_names.setdefault(name, str(getattr(var, "long_name", "")))
-    out = {}
-    for name, parts in series.items():
-        if parts:
-            s = pd.concat(parts)
-            out[name] = s[~s.index.duplicated(keep="last")].sort_index()
-    return out, long_names
-
-
-def _normalise_cases(cases, basin) -> dict[tuple[int, str], object]:
-    if isinstance(cases, Mapping):
-        keys = list(cases)
-        if keys and all(isinstance(k, tuple) and len(k) == 2 for k in keys):
-            if basin is not None:
-                raise ValueError("Give basin= only when the keys of cases are members, "
-                                 "not (member, basin) pairs.")
-            return {(int(m), str(b)): v for (m, b), v in cases.items()}
-        if basin is None:
-            raise ValueError("cases maps members to paths: also give basin=..., or use "
-                             "(member, basin) keys.")
-        return {(int(m), str(basin)): v for m, v in cases.items()}
-    if isinstance(cases, (str, os.PathLike)):
-        raise TypeError("cases must be a mapping or a list of paths, not one path; e.g. "
-                        "read_history([path], basin='01013500').")
-    if basin is None:
-        raise ValueError("A list of paths needs basin=... (members are numbered 0, 1, ...).")
-    return {(i, str(basin)): v for i, v in enumerate(cases)}
-
-
-def read_history(
-    cases,
-    *,
-    basin: str | None = None,
-    variables: Sequence[str] | None = None,
-    tape: str = "h1",
-    start=None,
-    end=None,
-) -> xr.Dataset:
-    """Read CTSM daily history files of an ensemble into ``(member, basin, time)``.
-
-    Parameters
-    ----------
-    cases
-        Where each run's history files are. Either a mapping
-        ``{(member, basin): location}``, or ``{member: location}`` or a list
-        of locations (members 0, 1, ...) together with ``basin``. A location
-        is a history file, a glob pattern (``".../lnd/hist/*.clm2.h1*.nc"``),
-        or a folder: the folder itself, its ``lnd/hist`` (a CIME archive
-        folder, ``DOUT_S_ROOT``) and its ``run`` folder are searched, in that
-        order, for ``*.clm2.<tape>.*.nc`` and ``*.clm2.<tape>a.*.nc`` (the
-        naming from ctsm5.3.062 on). A location with no files is a missing
-        member, not an error.
-    basin
-        The basin of all runs, when ``cases`` does not give (member, basin)
-        pairs.
-    variables
-        CTSM fields to read (keys of :data:`HISTORY_VARIABLES`). Default:
-        ``QRUNOFF`` plus whichever of the others the files have. Named
-        fields must be in every file.
-    tape
-        The history tape with the daily means: ``"h1"`` (also matches
-        ``h1a``), or e.g. ``"h2"``.
-    start, end
-        First and last day to return (anything pandas reads as a date).
-        With both, a run is complete when it has every day between them
-        (but 29 February when no run has one, as in CTSM's ``noleap``
-        calendar). Default: the days that any run of the basin has.
-
-    Returns
-    -------
-    xarray.Dataset
-        ``qsim`` (from ``QRUNOFF``) and the other fields under the names of
-        :data:`HISTORY_VARIABLES` (``qover``, ``qdrai``, ...), plus ``et =
-        qvege + qvegt + qsoil`` when all three are read; each ``(member,
-        basin, time)`` in mm/day, NaN where a run has no value. ``time`` is
-        the day each mean covers (see the module docstring). ``days_read``
-        ``(member, basin)`` counts the days found; ``attrs["missing"]`` and
-        ``attrs["incomplete"]`` list the runs with no files and with fewer
-        days than their basin's period (also reported by a warning and by
-        :func:`incomplete_members`).
-
-    Raises
-    ------
-    FileNotFoundError
-        When no run has any history file.
-    ValueError
-        For files that are not daily means, fluxes not in mm/s, or output on
-        PFTs or columns.
-
-    Warns
-    -----
-    UserWarning
-        Naming the missing and incomplete runs.
-
-    Examples
-    --------
-    >>> plan = prepare_ensemble(...)  # doctest: +SKIP
-    >>> flows = read_history({(m, "01013500"): f"{folder}/archive"
-    ...                       for m, folder in plan.folder.items()})  # doctest: +SKIP
-    >>> metrics.kge_prime(flows.qsim, qobs)  # doctest: +SKIP
-    """
-    runs = _normalise_cases(cases, basin)
-    if not runs:
-        raise ValueError("cases is empty.")
-    unknown = [v for v in (variables or []) if v not in HISTORY_VARIABLES]
-    if unknown:
-        raise ValueError(f"Unknown variables {unknown}; choose from {list(HISTORY_VARIABLES)}.")
-    names = list(variables) if variables else list(HISTORY_VARIABLES)
-    required = variables is not None
-
-    data: dict[tuple[int, str], dict[str, pd.Series]] = {}
-    long_names: dict[str, str] = {}
-    for key, spec in runs.items():
-        files = _find_history(spec, tape)
-        series, names_found = _read_files(files, names, required)
-        if files and "QRUNOFF" not in series and "QRUNOFF" in names:
-            raise KeyError(f"The history files of member {key[0]}, basin {key[1]} ({files[0]}, "
-                           "...) have no QRUNOFF.")
-        data[key] = series
-        long_names.update(names_found)
-    if not any(data.values()):
-        raise FileNotFoundError(
-            f"No history files ({tape}) found for any run; looked in e.g. {next(iter(runs.values()))}.")
-    present = [n for n in names if any(n in s for s in data.values())]
-
-    members = sorted({m for m, _ in runs})
-    basins = list(dict.fromkeys(b for _, b in runs))
-    lo = pd.Timestamp(start) if start is not None else None
-    hi = pd.Timestamp(end) if end is not None else None
-    expected: dict[str, pd.DatetimeIndex] = {}
-    for b in basins:
-        days = [s.index for (m, bb), d in data.items() if bb == b for s in d.values()]
-        idx = days[0].append(days[1:]).unique().sort_values() if days else pd.DatetimeIndex([])
-        if lo is not None and hi is not None and len(idx):
-            # the full daily period, without 29 February if the runs have none
-            full = pd.date_range(lo, hi, freq="D")
-            if not ((idx.month == 2) & (idx.day == 29)).any():
-                full = full[~((full.month == 2) & (full.day == 29))]
-            idx = full
-        if lo is not None:
-            idx = idx[idx >= lo]
-        if hi is not None:
-            idx = idx[idx <= hi]
-        expected[b] = idx
-    time = pd.DatetimeIndex(sorted(set().union(*[set(i) for i in expected.values()])))
-
-    shape = (len(members), len(basins), len(time))
-    arrays = {n: np.full(shape, np.nan) for n in present}
-    days_read = np.zeros(shape[:2], dtype=np.int64)
-    missing, incomplete = [], []
-    row, col = {m: i for i, m in enumerate(members)}, {b: j for j, b in enumerate(basins)}
-    for (m, b), series in data.items():
-        i, j = row[m], col[b]
-        for n, s in series.items():
-            s = s[s.index.isin(time)]
-            arrays[n][i, j, time.get_indexer(s.index)] = s.to_numpy()
-        if "QRUNOFF" in series:
-            have = series["QRUNOFF"].index
-        else:
-            have = next(iter(series.values())).index if series else pd.DatetimeIndex([])
-        n_have = int(have.isin(expected[b]).sum())
-        days_read[i, j] = n_have
-        if n_have == 0:
-            missing.append(f"{m}:{b}")
-        elif n_have < len(expected[b]):
-            incomplete.append(f"{m}:{b} ({n_have} of {len(expected[b])} days)")
-    # (member, basin) pairs not in cases at all are missing too
-    for m in members:
-        for b in basins:
-            if (m, b) not in runs:
-                missing.append(f"{m}:{b}")
-    if missing or incomplete:
-        def listed(items):
-            return ", ".join(items[:20]) + (f", ... ({len(items) - 20} more)" if len(items) > 20 else "")
-        parts = ([f"no history files for {len(missing)} (member:basin): {listed(missing)}"]
-                 if missing else [])
-        parts += ([f"too few days for {len(incomplete)}: {listed(incomplete)}"]
-                  if incomplete else [])
-        warnings.warn("CTSM runs not complete: " + "; ".join(parts)
-                      + ". Their days are NaN; see incomplete_members().", UserWarning,
-                      stacklevel=2)
-
-    data_vars = {}
-    for n in present:
-        out_name, default_long = HISTORY_VARIABLES[n]
-        data_vars[out_name] = (("member", "basin", "time"), arrays[n], {
-            "units": "mm/day", "long_name": long_names.get(n) or default_long,
-            "ctsm_name": n, "ctsm_units": "mm/s"})
-    if all(n in present for n in ("QVEGE", "QVEGT", "QSOIL")):
-        data_vars["et"] = (("member", "basin", "time"),
-                           arrays["QVEGE"] + arrays["QVEGT"] + arrays["QSOIL"],
-                           {"units": "mm/day", "long_name": "evapotranspiration, QVEGE + QVEGT + QSOIL"})
-    data_vars["days_read"] = (("member", "basin"), days_read,
-                              {"long_name": "days of history found for the run"})
-    expected_days = np.array([len(expected[b]) for b in basins], dtype=np.int64)
-    return xr.Dataset(data_vars, coords={
-        "member": members, "basin": np.asarray(basins, dtype=str), "time": time.values,
-        "expected_days": ("basin", expected_days, {"long_name": "days in the basin's period"}),
-    }, attrs={
-        "model": "CTSM",
-        "source": f"history tape {tape}",
-        "time_convention": "each time is the day the daily mean covers (lower edge of "
-                           "time_bounds; else the CTSM time stamp minus one day)",
-        "missing": ", ".join(missing),
-        "incomplete": ", ".join(incomplete),
-    })
-
-
-def incomplete_members(flows: xr.Dataset) -> pd.DataFrame:
-    """The runs of :func:`read_history` output that are missing or stopped early.
-
-    Parameters
-    ----------
-    flows
-        The Dataset of :func:`read_history` (uses ``days_read`` and
-        ``expected_days``).
-
-    Returns
-    -------
-    pandas.DataFrame
-        One row per incomplete run: ``member``, ``basin``, ``days_read``,
-        ``expected_days`` and ``status`` (``"missing"`` or ``"incomplete"``);
-        empty when every run is complete. Rerun these members (their
-        ``run_case.sh``, after removing the old case) or leave them out.
-    """
-    if "days_read" not in flows or "expected_days" not in flows.coords:
-        raise ValueError("flows must be the Dataset of read_history (days_read, expected_days).")
-    table = flows["days_read"].to_dataframe().reset_index()
-    table["expected_days"] = table["basin"].map(
-        dict(zip(flows.basin.values, flows["expected_days"].values)))
-    table = table[table.days_read < table.expected_days].copy()
-    table["status"] = np.where(table.days_read == 0, "missing", "incomplete")
-    return table[["member", "basin", "days_read", "expected_days", "status"]].reset_index(drop=True)
 
 
 def example_case(folder: str | os.PathLike, *, ctsm_version: str = "ctsm5.3.012",

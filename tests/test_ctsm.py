@@ -669,3 +669,14 @@ def test_an_interrupted_preparation_resumes_and_deletes_only_its_own_files(files
         ctsm.prepare_ensemble(SPACE, more, files["case"], files[NEW], files["out"],
                               member_start=4, **kwargs)
     assert (stranger / "notes.txt").read_text() == "mine"
+
+
+def test_history_dates_outside_the_calendar_range_are_refused():
+    import cftime
+
+    from emucal.ctsm import history
+
+    ok = history._dates([cftime.DatetimeNoLeap(2001, 3, 1)])
+    assert str(ok[0].date()) == "2001-03-01"
+    with pytest.raises(ValueError, match="model years 1 to 1"):
+        history._dates([cftime.DatetimeNoLeap(1, 1, 1)])

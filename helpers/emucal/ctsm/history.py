@@ -101,6 +101,12 @@ def _dates(days) -> pd.DatetimeIndex:
     """
     years, months, dom = (np.array([getattr(d, f) for d in days], dtype=np.int64)
                           for f in ("year", "month", "day"))
+    if years.size and (years.min() < 1678 or years.max() > 2261):
+        raise ValueError(
+            f"The history holds model years {years.min()} to {years.max()}; emucal compares "
+            "simulated with observed flow on calendar dates, which it can represent for years "
+            "1678 to 2261 only. A spin-up that counts years from 0001 cannot be matched to "
+            "observations: read the runs whose RUN_STARTDATE is a real date.")
     dates = ((years - 1970).astype("datetime64[Y]").astype("datetime64[M]")
              + (months - 1).astype("timedelta64[M]")).astype("datetime64[D]") \
         + (dom - 1).astype("timedelta64[D]")

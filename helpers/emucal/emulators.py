@@ -267,7 +267,8 @@ def _predict(em, x: np.ndarray, chunk_size: int, return_std: bool):
                                    dtype=torch.float64, device=dev)
             pred = em.likelihood_(em.model_(part))
             means.append(pred.mean.cpu().numpy())
-            stds.append(pred.variance.clamp_min(0).sqrt().cpu().numpy())
+            if return_std:  # the variance costs far more than the mean: only when asked
+                stds.append(pred.variance.clamp_min(0).sqrt().cpu().numpy())
     y_mean, y_std = em.scaler_.y_mean, em.scaler_.y_std
     if x.ndim == 2:
         y_mean, y_std = y_mean[..., 0], y_std[..., 0]

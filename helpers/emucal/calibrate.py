@@ -47,6 +47,7 @@ Tang, G., Wood, A. W. and Swenson, S. (2025). Water Resour. Res. 61, e2024WR0395
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 from pathlib import Path
@@ -613,6 +614,10 @@ def iterate(run: Callable, space: ParameterSpace, initial: np.ndarray, *, n_iter
         iteration = np.concatenate([iteration, np.full(new_skill.shape, it)], axis=1)
         _save_checkpoint(_history(params, skill, iteration, space, basins), checkpoint, settings)
         bar.set_postfix(median_best=float(np.median(np.nanmax(skill, axis=1))))
+        # GPyTorch models hold reference cycles: free each iteration's emulator now, or a
+        # loop of many small batches grows by tens of MB per iteration (2 GB after 66)
+        del em, predict
+        gc.collect()
     done = _history(params, skill, iteration, space, basins)
     if int(iteration.max()) > n_iterations:  # a checkpoint that went further than asked
         keep = iteration[0] <= n_iterations

@@ -12,9 +12,10 @@ validation WY2008-2013; KGE'. Rows, for each seed:
   basin's best run, with local GPs (``n_local``), a step that adapts to each
   basin's progress (``step="trust"``), few initial runs and small batches
   (``TS`` below), with per-basin GPs (SSE);
-- the large-sample emulator as the prior mean of per-basin GPs
-  (hierarchical), Thompson sampling, 50 + 30 x 10 runs, and the SSE loop with
-  the same settings beside it;
+- the same loop with the hierarchical emulator: per-basin GPs whose prior
+  mean is the large-sample emulator times a weight fitted per basin
+  (``emulator="hierarchical"``), the LSE refit every 11 iterations; compared
+  with the SSE loop after every iteration;
 - DDS with 350 and 3,500 runs per basin;
 - ungauged basins (spatial 5-fold CV): the LSE, and the two donor transfers
   (SSE-calibrated parameters of the most similar and of the nearest basin).
@@ -25,7 +26,7 @@ CTSM numbers beside, the run time of each step, and writes every number to a
 CSV file (``--csv``).
 
 Run: python benchmarks/calibration_table.py [--seeds 0,1,2,3,4] [--scale linear|log]
-     [--checkpoints DIR] [--csv FILE] [--skip-thompson]
+     [--checkpoints DIR] [--csv FILE] [--skip-hierarchical]
 With --checkpoints, every step saves its progress in DIR, and running the same
 command again after an interruption resumes the protocol where it stopped.
 ``--scale log`` samples and searches the wide-ranging parameters in their
@@ -53,9 +54,8 @@ parser.add_argument("--scale", choices=("linear", "log"), default="linear",
 parser.add_argument("--checkpoints", type=Path, default=None,
                     help="folder for the checkpoints of every step (resume by running again)")
 parser.add_argument("--csv", type=Path, default=None, help="write every number to this CSV file")
-parser.add_argument("--skip-thompson", action="store_true",
-                    help="leave out the 50 + 30 x 10 Thompson loops, SSE and hierarchical "
-                         "(the slowest rows)")
+parser.add_argument("--skip-hierarchical", action="store_true",
+                    help="leave out the hierarchical Thompson loop (about 4 minutes per seed)")
 args = parser.parse_args()
 seeds = [int(s) for s in args.seeds.split(",")]
 print(emucal.size_thread_pools(), flush=True)
@@ -71,6 +71,7 @@ n_basin = ds.sizes["basin"]
 TANG_SEARCH = dict(popsize=60, generations=60)  # pymoo GA in MOASMO_parameters.py: 60 x 60
 # the improved loop: 20 + 66 x 5 = 350 runs per basin; chosen with benchmarks/acquisition.py
 TS = dict(n_initial=20, n_per_iteration=5, n_local=100, n_candidates=1024, perturb=0.2, step="trust")
+LSE_REFIT = 11  # the hierarchical loop refits its LSE 6 times in 66 iterations
 TANG = {"default": 0.195, "best of initial 200": 0.461, "SSE iteration 1": 0.465,
         "SSE iteration 2": 0.493, "SSE iteration 3": 0.514, "LSE iteration 1": 0.505,
         "LSE iteration 2": 0.515, "LSE iteration 3": 0.525}
@@ -80,7 +81,7 @@ def best(history, last=None, only=None):
     return calibrate.best(history, after_iteration=last, within_iteration=only).values
 
 
-records, times = [], []
+records, times, by_iteration = [], [], []
 start_all = time.perf_counter()
 for seed in seeds:
     def checkpoint(name):
@@ -125,14 +126,21 @@ for seed in seeds:
     ts_name = (f"SSE loop, Thompson, trust region ({TS['n_initial']} + {n_ts} x "
                f"{TS['n_per_iteration']})")
     rows[ts_name] = best(ts)
-    if not args.skip_thompson:
-        ts_initial = sampling.sample(space, 50, "lhs", seed=seed)
-        for name, emulator in (("SSE", "sse"), ("hierarchical", "hierarchical")):
-            hist = timed(f"{name} loop, Thompson", lambda: calibrate.iterate(
-                run, space, ts_initial, n_iterations=30, n_per_iteration=10, emulator=emulator,
-                basin_attrs=basin_attrs, acquisition="thompson", seed=seed,
-                checkpoint=checkpoint(f"ts_{emulator}"), progress=False))
-            rows[f"{name} loop, Thompson (50 + 30 x 10)"] = best(hist)
+    loops = {"SSE": ts}
+    if not args.skip_hierarchical:
+        hier = timed("hierarchical loop, Thompson, local", lambda: calibrate.iterate(
+            run, space, ts_initial, n_iterations=n_ts, n_per_iteration=TS["n_per_iteration"],
+            emulator="hierarchical", basin_attrs=basin_attrs, lse_refit=LSE_REFIT,
+            acquisition="thompson", n_candidates=TS["n_candidates"], perturb=TS["perturb"],
+            n_local=TS["n_local"], step=TS["step"], seed=seed,
+            checkpoint=checkpoint("ts_hierarchical"), progress=False))
+        rows[ts_name.replace("SSE", "hierarchical")] = best(hier)
+        loops["hierarchical"] = hier
+    for name, hist in loops.items():  # median best so far after every iteration
+        by_iteration += [{"seed": seed, "loop": name, "after_iteration": k,
+                          "runs per basin": TS["n_initial"] + k * TS["n_per_iteration"],
+                          "median best KGE' cal": float(v)}
+                         for k, v in enumerate(hist.best_skill.median("basin").values)]
     rows["DDS 350"] = best(dds350)
     rows["DDS 3500"] = best(dds3500)
     rows["ungauged: LSE, spatial CV"] = ungauged
@@ -180,6 +188,14 @@ for name in [r for r in order if "Thompson" in r or "best so far" in r]:
 print("\nLSE minus SSE (Tang's loops), per iteration (mean over seeds): " + ", ".join(
     f"{i}: {np.mean(per_seed[f'LSE iteration {i}'] - per_seed[f'SSE iteration {i}']):+.3f}"
     for i in (1, 2, 3)))
+if not args.skip_hierarchical:
+    curves = pd.DataFrame(by_iteration).pivot_table(index=["seed", "after_iteration"],
+                                                    columns="loop", values="median best KGE' cal")
+    gap = (curves["hierarchical"] - curves["SSE"]).groupby("after_iteration").mean()
+    print(f"\nHierarchical minus SSE (Thompson loops), median best KGE' after each of "
+          f"{len(gap) - 1} iterations, mean over seeds: worst {gap.min():+.3f} (iteration "
+          f"{gap.idxmin()}), behind in {int((gap < 0).sum())} iterations; after "
+          + ", ".join(f"{k}: {gap[k]:+.3f}" for k in range(0, len(gap), 11)))
 steps = pd.DataFrame(times).groupby("step", sort=False).seconds.agg(["mean", "max"])
 print("\nrun times per seed (s):\n" + steps.round(1).to_string())
 print(f"total {time.perf_counter() - start_all:.0f} s")
@@ -188,7 +204,12 @@ if args.csv is not None:
     table["date"] = datetime.now(timezone.utc).strftime("%Y-%m-%d")
     table["machine"] = f"{platform.machine()}, {platform.system()}"
     table["command"] = "python benchmarks/calibration_table.py " + " ".join(
-        f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
+        f"--{k.replace('_', '-')}" + ("" if v is True else f" {v}") for k, v in vars(args).items()
         if v not in (None, False) and k != "csv")
     table.to_csv(args.csv, index=False)
     print(f"wrote {args.csv}")
+    if by_iteration:
+        curves_csv = args.csv.parent / f"calibration_curves_{args.scale}.csv"
+        pd.DataFrame(by_iteration).assign(date=table.date[0], command=table.command[0]).to_csv(
+            curves_csv, index=False)
+        print(f"wrote {curves_csv}")

@@ -376,3 +376,29 @@ def test_trust_steps_grow_after_successes_and_shrink_after_failures():
     assert np.all(hist.best_skill.values[:, -1] > hist.best_skill.values[:, 0])
     with pytest.raises(ValueError, match="step"):
         calibrate.iterate(toy_run, SPACE, initial, step="wide", progress=False)
+
+
+def test_hierarchical_loop_refits_the_lse_on_schedule_and_resumes_exactly(tmp_path, monkeypatch):
+    initial = sampling.sample(SPACE, 20, "lhs", seed=3)
+    attrs = np.array([[0.0], [1.0]])
+    kw = dict(n_per_iteration=4, emulator="hierarchical", basin_attrs=attrs,
+              acquisition="thompson", n_candidates=64, lse_refit=2, progress=False)
+    sizes = []
+    original = calibrate.make_lse
+
+    def spy(n_train, **k):
+        sizes.append(n_train)
+        return original(n_train, **k)
+
+    monkeypatch.setattr(calibrate, "make_lse", spy)
+    whole = calibrate.iterate(toy_run, SPACE, initial, n_iterations=4, **kw)
+    # refit at iterations 1 and 3 on the runs before each; each basin's LSE has not seen it
+    assert sizes == [20, 20, 28, 28]
+    sizes.clear()
+    path = tmp_path / "h.nc"
+    calibrate.iterate(toy_run, SPACE, initial, n_iterations=2, checkpoint=path, **kw)
+    resumed = calibrate.iterate(toy_run, SPACE, initial, n_iterations=4, checkpoint=path, **kw)
+    np.testing.assert_array_equal(resumed.params.values, whole.params.values)
+    assert sizes == [20, 20, 28, 28]  # the resumed part refits at iteration 3 as planned
+    with pytest.raises(ValueError, match="lse_refit"):
+        calibrate.iterate(toy_run, SPACE, initial, **{**kw, "lse_refit": 0})

@@ -247,3 +247,32 @@ def test_emulators_follow_scikit_learn_conventions():
     assert gp.set_params(max_iter=9).max_iter == 9
     rf = emulators.RandomForestEmulator(max_depth=3, seed=1)
     assert rf._forest().max_depth == 3 and rf._forest().random_state == 1
+
+
+def test_last_input_mean_learns_how_much_to_trust_a_coarse_emulator(tmp_path):
+    """f = a g + delta: the fitted a is the true scale when g is informative, near 0 when not."""
+    rng = np.random.default_rng(1)
+    x = rng.uniform(size=(2, 60, 3))
+    g = np.sin(4 * x[..., 0]) + x[..., 1]  # a coarse emulator's prediction
+    y = np.stack([2.0 * g[0] + 0.2 * x[0, :, 2], np.cos(3 * x[1, :, 2])])  # basin 1 ignores g
+    noise = rng.uniform(-1, 1, size=g.shape)
+    inputs = np.concatenate([x, np.stack([g[0], noise[1]])[..., None]], axis=-1)
+    bounds = dict(lower=[0, 0, 0, -3], upper=[1, 1, 1, 3])
+    em = emulators.GPEmulator(mean="last_input", **bounds).fit(inputs, y)
+    assert abs(em.mean_weight_[0] - 2.0) < 0.1
+    assert abs(em.mean_weight_[1]) < 0.2
+    assert em.lengthscales_.shape == (2, 3)  # the kernel ignores the last input
+    loaded = emulators.load(em.save(tmp_path / "koh.pt"))
+    np.testing.assert_allclose(loaded.predict(inputs), em.predict(inputs), rtol=1e-10, atol=1e-12)
+    # with the coarse emulator as the mean, fewer runs fit basin 0 better than a plain GP
+    test_x = rng.uniform(size=(200, 3))
+    test_g = np.sin(4 * test_x[:, 0]) + test_x[:, 1]
+    truth = 2.0 * test_g + 0.2 * test_x[:, 2]
+    few = slice(0, 12)
+    koh = emulators.GPEmulator(mean="last_input", **bounds).fit(inputs[0, few], y[0, few])
+    plain = emulators.GPEmulator(lower=0, upper=1).fit(x[0, few], y[0, few])
+    err_koh = metrics.rmse(truth, koh.predict(np.column_stack([test_x, test_g])))
+    err_plain = metrics.rmse(truth, plain.predict(test_x))
+    assert err_koh < 0.5 * err_plain
+    with pytest.raises(ValueError, match="mean must be"):
+        emulators.GPEmulator(mean="linear")

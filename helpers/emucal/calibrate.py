@@ -6,9 +6,19 @@ al. (2016):
 1. run an initial design (here 200 runs per basin, member 0 the default);
 2. train an emulator of skill (one GP per basin, or one large-sample GP);
 3. search the emulator for parameter sets with high predicted skill and pick
-   a batch of distinct candidates (Tang et al. kept the best 50 of 150);
+   a batch (Tang et al.'s code runs one genetic-algorithm search per new run
+   and keeps the best point of each; for their LSE, three times as many
+   searches, keeping the best third);
 4. run the model for the candidates, add the runs to the training data,
    retrain, and go back to 3 (three iterations in the paper).
+
+:func:`iterate` runs this loop with Tang et al.'s batch (``acquisition=
+"tang"``), or with Thompson sampling near each basin's best run, which uses
+the emulator's uncertainty (``"thompson"``, optionally in a trust region,
+after TuRBO, Eriksson et al. 2019). Its emulators are one GP per basin
+(``"sse"``), one large-sample GP over all basins (``"lse"``), or per-basin
+GPs whose prior mean is the large-sample GP times a weight fitted per basin
+(``"hierarchical"``, the autoregressive model of Kennedy and O'Hagan 2000).
 
 The best parameter set of a basin is the best *model run* so far, never an
 emulator prediction: the emulator proposes, the model decides.
@@ -36,9 +46,13 @@ settings is refused rather than silently mixed in.
 
 References
 ----------
+Eriksson, D., Pearce, M., Gardner, J., Turner, R. D. and Poloczek, M. (2019). Scalable
+global optimization via local Bayesian optimization. NeurIPS 32.
 Gong, W., Duan, Q., Li, J., Wang, C., Di, Z., Ye, A., Miao, C. and Dai, Y. (2016).
 Multiobjective adaptive surrogate modeling-based optimization for parameter
 estimation of large, complex geophysical models. Water Resour. Res. 52, 1984-2008.
+Kennedy, M. C. and O'Hagan, A. (2000). Predicting the output from a complex computer code
+when fast approximations are available. Biometrika 87, 1-13.
 Storn, R. and Price, K. (1997). Differential evolution. J. Glob. Optim. 11, 341-359.
 Tolson, B. A. and Shoemaker, C. A. (2007). Dynamically dimensioned search algorithm
 for computationally efficient watershed model calibration. Water Resour. Res. 43, W01413.
@@ -411,7 +425,8 @@ def iterate(run: Callable, space: ParameterSpace, initial: np.ndarray, *, n_iter
             n_per_iteration: int = 50, emulator: str = "sse", basin_attrs: np.ndarray | None = None,
             seed: int = 0, popsize: int = 150, generations: int = 60,
             acquisition: str = "mean", n_candidates: int = 1024, perturb: float = 0.2,
-            step: float | str = 0.2, n_local: int | None = None, target: str = "norm_kge",
+            step: float | str = 0.2, n_local: int | None = None, lse_refit: int = 1,
+            target: str = "norm_kge",
             history: xr.Dataset | None = None, checkpoint: str | os.PathLike | None = None,
             progress: bool = True) -> xr.Dataset:
     """Iterative emulator-based calibration (MO-ASMO style, one objective).
@@ -431,10 +446,15 @@ def iterate(run: Callable, space: ParameterSpace, initial: np.ndarray, *, n_iter
     emulator
         ``"sse"``: one GP per basin (batched); ``"lse"``: one large-sample
         emulator over all basins, with ``basin_attrs`` ``(basin, n_attr)``;
-        ``"hierarchical"``: the large-sample emulator as the prior mean of
-        per-basin GPs, which learn each basin's departure from it, so that
-        what other basins teach is used where it fits and corrected where it
-        does not.
+        ``"hierarchical"``: per-basin GPs whose prior mean is the large-sample
+        emulator, scaled per basin by a fitted weight (Kennedy and O'Hagan's
+        autoregressive model, ``GPEmulator(mean="last_input")``): what other
+        basins teach is used where it fits and ignored (weight near 0, the
+        SSE) where it does not. Each basin's prior mean comes from an LSE
+        trained on the other basins only (five folds of basins, as in
+        :func:`regionalise`), so that the weight measures what the LSE
+        knows of a basin it has not seen, not how well it reproduces runs
+        it was trained on.
     seed, popsize, generations
         Seed and the size of the emulator search (:func:`search`).
     acquisition
@@ -477,6 +497,12 @@ def iterate(run: Callable, space: ParameterSpace, initial: np.ndarray, *, n_iter
         local fit also costs less, so more, smaller batches are affordable.
         Used by per-basin GPs (``"sse"``, and the residual GPs of
         ``"hierarchical"``).
+    lse_refit
+        Refit the large-sample emulator every ``lse_refit`` iterations (on
+        the runs there were then); the per-basin GPs are refit every
+        iteration. The LSE learns from every run of every basin, which costs
+        far more than the local per-basin fits, and a few more runs per basin
+        change it little.
     history
         A result of an earlier call: the loop resumes from it (its runs are
         kept, and iterations continue where it stopped).
@@ -512,8 +538,13 @@ def iterate(run: Callable, space: ParameterSpace, initial: np.ndarray, *, n_iter
     if n_local is not None and (int(n_local) != n_local or n_local < 2 * len(space)):
         raise ValueError(f"n_local must be a whole number of runs, at least twice the number of "
                          f"parameters ({2 * len(space)}), or None; got {n_local!r}.")
+    if int(lse_refit) != lse_refit or lse_refit < 1:
+        raise ValueError(f"lse_refit must be a whole number of iterations, at least 1; got {lse_refit!r}.")
     if emulator in ("lse", "hierarchical") and basin_attrs is None:
         raise ValueError("The large-sample emulator needs basin_attrs (basin, n_attr).")
+    if emulator == "hierarchical" and len(basin_attrs) < 2:
+        raise ValueError("emulator='hierarchical' needs at least 2 basins: each basin's prior "
+                         "mean comes from an LSE trained on the other basins.")
     n_basin = getattr(run, "n_basin", None)
     basins = getattr(run, "basins", None)
     if history is None and initial is None:
@@ -536,6 +567,7 @@ def iterate(run: Callable, space: ParameterSpace, initial: np.ndarray, *, n_iter
                     acquisition=acquisition, n_candidates=n_candidates, perturb=perturb,
                     target=target_kind, **({} if n_local is None else {"n_local": int(n_local)}),
                     **({} if step == 0.2 else {"step": step}),
+                    **({} if lse_refit == 1 else {"lse_refit": int(lse_refit)}),
                     attrs=None if basin_attrs is None else _fingerprint(basin_attrs))
     saved = _load_checkpoint(checkpoint, settings)
     history = saved if saved is not None else history
@@ -552,6 +584,7 @@ def iterate(run: Callable, space: ParameterSpace, initial: np.ndarray, *, n_iter
         start = int(iteration.max()) + 1
     n_basin = params.shape[0]
     d = len(space)
+    lse, lse_fitted_at = None, None
     bar = tqdm(range(start, n_iterations + 1), desc=f"{emulator.upper()} iterations",
                disable=not progress)
     for it in bar:
@@ -568,19 +601,19 @@ def iterate(run: Callable, space: ParameterSpace, initial: np.ndarray, *, n_iter
                 local_unit, np.take_along_axis(target, near, axis=1))
             predict = em.predict
         else:
-            n_run = unit.shape[1]
-            x = lse_features(unit.reshape(-1, d), np.repeat(basin_attrs, n_run, axis=0))
-            lse = make_lse(len(x), seed=seed + it).fit(x, target.ravel())
+            refit_at = 1 + (it - 1) // lse_refit * lse_refit  # same schedule when resumed
+            if lse is None or lse_fitted_at != refit_at:
+                seen = iteration[0] < refit_at  # the runs there were when it was due
+                lse = _fit_lse(unit[:, seen], target[:, seen], basin_attrs,
+                               folds=emulator == "hierarchical", seed=seed + refit_at)
+                lse_fitted_at = refit_at
 
             def predict(u, lse=lse):
-                m = u.shape[1]
-                feats = lse_features(u.reshape(-1, d), np.repeat(basin_attrs, m, axis=0))
-                return lse.predict(feats).reshape(n_basin, m)
+                return _predict_lse(lse, u, basin_attrs)
             em = lse
             if emulator == "hierarchical":
-                residual = np.take_along_axis(target, near, axis=1) - predict(local_unit)
-                em = _PriorMeanGP(predict, GPEmulator(lower=0, upper=1, seed=seed + it).fit(
-                    local_unit, residual))
+                em = _WithPriorMean(predict, np.take_along_axis(target, near, axis=1), local_unit,
+                                    seed=seed + it)
                 predict = em.predict
         if acquisition == "thompson":
             p_it = perturb
@@ -644,6 +677,40 @@ def _independent_searches(predict: Callable, n_basin: int, d: int, n_search: int
     return np.take_along_axis(winners, order[..., None], axis=1)
 
 
+def _fit_lse(unit: np.ndarray, target: np.ndarray, basin_attrs: np.ndarray, *, folds: bool,
+             seed: int) -> list:
+    """Large-sample emulators as ``[(basins, emulator), ...]``, each to predict for its ``basins``.
+
+    Without ``folds``, one emulator trained on every basin's runs predicts for
+    all. With ``folds``, the basins are split into (at most) five folds and
+    each fold is predicted by an emulator trained on the *other* basins only,
+    as in :func:`regionalise`. The hierarchical emulator needs this: an LSE
+    that has seen a basin's runs reproduces them, so that basin's GP would
+    trust it fully (weight 1, nothing left to learn) where its real skill
+    there, on runs it has not seen, is much lower.
+    """
+    from .emulators import kfold
+
+    n_basin, n_run, d = unit.shape
+    groups = kfold(n_basin, min(5, n_basin), seed=seed) if folds else [np.arange(n_basin)]
+    out = []
+    for k, held in enumerate(groups):
+        train = np.setdiff1d(np.arange(n_basin), held) if folds else held
+        x = lse_features(unit[train].reshape(-1, d), np.repeat(basin_attrs[train], n_run, axis=0))
+        out.append((held, make_lse(len(x), seed=seed + k).fit(x, target[train].ravel())))
+    return out
+
+
+def _predict_lse(models: list, unit: np.ndarray, basin_attrs: np.ndarray) -> np.ndarray:
+    """Predicted normKGE ``(basin, m)`` at ``unit`` ``(basin, m, d)`` from :func:`_fit_lse` models."""
+    n_basin, m, d = unit.shape
+    out = np.empty((n_basin, m))
+    for held, em in models:
+        feats = lse_features(unit[held].reshape(-1, d), np.repeat(basin_attrs[held], m, axis=0))
+        out[held] = em.predict(feats).reshape(len(held), m)
+    return out.clip(-1, 1)
+
+
 def _nearest_best(unit: np.ndarray, skill: np.ndarray, k: int | None) -> np.ndarray:
     """Indices ``(basin, k)`` of each basin's ``k`` runs nearest its best run (all runs if ``k`` is None)."""
     n_basin, n_run, _ = unit.shape
@@ -654,20 +721,29 @@ def _nearest_best(unit: np.ndarray, skill: np.ndarray, k: int | None) -> np.ndar
     return np.sort(np.argsort(dist, axis=1, kind="stable")[:, :k], axis=1)
 
 
-class _PriorMeanGP:
-    """Per-basin GPs on the residual of a prior mean (the large-sample emulator)."""
+class _WithPriorMean:
+    """Per-basin GPs whose prior mean is ``a * g(x) + b``, ``g`` the large-sample emulator.
 
-    def __init__(self, mean: Callable, residual: GPEmulator):
-        self.mean, self.residual = mean, residual
+    ``a`` and ``b`` are fitted per basin with the kernel (``GPEmulator(mean=
+    "last_input")``, Kennedy and O'Hagan's autoregressive model): a basin
+    whose surface the LSE gets wrong sets ``a`` near 0 and is left with its
+    own GP, so the hierarchical emulator is the SSE plus what the LSE adds.
+    """
+
+    def __init__(self, prior: Callable, y: np.ndarray, unit: np.ndarray, *, seed: int):
+        self.prior = prior
+        d = unit.shape[-1]
+        self.gp = GPEmulator(mean="last_input", lower=[0.0] * d + [-1.0], upper=[1.0] * (d + 1),
+                             seed=seed).fit(self._inputs(unit), y)
+
+    def _inputs(self, u):
+        return np.concatenate([u, self.prior(u)[..., None]], axis=-1)
 
     def predict(self, u, return_std: bool = False):
-        out = self.residual.predict(u, return_std=return_std)
-        if return_std:
-            return self.mean(u) + out[0], out[1]
-        return self.mean(u) + out
+        return self.gp.predict(self._inputs(u), return_std=return_std)
 
     def sample_y(self, u, n_samples: int = 1, seed: int = 0):
-        return self.mean(u)[:, None, :] + self.residual.sample_y(u, n_samples, seed=seed)
+        return self.gp.sample_y(self._inputs(u), n_samples, seed=seed)
 
 
 def _history(params, skill, iteration, space, basins=None) -> xr.Dataset:

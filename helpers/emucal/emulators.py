@@ -235,21 +235,40 @@ def _lengthscale_prior(d: int, use: bool):
     return gpytorch.priors.LogNormalPrior(loc=np.sqrt(2.0) + np.log(d) / 2.0, scale=np.sqrt(3.0))
 
 
-def _matern52(d: int, batch_shape, lengthscale_bounds, prior: bool):
+def _matern52(d: int, batch_shape, lengthscale_bounds, prior: bool, active_dims=None):
     """Scaled Matern 5/2 kernel with one lengthscale per input (ARD)."""
     return gpytorch.kernels.ScaleKernel(
         gpytorch.kernels.MaternKernel(
             nu=2.5, ard_num_dims=d, batch_shape=batch_shape,
             lengthscale_prior=_lengthscale_prior(d, prior),
             lengthscale_constraint=gpytorch.constraints.Interval(*lengthscale_bounds)),
-        batch_shape=batch_shape)
+        batch_shape=batch_shape, active_dims=active_dims)
+
+
+class _LastInputMean(gpytorch.means.Mean):
+    """``a * x[..., -1] + b``, one ``a`` and ``b`` per batch member."""
+
+    def __init__(self, batch_shape):
+        super().__init__()
+        self.register_parameter("weight", torch.nn.Parameter(torch.zeros(*batch_shape, 1)))
+        self.register_parameter("bias", torch.nn.Parameter(torch.zeros(*batch_shape, 1)))
+
+    def forward(self, x):
+        return self.weight * x[..., -1] + self.bias
 
 
 class _ExactModel(gpytorch.models.ExactGP):
-    def __init__(self, x, y, likelihood, batch_shape, lengthscale_bounds, prior=True):
+    def __init__(self, x, y, likelihood, batch_shape, lengthscale_bounds, prior=True,
+                 mean="constant"):
         super().__init__(x, y, likelihood)
-        self.mean_module = gpytorch.means.ConstantMean(batch_shape=batch_shape)
-        self.covar_module = _matern52(x.shape[-1], batch_shape, lengthscale_bounds, prior)
+        d = x.shape[-1]
+        if mean == "last_input":  # the kernel sees every input but the last
+            self.mean_module = _LastInputMean(batch_shape)
+            self.covar_module = _matern52(d - 1, batch_shape, lengthscale_bounds, prior,
+                                          active_dims=torch.arange(d - 1))
+        else:
+            self.mean_module = gpytorch.means.ConstantMean(batch_shape=batch_shape)
+            self.covar_module = _matern52(d, batch_shape, lengthscale_bounds, prior)
 
     def forward(self, x):
         return gpytorch.distributions.MultivariateNormal(self.mean_module(x), self.covar_module(x))
@@ -261,7 +280,10 @@ def _predict(em, x: np.ndarray, chunk_size: int, return_std: bool):
     _check_inputs(em, x)
     dev = next(em.model_.parameters()).device
     means, stds = [], []
-    with torch.no_grad(), gpytorch.settings.max_cholesky_size(getattr(em, "max_cholesky_size", 100_000)):
+    with torch.no_grad(), gpytorch.settings.max_cholesky_size(getattr(em, "max_cholesky_size", 100_000)), \
+            warnings.catch_warnings():
+        # predicting at the training inputs is a legitimate use (a prior mean, a fit check)
+        warnings.filterwarnings("ignore", category=gpytorch.utils.warnings.GPInputWarning)
         for i in range(0, x.shape[-2], chunk_size):
             part = torch.as_tensor(em.scaler_.x(x[..., i:i + chunk_size, :]),
                                    dtype=torch.float64, device=dev)
@@ -326,6 +348,14 @@ class GPEmulator(BaseEstimator):
         Put the dimension-scaled log-normal prior of Hvarfner et al. (2024)
         on the lengthscales (a MAP fit); it keeps many ARD lengthscales from
         overfitting a few hundred runs.
+    mean
+        The GP's prior mean: ``"constant"`` (default), or ``"last_input"``:
+        ``a * x_last + b``, with ``a`` and ``b`` fitted (per batch member)
+        and a kernel over the other inputs only. With a cheaper emulator's
+        prediction as the last input this is the autoregressive model of
+        Kennedy and O'Hagan (2000), ``f(x) = a g(x) + delta(x)``: the GP
+        learns how much to trust ``g`` and what it misses, and ``a = 0`` is
+        the plain GP, so ``g`` can be ignored where it does not help.
     device
         ``"cpu"``, ``"cuda"`` or ``"auto"``.
     seed
@@ -348,6 +378,9 @@ class GPEmulator(BaseEstimator):
         Short means the output is sensitive to that input.
     noise_ : ndarray
         Fitted noise variance (standardised units).
+    mean_weight_ : ndarray
+        With ``mean="last_input"``: the fitted ``a``, in output units per
+        unit of the last input (1: that input is trusted as it is).
     n_iter_ : int
         Optimiser iterations used; ``fit_time_`` the seconds they took.
     """
@@ -356,10 +389,12 @@ class GPEmulator(BaseEstimator):
                  max_iter: int = 100, lr: float = 0.05, tol: float = 1e-5, patience: int = 20,
                  max_cholesky_size: int = 20_000, lower=None, upper=None,
                  lengthscale_bounds: tuple[float, float] = (0.01, 100.0),
-                 lengthscale_prior: bool = True, device: str = "cpu", seed: int = 0,
-                 group_size: int | None = 4):
+                 lengthscale_prior: bool = True, mean: str = "constant", device: str = "cpu",
+                 seed: int = 0, group_size: int | None = 4):
         if optimizer not in ("lbfgs", "adam"):
             raise ValueError(f"optimizer must be 'lbfgs' or 'adam', not {optimizer!r}.")
+        if mean not in ("constant", "last_input"):
+            raise ValueError(f"mean must be 'constant' or 'last_input', not {mean!r}.")
         self.noise_floor = noise_floor
         self.optimizer = optimizer
         self.max_iter = max_iter
@@ -371,6 +406,7 @@ class GPEmulator(BaseEstimator):
         self.upper = upper
         self.lengthscale_bounds = lengthscale_bounds
         self.lengthscale_prior = lengthscale_prior
+        self.mean = mean
         self.device = device
         self.seed = seed
         self.group_size = group_size
@@ -379,6 +415,8 @@ class GPEmulator(BaseEstimator):
         """Fit to inputs ``X`` ``(n, d)`` or ``(batch, n, d)`` and outputs ``y``."""
         size_thread_pools()  # PyTorch's CPU threads sized to the CPU quota, once
         x, y = _check_xy(X, y)
+        if self.mean == "last_input" and x.shape[-1] < 2:
+            raise ValueError("mean='last_input' needs at least two inputs: the kernel's and the mean's.")
         if x.ndim == 3 and self.group_size and x.shape[0] > self.group_size:
             return self._fit_groups(x, y)
         self.__dict__.pop("groups_", None)
@@ -392,7 +430,7 @@ class GPEmulator(BaseEstimator):
             batch_shape=batch_shape,
             noise_constraint=gpytorch.constraints.GreaterThan(self.noise_floor))
         model = _ExactModel(tx, ty, likelihood, batch_shape, self.lengthscale_bounds,
-                            self.lengthscale_prior)
+                            self.lengthscale_prior, self.mean)
         _initialise(model, likelihood)
         model = model.to(device=dev, dtype=torch.float64)
         likelihood = likelihood.to(device=dev, dtype=torch.float64)
@@ -416,6 +454,10 @@ class GPEmulator(BaseEstimator):
         self.lengthscales_ = (model.covar_module.base_kernel.lengthscale.detach().cpu()
                               .numpy().reshape(*batch_shape, -1))
         self.noise_ = likelihood.noise.detach().cpu().numpy().reshape(tuple(batch_shape))
+        if self.mean == "last_input":  # a in f = a g + delta, in the units of y and of g
+            weight = model.mean_module.weight.detach().cpu().numpy().reshape(tuple(batch_shape))
+            span = np.broadcast_to(self.scaler_.span, x.shape[:-2] + (1, x.shape[-1]))[..., 0, -1]
+            self.mean_weight_ = weight * self.scaler_.y_std[..., 0] / span
         return self
 
     def _fit_groups(self, x, y) -> "GPEmulator":
@@ -433,6 +475,8 @@ class GPEmulator(BaseEstimator):
         self.n_features_in_ = groups[0].n_features_in_
         self.lengthscales_ = np.concatenate([g.lengthscales_ for g in groups])
         self.noise_ = np.concatenate([g.noise_ for g in groups])
+        if self.mean == "last_input":
+            self.mean_weight_ = np.concatenate([g.mean_weight_ for g in groups])
         self.n_iter_ = sum(getattr(g, "n_iter_", 0) for g in groups)
         self.fit_time_ = sum(getattr(g, "fit_time_", 0.0) for g in groups)
         self.loss_ = sum(getattr(g, "loss_", 0.0) for g in groups)
@@ -551,7 +595,7 @@ class GPEmulator(BaseEstimator):
             batch_shape=batch_shape,
             noise_constraint=gpytorch.constraints.GreaterThan(self.noise_floor)).double()
         model = _ExactModel(state["train_x"], state["train_y"], likelihood, batch_shape,
-                            self.lengthscale_bounds, self.lengthscale_prior).double()
+                            self.lengthscale_bounds, self.lengthscale_prior, self.mean).double()
         model.load_state_dict(state["model"])
         likelihood.load_state_dict(state["likelihood"])
         model.eval()

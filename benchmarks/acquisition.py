@@ -61,7 +61,7 @@ records = []
 for seed in seeds:
     dds = calibrate.dds(run, space, BUDGET, seed=seed, progress=False,
                         checkpoint=checkpoint("dds350_linear", seed))
-    dds_median = float(np.median(dds.skill.max("run")))
+    dds_median = float(np.median(dds.skill.max("member")))
     for name in names:
         n_initial, batch, n_local, perturb, step = SETTINGS[name]
         path = checkpoint("acq_" + "".join(c for c in name if c.isalnum()), seed)
@@ -72,7 +72,7 @@ for seed in seeds:
             n_iterations=(BUDGET - n_initial) // batch, n_per_iteration=batch,
             acquisition="thompson", n_local=n_local, perturb=perturb, step=step, seed=seed,
             checkpoint=path, progress=False)
-        median = float(np.median(hist.skill.max("run")))
+        median = float(np.median(hist.skill.max("member")))
         records.append({"seed": seed, "setting": name, "median KGE' cal": median,
                         "DDS 350": dds_median, "minus DDS 350": median - dds_median,
                         "seconds": np.nan if resumed else time.perf_counter() - start})

@@ -105,10 +105,11 @@ for seed in seeds:
                                                     checkpoint=checkpoint("dds350"), progress=False))
     dds3500 = timed("DDS 3500", lambda: calibrate.dds(run, space, 3500, seed=seed, batch=10,
                                                       checkpoint=checkpoint("dds3500"), progress=False))
-    ungauged, fold = timed("LSE spatial CV", lambda: calibrate.regionalise(
-        sse.params.values[:, :200], sse.skill.values[:, :200], basin_attrs, space, seed=seed,
+    lse_cv = timed("LSE spatial CV", lambda: calibrate.regionalise(
+        sse.isel(member=slice(0, 200)), basin_attrs, space, seed=seed,
         checkpoint=checkpoint("regionalise")))
-    calibrated = best(sse)
+    ungauged, fold = lse_cv.params.values, lse_cv.fold.values
+    calibrated = calibrate.best(sse)
     rows = {
         "default": np.broadcast_to(space.defaults, (n_basin, len(space))),
         "best of initial 200": best(sse, last=0),
@@ -144,9 +145,10 @@ for seed in seeds:
     rows["DDS 350"] = best(dds350)
     rows["DDS 3500"] = best(dds3500)
     rows["ungauged: LSE, spatial CV"] = ungauged
-    rows["ungauged: most similar donor"] = calibrate.donor_transfer(calibrated, basin_attrs, fold)[0]
-    rows["ungauged: nearest donor"] = calibrate.donor_transfer(calibrated, coords, fold,
-                                                               metric="distance")[0]
+    rows["ungauged: most similar donor"] = calibrate.donor_transfer(
+        calibrated, basin_attrs, fold).params.values
+    rows["ungauged: nearest donor"] = calibrate.donor_transfer(
+        calibrated, coords, fold, metric="distance").params.values
     default_cal = run(rows["default"][:, None, :])[:, 0]
     dds_cal = run(rows["DDS 350"][:, None, :])[:, 0]
     dds_val = validate(rows["DDS 350"][:, None, :])[:, 0]

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
+import xarray as xr
 
 from emucal import calibrate, ensemble, sampling
 from emucal.parameters import Parameter, ParameterSpace
@@ -12,13 +15,20 @@ SPACE = ParameterSpace([Parameter(f"p{i}", 0.5, 0.0, 1.0) for i in range(4)])
 OPTIMA = np.array([[0.2, 0.8, 0.5, 0.3], [0.7, 0.1, 0.9, 0.6]])  # one per "basin"
 
 
-def toy_run(params):
+def _toy_skill(params):
     """KGE-like skill: 1 at each basin's optimum, falling off quadratically."""
     params = np.asarray(params)
     return 1.0 - 3.0 * ((params - OPTIMA[:, None, :]) ** 2).sum(-1)
 
 
-toy_run.n_basin = 2
+toy_run = calibrate.Runner(_toy_skill, basins=["a", "b"], names=SPACE.names)
+
+
+def _runs(params, skill):
+    """Runs as a history: params (basin, member, param) and skill (basin, member)."""
+    return xr.Dataset({"params": (("basin", "member", "param"), params),
+                       "skill": (("basin", "member"), skill)},
+                      coords={"basin": [f"b{i}" for i in range(len(params))], "param": SPACE.names})
 
 
 def test_search_finds_each_basins_maximum():
@@ -79,6 +89,35 @@ def test_model_runner_matches_the_ensemble(toy):
         run(samples)
 
 
+def test_a_runner_subset_frees_only_the_named_parameters(toy):
+    forcing, attrs = toy
+    space = ParameterSpace.tang2025()
+    run = calibrate.model_runner(forcing, attrs, space, period=(2002, 2004))
+    keep = [space.names[3], space.names[0]]
+    reduced = run.subset(keep)
+    assert reduced.names == tuple(keep) and reduced.n_basin == run.n_basin
+    assert reduced.fingerprint != run.fingerprint  # checkpoints of the two are kept apart
+    values = np.array([[[0.3 * space[keep[0]].upper + 0.7 * space[keep[0]].lower,
+                         0.5 * (space[keep[1]].lower + space[keep[1]].upper)]]] * run.n_basin)
+    full = np.broadcast_to(run.defaults[:, None, :], (run.n_basin, 1, len(space))).copy()
+    full[..., space.names.index(keep[0])] = values[..., 0]
+    full[..., space.names.index(keep[1])] = values[..., 1]
+    np.testing.assert_allclose(reduced(values), run(full))
+    with pytest.raises(ValueError, match="2 parameters"):
+        reduced(full)
+    with pytest.raises(ValueError, match="Unknown parameters"):
+        run.subset(["no_such_parameter"])
+
+
+def test_iterate_and_dds_ask_for_a_runner_not_a_bare_function():
+    with pytest.raises(TypeError, match="Runner"):
+        calibrate.dds(_toy_skill, SPACE, 10, progress=False)
+    with pytest.raises(TypeError, match="Runner"):
+        calibrate.iterate(_toy_skill, SPACE, np.zeros((5, 4)), progress=False)
+    with pytest.raises(ValueError, match="defaults"):
+        calibrate.Runner(_toy_skill, basins=["a", "b"], names=SPACE.names, defaults=np.zeros((3, 4)))
+
+
 def test_bad_settings_are_explained():
     with pytest.raises(ValueError, match="emulator must be"):
         calibrate.iterate(toy_run, SPACE, np.zeros((2, 4)), emulator="nn")
@@ -95,15 +134,17 @@ def test_posterior_recovers_a_known_distribution():
         return (mu, np.zeros_like(mu)) if return_std else mu
 
     # with tau, log L = -(sum of squares)^2 / (2 tau^2): concentrated near the optimum
-    draws, acc = calibrate.posterior(predict, 2, 4, tau=0.02, n_steps=1500, burn=700, seed=1)
-    assert draws.shape[0] == 2 and draws.shape[2] == 4
+    post = calibrate.posterior(predict, SPACE, ["a", "b"], tau=0.02, n_steps=1500, burn=700, seed=1)
+    assert post.params.dims == ("basin", "member", "param") and post.basin.values.tolist() == ["a", "b"]
+    draws, acc = post.params.values, post.acceptance.values  # SPACE spans 0-1: units = unit cube
     assert np.all((acc > 0.1) & (acc < 0.5))
     np.testing.assert_allclose(np.median(draws, axis=1), OPTIMA, atol=0.05)
     # a larger emulator doubt widens the posterior
     def doubtful(u, return_std=False):
         return 1.0 - ((u - centre) ** 2).sum(-1), np.full(u.shape[:-1], 0.2)
 
-    wide, _ = calibrate.posterior(doubtful, 2, 4, tau=0.02, n_steps=1500, burn=700, seed=1)
+    wide = calibrate.posterior(doubtful, SPACE, ["a", "b"], tau=0.02, n_steps=1500, burn=700,
+                               seed=1).params.values
     assert np.all(wide.std(axis=1).mean(-1) > 2 * draws.std(axis=1).mean(-1))
 
 
@@ -118,8 +159,10 @@ def test_regionalise_transfers_an_attribute_driven_optimum():
         return 1.0 - 3.0 * ((np.asarray(params) - optimum[:, None, :]) ** 2).sum(-1)
 
     params = rng.uniform(size=(n_basin, 40, 4))
-    chosen, fold = calibrate.regionalise(params, run(params), attr, SPACE, n_splits=5, seed=0,
-                                         popsize=30, generations=30)
+    out = calibrate.regionalise(_runs(params, run(params)), attr, SPACE, n_splits=5, seed=0,
+                                popsize=30, generations=30)
+    chosen, fold = out.params.values, out.fold.values
+    assert out.params.dims == ("basin", "param") and out.basin.values[3] == "b3"
     assert chosen.shape == (n_basin, 4) and sorted(set(fold)) == [0, 1, 2, 3, 4]
     ungauged = run(chosen[:, None, :])[:, 0]
     default = run(np.broadcast_to(SPACE.defaults, (n_basin, 1, 4)))[:, 0]
@@ -141,8 +184,7 @@ def _failing_after(run, n_calls):
             raise _Interrupted
         return run(params)
 
-    wrapped.n_basin = getattr(run, "n_basin", None)
-    return wrapped
+    return dataclasses.replace(run, run=wrapped)
 
 
 def test_an_interrupted_protocol_resumes_to_the_same_numbers(tmp_path, monkeypatch):
@@ -175,8 +217,7 @@ def test_an_interrupted_protocol_resumes_to_the_same_numbers(tmp_path, monkeypat
         calls.append(np.shape(params)[1])
         return toy_run(params)
 
-    counting.n_basin = 2
-    resumed = calibrate.dds(counting, SPACE, 100, seed=3, batch=5, checkpoint=path,
+    resumed = calibrate.dds(dataclasses.replace(toy_run, run=counting), SPACE, 100, seed=3, batch=5, checkpoint=path,
                             checkpoint_every=10, progress=False)
     assert sum(calls) == 100 - 31  # the default and six batches were not run again
     for name in ("params", "skill", "best_skill"):
@@ -188,7 +229,8 @@ def test_an_interrupted_protocol_resumes_to_the_same_numbers(tmp_path, monkeypat
     skill = 1.0 - ((params - 0.5) ** 2).sum(-1)
     attr = np.linspace(0, 1, 6)[:, None]
     kwargs = dict(n_splits=3, seed=0, popsize=20, generations=10)
-    chosen, fold = calibrate.regionalise(params, skill, attr, SPACE, **kwargs)
+    runs = _runs(params, skill)
+    first = calibrate.regionalise(runs, attr, SPACE, **kwargs)
     path = tmp_path / "reg.nc"
     real_search = calibrate.search
     seen = {"n": 0}
@@ -201,12 +243,11 @@ def test_an_interrupted_protocol_resumes_to_the_same_numbers(tmp_path, monkeypat
 
     monkeypatch.setattr(calibrate, "search", breaking_search)
     with pytest.raises(_Interrupted):
-        calibrate.regionalise(params, skill, attr, SPACE, checkpoint=path, **kwargs)
+        calibrate.regionalise(runs, attr, SPACE, checkpoint=path, **kwargs)
     seen["n"] = -10  # no more interruptions; count the folds still to do
-    again, fold_again = calibrate.regionalise(params, skill, attr, SPACE, checkpoint=path, **kwargs)
+    again = calibrate.regionalise(runs, attr, SPACE, checkpoint=path, **kwargs)
     assert seen["n"] == -9  # only the third fold was searched again
-    np.testing.assert_array_equal(again, chosen)
-    np.testing.assert_array_equal(fold_again, fold)
+    xr.testing.assert_identical(again, first)
 
 
 def test_thompson_uses_the_uncertainty_and_refines_the_best_run():
@@ -258,18 +299,23 @@ def test_iterate_with_thompson_sampling_improves():
 
 
 def test_donor_transfer_borrows_from_the_closest_basin_of_another_fold():
-    calibrated = np.arange(5 * 3, dtype=float).reshape(5, 3)
+    values = np.arange(5 * 3, dtype=float).reshape(5, 3)
+    calibrated = xr.DataArray(values, dims=("basin", "param"),
+                              coords={"basin": list("vwxyz"), "param": ["p0", "p1", "p2"]})
     attrs = np.array([[0.0, 0.0], [0.1, 0.0], [5.0, 5.0], [5.2, 5.1], [0.05, 0.02]])
     fold = np.array([0, 1, 0, 1, 0])
-    params, donor = calibrate.donor_transfer(calibrated, attrs, fold)
+    out = calibrate.donor_transfer(calibrated, attrs, fold)
     # basins 0 and 4 (fold 0) borrow from basin 1, basin 1 from its closest, 4, not from 3
-    assert donor.tolist() == [1, 4, 3, 2, 1]
-    np.testing.assert_array_equal(params, calibrated[donor])
+    assert out.donor.values.tolist() == list("wzyxw")
+    np.testing.assert_array_equal(out.params.values, values[[1, 4, 3, 2, 1]])
+    assert out.param.values.tolist() == ["p0", "p1", "p2"]
     coords = np.array([[45.0, -70.0], [45.1, -70.1], [30.0, -100.0], [44.0, -71.0], [31.0, -99.0]])
-    _, donor = calibrate.donor_transfer(calibrated, coords, fold, metric="distance")
-    assert donor.tolist() == [1, 0, 3, 0, 3]
+    out = calibrate.donor_transfer(calibrated, coords, fold, metric="distance")
+    assert out.donor.values.tolist() == list("wvyvy")
     with pytest.raises(ValueError, match="metric"):
         calibrate.donor_transfer(calibrated, attrs, fold, metric="random")
+    with pytest.raises(TypeError, match="best"):
+        calibrate.donor_transfer(values, attrs, fold)
 
 
 @pytest.mark.parametrize("budget", [0, -5, 2.5])
@@ -313,7 +359,7 @@ def test_best_reads_a_history_so_far_or_within_an_iteration():
                              popsize=30, generations=30, progress=False)
     top = calibrate.best(hist)
     assert top.dims == ("basin", "param")
-    np.testing.assert_allclose(top.skill, hist.skill.max("run"))
+    np.testing.assert_allclose(top.skill, hist.skill.max("member"))
     np.testing.assert_allclose(toy_run(top.values[:, None])[:, 0], top.skill)
     first = calibrate.best(hist, within_iteration=1)
     runs_1 = np.where(hist.iteration == 1, hist.skill, -np.inf)

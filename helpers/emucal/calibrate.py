@@ -64,6 +64,7 @@ from __future__ import annotations
 import gc
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -78,7 +79,7 @@ from .model import prepare_inputs, run_columns
 from .parameters import ParameterSpace
 
 __all__ = [
-    "best", "dds", "donor_transfer", "iterate", "model_runner", "pick_distinct", "posterior",
+    "Runner", "best", "dds", "donor_transfer", "iterate", "model_runner", "pick_distinct", "posterior",
     "regionalise", "search", "thompson", "trust_steps",
 ]
 
@@ -125,20 +126,104 @@ def _fingerprint(array) -> str:
 
 
 # ------------------------------------------------------------------- runner
+@dataclass(frozen=True)
+class Runner:
+    """A model as the calibration loop sees it: parameter sets in, skill out.
+
+    :func:`iterate` and :func:`dds` call ``runner(params)`` with parameter
+    sets ``(basin, n, param)`` in parameter units (basin ``b`` is run with
+    its own ``n`` sets) and expect the skill ``(basin, n)`` back.
+    :func:`model_runner` builds one for the teaching model; for your own
+    model (CTSM through :mod:`emucal.ctsm`, or anything else) build one
+    around a function that runs it::
+
+        runner = Runner(run_my_model, basins=["01013500", "01022500"],
+                        names=space.names, fingerprint="my model v1, KGE', WY1995-2007")
+
+    Attributes
+    ----------
+    run
+        The function ``(basin, n, param) -> (basin, n)``.
+    basins
+        Basin ids, in the order of the first axis; they label the results.
+    names
+        Parameter names, in the order of the last axis; needed by
+        :meth:`subset`.
+    defaults
+        ``(basin, param)``: each basin's default parameter set, which a NaN
+        in a parameter set stands for (the default member of
+        :func:`emucal.sampling.sample` is NaN where the default differs by
+        basin). ``None``: parameter sets must not hold NaN.
+    fingerprint
+        What the skill depends on besides the parameters (model, basins,
+        metric, period, forcing). Checkpoints record it and refuse to mix
+        runs of two fingerprints; leave it empty and they cannot tell.
+    """
+
+    run: Callable[[np.ndarray], np.ndarray]
+    basins: np.ndarray
+    names: tuple[str, ...] | None = None
+    defaults: np.ndarray | None = None
+    fingerprint: str = ""
+
+    def __post_init__(self):
+        object.__setattr__(self, "basins", np.asarray(self.basins))
+        if self.names is not None:
+            object.__setattr__(self, "names", tuple(self.names))
+        if self.defaults is not None:
+            defaults = np.asarray(self.defaults, float)
+            want = (self.n_basin, len(self.names) if self.names is not None else defaults.shape[-1])
+            if defaults.shape != want:
+                raise ValueError(f"defaults must be (basin, param) = {want}; got {defaults.shape}.")
+            object.__setattr__(self, "defaults", defaults)
+
+    @property
+    def n_basin(self) -> int:
+        return len(self.basins)
+
+    def __call__(self, params) -> np.ndarray:
+        params = np.asarray(params, dtype=float)
+        if params.ndim != 3 or params.shape[0] != self.n_basin:
+            raise ValueError(f"params must be (basin={self.n_basin}, n, param); got {params.shape}.")
+        if self.names is not None and params.shape[-1] != len(self.names):
+            raise ValueError(f"params must have {len(self.names)} parameters ({', '.join(self.names)}); "
+                             f"got {params.shape[-1]}.")
+        return np.asarray(self.run(params), dtype=float)
+
+    def subset(self, names) -> "Runner":
+        """The same model with only ``names`` free and every other parameter at the basin's default.
+
+        Calibrate in a reduced space (for example the most influential
+        parameters of chapter 8) with ``space.subset(names)`` and this runner.
+        """
+        if self.names is None or self.defaults is None:
+            raise ValueError("subset needs a runner with names and defaults (as model_runner gives).")
+        unknown = [n for n in names if n not in self.names]
+        if unknown:
+            raise ValueError(f"Unknown parameters {unknown}; the runner has {list(self.names)}.")
+        columns = [self.names.index(n) for n in names]
+        full_run, n_full = self.run, len(self.names)
+
+        def run(params):
+            full = np.full((*params.shape[:-1], n_full), np.nan)
+            full[..., columns] = params
+            return full_run(np.where(np.isnan(full), self.defaults[:, None, :], full))
+
+        return Runner(run, self.basins, names=tuple(names), defaults=self.defaults[:, columns],
+                      fingerprint=f"{self.fingerprint}|free: {','.join(names)}")
+
+
 def model_runner(forcing: xr.Dataset, attrs, space: ParameterSpace, *, metric: str = "kge_prime",
                  period: tuple[int, int] = (1995, 2007), spinup_years: int = 1,
-                 snowpack: bool = True) -> Callable:
-    """A function that runs the teaching model and returns skill, for the calibration loop.
+                 snowpack: bool = True) -> Runner:
+    """The teaching model as a :class:`Runner`: parameter sets in, skill over ``period`` out.
 
-    The returned ``run(params)`` takes parameter sets ``(basin, n, param)`` in
-    parameter units (basin ``b`` is run with its own ``n`` sets) and returns
-    the skill ``(basin, n)`` over the water years ``period``; a NaN in a
-    parameter set stands for the basin's default (``run.defaults``, ``(basin,
-    param)``, from :func:`emucal.model.default_params`). Model inputs are
-    prepared once, so repeated calls cost only the runs. Any function with
-    this signature can stand in for it, for example one that submits CTSM
-    runs and reads them back with :mod:`emucal.ctsm`. ``snowpack=False`` runs
-    the broken model of chapter 7 (see :func:`emucal.model.run_columns`).
+    The skill (``metric``) is computed over the water years ``period`` for
+    every basin of ``forcing``; a NaN in a parameter set stands for the
+    basin's default (``runner.defaults``, from
+    :func:`emucal.model.default_params`). Model inputs are prepared once, so
+    repeated calls cost only the runs. ``snowpack=False`` runs the broken
+    model of chapter 7 (see :func:`emucal.model.run_columns`).
     """
     inputs = prepare_inputs(forcing, attrs)
     window = skill_metrics.water_year_window(forcing.time.values, *period)
@@ -149,10 +234,7 @@ def model_runner(forcing: xr.Dataset, attrs, space: ParameterSpace, *, metric: s
              "nse": skill_metrics.nse, "norm_kge": skill_metrics.norm_kge}[metric]
     n_basin = inputs.shape[0]
 
-    def run(params) -> np.ndarray:
-        params = np.asarray(params, dtype=float)
-        if params.ndim != 3 or params.shape[0] != n_basin:
-            raise ValueError(f"params must be (basin={n_basin}, n, param); got {params.shape}.")
+    def run(params: np.ndarray) -> np.ndarray:
         space.validate(params.reshape(-1, params.shape[-1]))
         n = params.shape[1]
         columns = params.reshape(-1, params.shape[-1])
@@ -162,27 +244,30 @@ def model_runner(forcing: xr.Dataset, attrs, space: ParameterSpace, *, metric: s
         flow = flow.reshape(n_basin, n, -1)[..., window]
         return score(flow, qobs[:, None, :])
 
-    run.n_basin = n_basin
-    run.basins = forcing.basin.values
-    run.defaults = inputs.defaults  # (basin, param): what NaN in a parameter set stands for
-    # what the skill depends on besides the parameters: checkpoints record it
-    run.fingerprint = "|".join([
+    fingerprint = "|".join([
         ",".join(map(str, forcing.basin.values)), metric, f"{period[0]}-{period[1]}",
         f"spinup {spinup_years}", f"snowpack {snowpack}", ",".join(space.names),
         _fingerprint(np.stack([inputs.prcp, inputs.tair, inputs.pet])), _fingerprint(qobs)])
+    return Runner(run, forcing.basin.values, names=space.names, defaults=inputs.defaults,
+                  fingerprint=fingerprint)
+
+
+def _as_runner(run) -> Runner:
+    if not isinstance(run, Runner):
+        raise TypeError(f"run must be a calibrate.Runner (from model_runner, or Runner(your_function, "
+                        f"basins=...) for your own model); got {type(run).__name__}.")
     return run
 
 
-def _resolve_defaults(run: Callable, params: np.ndarray) -> np.ndarray:
+def _resolve_defaults(run: Runner, params: np.ndarray) -> np.ndarray:
     """Parameter sets ``(basin, n, param)`` with each NaN replaced by the basin's default."""
     if not np.isnan(params).any():
         return params
-    defaults = getattr(run, "defaults", None)
-    if defaults is None:
+    if run.defaults is None:
         raise ValueError("The parameter sets hold NaN (a basin's own default, as in the default "
-                         "member of sampling.sample), but run has no 'defaults' (basin, param) "
-                         "to fill them; give explicit values.")
-    return np.where(np.isnan(params), np.asarray(defaults, float)[:, None, :], params)
+                         "member of sampling.sample), but the runner has no defaults (basin, param) "
+                         "to fill them; give explicit values or Runner(..., defaults=...).")
+    return np.where(np.isnan(params), run.defaults[:, None, :], params)
 
 
 # ------------------------------------------------------------------- search
@@ -385,8 +470,8 @@ def best(history: xr.Dataset, *, after_iteration: int | None = None,
     Parameters
     ----------
     history
-        A result of :func:`iterate` or :func:`dds` (``params(basin, run,
-        param)`` and ``skill(basin, run)``).
+        A result of :func:`iterate` or :func:`dds` (``params(basin, member,
+        param)`` and ``skill(basin, member)``).
     after_iteration
         Only runs up to and including this iteration (0: the initial design):
         the best found so far at that point.
@@ -415,13 +500,13 @@ def best(history: xr.Dataset, *, after_iteration: int | None = None,
                              f"history has iterations 0 to {int(it.max())}.")
     idx = skill.argmax(axis=1)
     rows = np.arange(skill.shape[0])
-    out = history.params.isel(run=xr.DataArray(idx, dims="basin")) if "run" in history.params.dims \
+    out = history.params.isel(member=xr.DataArray(idx, dims="basin")) if "member" in history.params.dims \
         else history.params
     return out.assign_coords(skill=("basin", history.skill.values[rows, idx])).drop_vars(
-        "run", errors="ignore")
+        "member", errors="ignore")
 
 
-def iterate(run: Callable, space: ParameterSpace, initial: np.ndarray, *, n_iterations: int = 3,
+def iterate(run: Runner, space: ParameterSpace, initial: np.ndarray, *, n_iterations: int = 3,
             n_per_iteration: int = 50, emulator: str = "sse", basin_attrs: np.ndarray | None = None,
             seed: int = 0, popsize: int = 150, generations: int = 60,
             acquisition: str = "mean", n_candidates: int = 1024, perturb: float = 0.2,
@@ -434,8 +519,8 @@ def iterate(run: Callable, space: ParameterSpace, initial: np.ndarray, *, n_iter
     Parameters
     ----------
     run
-        ``run(params (basin, n, param)) -> skill (basin, n)``, e.g. from
-        :func:`model_runner` (skill: KGE'; the emulators learn normKGE).
+        The model, as a :class:`Runner` (for example from
+        :func:`model_runner`; skill: KGE', and the emulators learn normKGE).
     space
         The parameter space.
     initial
@@ -518,8 +603,8 @@ def iterate(run: Callable, space: ParameterSpace, initial: np.ndarray, *, n_iter
     Returns
     -------
     xarray.Dataset
-        Every run: ``params(basin, run, param)``, ``skill(basin, run)``,
-        ``iteration(basin, run)`` (0 for the initial design), and
+        Every run: ``params(basin, member, param)``, ``skill(basin, member)``,
+        ``iteration(basin, member)`` (0 for the initial design), and
         ``best_skill(basin, after_iteration)``: the best skill found up to and
         including each iteration (0: the initial design).
     """
@@ -545,8 +630,8 @@ def iterate(run: Callable, space: ParameterSpace, initial: np.ndarray, *, n_iter
     if emulator == "hierarchical" and len(basin_attrs) < 2:
         raise ValueError("emulator='hierarchical' needs at least 2 basins: each basin's prior "
                          "mean comes from an LSE trained on the other basins.")
-    n_basin = getattr(run, "n_basin", None)
-    basins = getattr(run, "basins", None)
+    run = _as_runner(run)
+    n_basin, basins = run.n_basin, run.basins
     if history is None and initial is None:
         if checkpoint is None or not Path(checkpoint).exists():
             raise ValueError("Give an initial design, a history to resume from, or an existing checkpoint.")
@@ -557,17 +642,17 @@ def iterate(run: Callable, space: ParameterSpace, initial: np.ndarray, *, n_iter
     else:
         initial = np.asarray(initial, dtype=float)
         if initial.ndim == 2:
-            if n_basin is None:
-                raise ValueError("Pass initial as (basin, n, param) when run has no n_basin.")
             initial = np.broadcast_to(initial, (n_basin,) + initial.shape).copy()
         initial = _resolve_defaults(run, initial)
     settings = dict(kind="iterate", emulator=emulator, n_per_iteration=n_per_iteration, seed=seed,
-                    runner=getattr(run, "fingerprint", None),
+                    runner=run.fingerprint or None,
                     popsize=popsize, generations=generations, initial=_fingerprint(initial),
                     acquisition=acquisition, n_candidates=n_candidates, perturb=perturb,
                     target=target_kind, **({} if n_local is None else {"n_local": int(n_local)}),
                     **({} if step == 0.2 else {"step": step}),
                     **({} if lse_refit == 1 else {"lse_refit": int(lse_refit)}),
+                    # how the prior LSEs split the basins (the folds are part of the result)
+                    **({"lse_folds": "KFold(5, shuffle, seed + refit)"} if emulator == "hierarchical" else {}),
                     attrs=None if basin_attrs is None else _fingerprint(basin_attrs))
     saved = _load_checkpoint(checkpoint, settings)
     history = saved if saved is not None else history
@@ -721,6 +806,11 @@ def _nearest_best(unit: np.ndarray, skill: np.ndarray, k: int | None) -> np.ndar
     return np.sort(np.argsort(dist, axis=1, kind="stable")[:, :k], axis=1)
 
 
+# The prior on each basin's weight a: N(0, 0.3^2). With 20-60 runs the marginal likelihood
+# alone can set a near 1 for an LSE that is wrong for that basin; the prior asks for evidence.
+WEIGHT_SD = 0.3
+
+
 class _WithPriorMean:
     """Per-basin GPs whose prior mean is ``a * g(x) + b``, ``g`` the large-sample emulator.
 
@@ -733,8 +823,8 @@ class _WithPriorMean:
     def __init__(self, prior: Callable, y: np.ndarray, unit: np.ndarray, *, seed: int):
         self.prior = prior
         d = unit.shape[-1]
-        self.gp = GPEmulator(mean="last_input", lower=[0.0] * d + [-1.0], upper=[1.0] * (d + 1),
-                             seed=seed).fit(self._inputs(unit), y)
+        self.gp = GPEmulator(mean="last_input", mean_weight_sd=WEIGHT_SD, lower=[0.0] * d + [-1.0],
+                             upper=[1.0] * (d + 1), seed=seed).fit(self._inputs(unit), y)
 
     def _inputs(self, u):
         return np.concatenate([u, self.prior(u)[..., None]], axis=-1)
@@ -746,22 +836,21 @@ class _WithPriorMean:
         return self.gp.sample_y(self._inputs(u), n_samples, seed=seed)
 
 
-def _history(params, skill, iteration, space, basins=None) -> xr.Dataset:
+def _history(params, skill, iteration, space, basins) -> xr.Dataset:
     n_iter = int(iteration.max())
     best = np.stack([np.nanmax(np.where(iteration <= k, skill, -np.inf), axis=1)
                      for k in range(n_iter + 1)], axis=1)
     return xr.Dataset({
-        "params": (("basin", "run", "param"), params),
-        "skill": (("basin", "run"), skill),
-        "iteration": (("basin", "run"), iteration),
+        "params": (("basin", "member", "param"), params),
+        "skill": (("basin", "member"), skill),
+        "iteration": (("basin", "member"), iteration),
         "best_skill": (("basin", "after_iteration"), best),
     }, coords={"param": space.names, "after_iteration": np.arange(n_iter + 1),
-               **({"basin": basins} if basins is not None else {})})
+               "basin": basins})
 
 
 # --------------------------------------------------------------------- DDS
-def dds(run: Callable, space: ParameterSpace, n_evaluations: int, *, n_basin: int | None = None,
-        r: float = 0.2, seed: int = 0, start: np.ndarray | None = None,
+def dds(run: Runner, space: ParameterSpace, n_evaluations: int, *, r: float = 0.2, seed: int = 0, start: np.ndarray | None = None,
         batch: int = 1, checkpoint: str | os.PathLike | None = None, checkpoint_every: int = 500,
         progress: bool = True) -> xr.Dataset:
     """Dynamically Dimensioned Search (Tolson and Shoemaker 2007), all basins in parallel.
@@ -787,9 +876,8 @@ def dds(run: Callable, space: ParameterSpace, n_evaluations: int, *, n_basin: in
         As :func:`iterate`, with ``best_skill(basin, evaluation)`` after each
         evaluation.
     """
-    n_basin = n_basin or getattr(run, "n_basin", None)
-    if n_basin is None:
-        raise ValueError("Give n_basin (run has no n_basin attribute).")
+    run = _as_runner(run)
+    n_basin = run.n_basin
     if int(n_evaluations) != n_evaluations or n_evaluations < 1:
         raise ValueError(f"n_evaluations must be a whole number of runs, at least 1; got {n_evaluations!r}.")
     if batch < 1:
@@ -797,12 +885,11 @@ def dds(run: Callable, space: ParameterSpace, n_evaluations: int, *, n_basin: in
     rng = np.random.default_rng(seed)
     d = len(space)
     if start is None:
-        start = getattr(run, "defaults", None)
-        start = space.defaults if start is None else start
+        start = space.defaults if run.defaults is None else run.defaults
     x0 = space.to_unit(_resolve_defaults(run, np.broadcast_to(
         np.asarray(start, float), (n_basin, len(space)))[:, None, :].copy())[:, 0])
     settings = dict(kind="dds", n_evaluations=n_evaluations, n_basin=n_basin, r=r, seed=seed,
-                    runner=getattr(run, "fingerprint", None),
+                    runner=run.fingerprint or None,
                     batch=batch, start=_fingerprint(x0))
     saved = _load_checkpoint(checkpoint, settings)
     if saved is None:
@@ -817,15 +904,15 @@ def dds(run: Callable, space: ParameterSpace, n_evaluations: int, *, n_basin: in
         params, skills = [saved.params.values], [saved.skill.values]
         rng.bit_generator.state = json.loads(saved.attrs["rng_state"])
     done = len(trace)
-    basins = getattr(run, "basins", None)
+    basins = run.basins
 
     def result(final: bool) -> xr.Dataset:
         ds = xr.Dataset({
-            "params": (("basin", "run", "param"), np.concatenate(params, axis=1)),
-            "skill": (("basin", "run"), np.concatenate(skills, axis=1)),
+            "params": (("basin", "member", "param"), np.concatenate(params, axis=1)),
+            "skill": (("basin", "member"), np.concatenate(skills, axis=1)),
             "best_skill": (("basin", "evaluation"), np.stack(trace, axis=1)),
         }, coords={"param": space.names, "evaluation": np.arange(1, len(trace) + 1),
-                   **({"basin": basins} if basins is not None else {})})
+                   "basin": basins})
         if not final:  # what a resumed search needs besides the runs
             ds["best_unit"] = (("basin", "param"), best_u)
             ds["best_value"] = ("basin", best_f)
@@ -866,9 +953,9 @@ def dds(run: Callable, space: ParameterSpace, n_evaluations: int, *, n_basin: in
 
 
 # ---------------------------------------------------------------- posterior
-def posterior(predict: Callable, n_basin: int, n_dim: int, *, tau: float = 0.05,
+def posterior(predict: Callable, space: ParameterSpace, basins, *, tau: float = 0.05,
               n_chains: int = 16, n_steps: int = 2000, burn: int = 1000, thin: int = 10,
-              seed: int = 0, init: np.ndarray | None = None):
+              seed: int = 0, init: np.ndarray | None = None) -> xr.Dataset:
     """Posterior samples of the parameters, on the emulator, for all basins at once.
 
     The skill of a parameter set is treated as an informal likelihood: a
@@ -892,11 +979,14 @@ def posterior(predict: Callable, n_basin: int, n_dim: int, *, tau: float = 0.05,
     Parameters
     ----------
     predict
-        ``predict(u, return_std=True)`` with ``u`` ``(basin, m, n_dim)``
-        returning mean and standard deviation of normKGE ``(basin, m)``
-        (e.g. a batched :class:`~emucal.emulators.GPEmulator`'s ``predict``).
-    n_basin, n_dim
-        Basins and parameters.
+        ``predict(u, return_std=True)`` with unit-cube points ``u`` ``(basin,
+        m, param)`` returning mean and standard deviation of normKGE
+        ``(basin, m)`` (e.g. a batched
+        :class:`~emucal.emulators.GPEmulator`'s ``predict``).
+    space
+        The parameter space (the draws are returned in its units).
+    basins
+        The basin ids, one per batch member of ``predict``.
     tau
         Tolerance on normKGE (see above).
     n_chains, n_steps, burn, thin
@@ -904,17 +994,19 @@ def posterior(predict: Callable, n_basin: int, n_dim: int, *, tau: float = 0.05,
     seed
         Random seed.
     init
-        Starting points ``(basin, n_chains, n_dim)``, e.g. the best runs.
+        Starting points ``(basin, n_chains, param)`` in the unit cube, e.g.
+        the best runs.
 
     Returns
     -------
-    draws : ndarray ``(basin, n_draws, n_dim)``
-        Posterior draws in the unit cube (map with ``space.from_unit``).
-    acceptance : ndarray ``(basin,)``
-        Acceptance rate after burn-in.
+    xarray.Dataset
+        ``params(basin, member, param)``: the posterior draws, in parameter
+        units; ``acceptance(basin)``: the acceptance rate after burn-in.
     """
     if burn >= n_steps:
         raise ValueError(f"burn ({burn}) must be smaller than n_steps ({n_steps}).")
+    basins = np.asarray(basins)
+    n_basin, n_dim = len(basins), len(space)
     rng = np.random.default_rng(seed)
 
     def log_like(u):
@@ -942,14 +1034,17 @@ def posterior(predict: Callable, n_basin: int, n_dim: int, *, tau: float = 0.05,
             counted += 1
             if (i - burn) % thin == 0:
                 draws.append(x.copy())
-    return np.concatenate(draws, axis=1), accepted / max(counted, 1)
+    draws = np.concatenate(draws, axis=1)
+    return xr.Dataset({
+        "params": (("basin", "member", "param"), space.from_unit(draws.reshape(-1, n_dim)).reshape(draws.shape)),
+        "acceptance": ("basin", accepted / max(counted, 1)),
+    }, coords={"basin": basins, "param": list(space.names)})
 
 
 # ------------------------------------------------------------ regionalise
-def regionalise(params: np.ndarray, skill: np.ndarray, basin_attrs: np.ndarray,
-                space: ParameterSpace, *, n_splits: int = 5, seed: int = 0,
-                popsize: int = 150, generations: int = 60,
-                checkpoint: str | os.PathLike | None = None) -> tuple[np.ndarray, np.ndarray]:
+def regionalise(history: xr.Dataset, basin_attrs: np.ndarray, space: ParameterSpace, *,
+                n_splits: int = 5, seed: int = 0, popsize: int = 150, generations: int = 60,
+                checkpoint: str | os.PathLike | None = None) -> xr.Dataset:
     """Parameters for basins treated as ungauged, from a large-sample emulator (spatial CV).
 
     The basins are split into ``n_splits`` folds. For each fold, a
@@ -961,9 +1056,10 @@ def regionalise(params: np.ndarray, skill: np.ndarray, basin_attrs: np.ndarray,
 
     Parameters
     ----------
-    params, skill
-        Runs ``(basin, n, param)`` in parameter units and their KGE' ``(basin, n)``
-        (e.g. an initial ensemble, or the history of :func:`iterate`).
+    history
+        Runs: ``params(basin, member, param)`` in parameter units and their
+        KGE' ``skill(basin, member)``, e.g. the history of :func:`iterate`
+        (``history.isel(member=slice(0, 200))`` for its initial design).
     basin_attrs
         ``(basin, n_attr)`` attributes (e.g. of
         :data:`emucal.emulators.LSE_ATTRIBUTES`).
@@ -979,20 +1075,25 @@ def regionalise(params: np.ndarray, skill: np.ndarray, basin_attrs: np.ndarray,
 
     Returns
     -------
-    chosen : ndarray ``(basin, param)``
-        Regionalised parameters of every basin, each chosen while it was held out.
-    fold : ndarray ``(basin,)``
-        The fold in which each basin was held out.
+    xarray.Dataset
+        ``params(basin, param)``: the regionalised parameters of every basin,
+        each chosen while it was held out; ``fold(basin)``: the fold in which
+        it was held out.
     """
     from .emulators import kfold
 
-    params = np.asarray(params, float)
+    basins = history.basin.values if "basin" in history.coords else np.arange(history.sizes["basin"])
+    params = np.asarray(history.params.transpose("basin", "member", "param").values, float)
+    skill = history.skill.transpose("basin", "member").values
     n_basin, n_run, d = params.shape
     unit = space.to_unit(params.reshape(-1, d)).reshape(n_basin, n_run, d)
     skill = np.nan_to_num(np.asarray(skill, float), nan=-1e6)
     target = _to_norm(skill).clip(-1, 1)
     folds = kfold(n_basin, n_splits, seed=seed)
-    settings = dict(kind="regionalise", n_splits=n_splits, seed=seed, popsize=popsize,
+    fold_label = np.zeros(n_basin)
+    for k, held in enumerate(folds):
+        fold_label[held] = k
+    settings = dict(kind="regionalise", folds=_fingerprint(fold_label), seed=seed, popsize=popsize,
                     generations=generations, params=_fingerprint(params), skill=_fingerprint(skill),
                     attrs=_fingerprint(basin_attrs))
     saved = _load_checkpoint(checkpoint, settings)
@@ -1017,11 +1118,12 @@ def regionalise(params: np.ndarray, skill: np.ndarray, basin_attrs: np.ndarray,
         fold_of[held] = k
         _save_checkpoint(xr.Dataset({"chosen": (("basin", "param"), chosen), "fold": ("basin", fold_of)}),
                          checkpoint, settings)
-    return chosen, fold_of
+    return xr.Dataset({"params": (("basin", "param"), chosen), "fold": ("basin", fold_of)},
+                      coords={"basin": basins, "param": list(space.names)})
 
 
-def donor_transfer(calibrated: np.ndarray, features: np.ndarray, fold: np.ndarray, *,
-                   metric: str = "attributes") -> tuple[np.ndarray, np.ndarray]:
+def donor_transfer(calibrated: xr.DataArray, features: np.ndarray, fold, *,
+                   metric: str = "attributes") -> xr.Dataset:
     """Classic regionalisation: each held-out basin takes the parameters of one donor.
 
     For every basin, the donor is the closest basin of *another* fold, so that
@@ -1031,25 +1133,29 @@ def donor_transfer(calibrated: np.ndarray, features: np.ndarray, fold: np.ndarra
     Parameters
     ----------
     calibrated
-        Each basin's calibrated parameters ``(basin, param)``.
+        Each basin's calibrated parameters ``(basin, param)``, e.g.
+        ``best(history)``.
     features
         ``metric="attributes"``: basin attributes ``(basin, n_attr)``, compared
         after standardising each column ("the most similar basin").
         ``metric="distance"``: gauge latitude and longitude in degrees
         ``(basin, 2)``, compared by great-circle distance ("the nearest basin").
     fold
-        The fold of each basin (as returned by :func:`regionalise`).
+        The fold of each basin ``(basin,)``, e.g. ``regionalise(...).fold``.
     metric
         ``"attributes"`` or ``"distance"``.
 
     Returns
     -------
-    params : ndarray ``(basin, param)``
-        The donors' parameters.
-    donor : ndarray ``(basin,)``
-        The index of each basin's donor.
+    xarray.Dataset
+        ``params(basin, param)``: the donors' parameters; ``donor(basin)``:
+        each basin's donor basin.
     """
-    calibrated = np.asarray(calibrated, float)
+    if not isinstance(calibrated, xr.DataArray) or set(calibrated.dims) != {"basin", "param"}:
+        raise TypeError("calibrated must be a DataArray (basin, param), e.g. calibrate.best(history).")
+    basins = calibrated.basin.values if "basin" in calibrated.coords else np.arange(calibrated.sizes["basin"])
+    names = calibrated.param.values if "param" in calibrated.coords else None
+    calibrated = calibrated.transpose("basin", "param").values.astype(float)
     features = np.asarray(features, float)
     fold = np.asarray(fold)
     n_basin = calibrated.shape[0]
@@ -1073,4 +1179,5 @@ def donor_transfer(calibrated: np.ndarray, features: np.ndarray, fold: np.ndarra
     if np.isinf(dist).all(axis=1).any():
         raise ValueError("Every basin needs a basin of another fold to borrow from; use 2 folds or more.")
     donor = dist.argmin(axis=1)
-    return calibrated[donor], donor
+    return xr.Dataset({"params": (("basin", "param"), calibrated[donor]), "donor": ("basin", basins[donor])},
+                      coords={"basin": basins, **({"param": names} if names is not None else {})})

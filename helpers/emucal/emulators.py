@@ -246,12 +246,15 @@ def _matern52(d: int, batch_shape, lengthscale_bounds, prior: bool, active_dims=
 
 
 class _LastInputMean(gpytorch.means.Mean):
-    """``a * x[..., -1] + b``, one ``a`` and ``b`` per batch member."""
+    """``a * x[..., -1] + b``, one ``a`` and ``b`` per batch member; optionally ``a ~ N(0, sd^2)``."""
 
-    def __init__(self, batch_shape):
+    def __init__(self, batch_shape, weight_sd=None):
         super().__init__()
         self.register_parameter("weight", torch.nn.Parameter(torch.zeros(*batch_shape, 1)))
         self.register_parameter("bias", torch.nn.Parameter(torch.zeros(*batch_shape, 1)))
+        if weight_sd is not None:  # standardised units, one sd per batch member
+            self.register_prior("weight_prior", gpytorch.priors.NormalPrior(
+                torch.zeros_like(weight_sd), weight_sd), "weight")
 
     def forward(self, x):
         return self.weight * x[..., -1] + self.bias
@@ -259,11 +262,11 @@ class _LastInputMean(gpytorch.means.Mean):
 
 class _ExactModel(gpytorch.models.ExactGP):
     def __init__(self, x, y, likelihood, batch_shape, lengthscale_bounds, prior=True,
-                 mean="constant"):
+                 mean="constant", weight_sd=None):
         super().__init__(x, y, likelihood)
         d = x.shape[-1]
         if mean == "last_input":  # the kernel sees every input but the last
-            self.mean_module = _LastInputMean(batch_shape)
+            self.mean_module = _LastInputMean(batch_shape, weight_sd)
             self.covar_module = _matern52(d - 1, batch_shape, lengthscale_bounds, prior,
                                           active_dims=torch.arange(d - 1))
         else:
@@ -280,8 +283,10 @@ def _predict(em, x: np.ndarray, chunk_size: int, return_std: bool):
     _check_inputs(em, x)
     dev = next(em.model_.parameters()).device
     means, stds = [], []
+    # the variance costs far more than the mean: GPyTorch skips it unless asked (half the
+    # time of a search on the mean)
     with torch.no_grad(), gpytorch.settings.max_cholesky_size(getattr(em, "max_cholesky_size", 100_000)), \
-            warnings.catch_warnings():
+            gpytorch.settings.skip_posterior_variances(not return_std), warnings.catch_warnings():
         # predicting at the training inputs is a legitimate use (a prior mean, a fit check)
         warnings.filterwarnings("ignore", category=gpytorch.utils.warnings.GPInputWarning)
         for i in range(0, x.shape[-2], chunk_size):
@@ -289,7 +294,7 @@ def _predict(em, x: np.ndarray, chunk_size: int, return_std: bool):
                                    dtype=torch.float64, device=dev)
             pred = em.likelihood_(em.model_(part))
             means.append(pred.mean.cpu().numpy())
-            if return_std:  # the variance costs far more than the mean: only when asked
+            if return_std:
                 stds.append(pred.variance.clamp_min(0).sqrt().cpu().numpy())
     y_mean, y_std = em.scaler_.y_mean, em.scaler_.y_std
     if x.ndim == 2:
@@ -356,6 +361,12 @@ class GPEmulator(BaseEstimator):
         Kennedy and O'Hagan (2000), ``f(x) = a g(x) + delta(x)``: the GP
         learns how much to trust ``g`` and what it misses, and ``a = 0`` is
         the plain GP, so ``g`` can be ignored where it does not help.
+    mean_weight_sd
+        With ``mean="last_input"``: the standard deviation of a normal prior
+        on ``a``, centred at 0 (in output units per unit of the last input).
+        It shrinks ``a`` towards the plain GP unless the runs clearly support
+        the last input, which matters when there are few runs. ``None``: no
+        prior, ``a`` is fitted by the marginal likelihood alone.
     device
         ``"cpu"``, ``"cuda"`` or ``"auto"``.
     seed
@@ -389,12 +400,15 @@ class GPEmulator(BaseEstimator):
                  max_iter: int = 100, lr: float = 0.05, tol: float = 1e-5, patience: int = 20,
                  max_cholesky_size: int = 20_000, lower=None, upper=None,
                  lengthscale_bounds: tuple[float, float] = (0.01, 100.0),
-                 lengthscale_prior: bool = True, mean: str = "constant", device: str = "cpu",
+                 lengthscale_prior: bool = True, mean: str = "constant",
+                 mean_weight_sd: float | None = None, device: str = "cpu",
                  seed: int = 0, group_size: int | None = 4):
         if optimizer not in ("lbfgs", "adam"):
             raise ValueError(f"optimizer must be 'lbfgs' or 'adam', not {optimizer!r}.")
         if mean not in ("constant", "last_input"):
             raise ValueError(f"mean must be 'constant' or 'last_input', not {mean!r}.")
+        if mean_weight_sd is not None and not mean_weight_sd > 0:
+            raise ValueError(f"mean_weight_sd must be positive or None; got {mean_weight_sd!r}.")
         self.noise_floor = noise_floor
         self.optimizer = optimizer
         self.max_iter = max_iter
@@ -407,6 +421,7 @@ class GPEmulator(BaseEstimator):
         self.lengthscale_bounds = lengthscale_bounds
         self.lengthscale_prior = lengthscale_prior
         self.mean = mean
+        self.mean_weight_sd = mean_weight_sd
         self.device = device
         self.seed = seed
         self.group_size = group_size
@@ -429,8 +444,13 @@ class GPEmulator(BaseEstimator):
         likelihood = gpytorch.likelihoods.GaussianLikelihood(
             batch_shape=batch_shape,
             noise_constraint=gpytorch.constraints.GreaterThan(self.noise_floor))
+        weight_sd = None
+        if self.mean == "last_input" and self.mean_weight_sd is not None:
+            # a in output units is weight * y_std / span: the prior's sd in standardised units
+            weight_sd = torch.as_tensor(self.mean_weight_sd * self._last_span(x)
+                                        / self.scaler_.y_std[..., 0], dtype=torch.float64)[..., None]
         model = _ExactModel(tx, ty, likelihood, batch_shape, self.lengthscale_bounds,
-                            self.lengthscale_prior, self.mean)
+                            self.lengthscale_prior, self.mean, weight_sd)
         _initialise(model, likelihood)
         model = model.to(device=dev, dtype=torch.float64)
         likelihood = likelihood.to(device=dev, dtype=torch.float64)
@@ -456,9 +476,12 @@ class GPEmulator(BaseEstimator):
         self.noise_ = likelihood.noise.detach().cpu().numpy().reshape(tuple(batch_shape))
         if self.mean == "last_input":  # a in f = a g + delta, in the units of y and of g
             weight = model.mean_module.weight.detach().cpu().numpy().reshape(tuple(batch_shape))
-            span = np.broadcast_to(self.scaler_.span, x.shape[:-2] + (1, x.shape[-1]))[..., 0, -1]
-            self.mean_weight_ = weight * self.scaler_.y_std[..., 0] / span
+            self.mean_weight_ = weight * self.scaler_.y_std[..., 0] / self._last_span(x)
         return self
+
+    def _last_span(self, x):
+        """The scaler's span of the last input, per batch member."""
+        return np.broadcast_to(self.scaler_.span, x.shape[:-2] + (1, x.shape[-1]))[..., 0, -1]
 
     def _fit_groups(self, x, y) -> "GPEmulator":
         """Fit batch members in groups of ``group_size`` (see the class docstring)."""
@@ -594,8 +617,11 @@ class GPEmulator(BaseEstimator):
         likelihood = gpytorch.likelihoods.GaussianLikelihood(
             batch_shape=batch_shape,
             noise_constraint=gpytorch.constraints.GreaterThan(self.noise_floor)).double()
+        weight_sd = (torch.ones(*batch_shape, 1, dtype=torch.float64)  # values from the state
+                     if self.mean == "last_input" and self.mean_weight_sd is not None else None)
         model = _ExactModel(state["train_x"], state["train_y"], likelihood, batch_shape,
-                            self.lengthscale_bounds, self.lengthscale_prior, self.mean).double()
+                            self.lengthscale_bounds, self.lengthscale_prior, self.mean,
+                            weight_sd).double()
         model.load_state_dict(state["model"])
         likelihood.load_state_dict(state["likelihood"])
         model.eval()
@@ -933,23 +959,28 @@ def make_lse(n_train: int, *, seed: int = 0, device: str = "cpu", **kwargs):
 def kfold(n: int, n_splits: int = 5, *, groups=None, seed: int = 0) -> list[np.ndarray]:
     """Split ``n`` items into ``n_splits`` test folds (index arrays), shuffled with ``seed``.
 
-    With ``groups`` (one label per item, e.g. the basin of each run), whole
-    groups go to the same fold: grouped, or spatial, cross-validation, which
-    tests prediction in basins the emulator has never seen.
+    scikit-learn's :class:`~sklearn.model_selection.KFold`, or with ``groups``
+    (one label per item, e.g. the basin of each run)
+    :class:`~sklearn.model_selection.GroupKFold`: whole groups go to the same
+    fold, which is grouped, or spatial, cross-validation; it tests prediction
+    in basins the emulator has never seen.
     """
-    rng = np.random.default_rng(seed)
+    from sklearn.model_selection import GroupKFold, KFold
+
+    items = np.arange(n)
     if groups is None:
         if n_splits < 2 or n_splits > n:
             raise ValueError(f"n_splits must be in [2, {n}], got {n_splits}.")
-        return [np.sort(f) for f in np.array_split(rng.permutation(n), n_splits)]
-    groups = np.asarray(groups)
-    if len(groups) != n:
-        raise ValueError(f"groups has {len(groups)} labels for {n} items.")
-    labels = np.unique(groups)
-    if n_splits < 2 or n_splits > len(labels):
-        raise ValueError(f"n_splits must be in [2, {len(labels)}] (number of groups), got {n_splits}.")
-    folds = np.array_split(rng.permutation(labels), n_splits)
-    return [np.flatnonzero(np.isin(groups, f)) for f in folds]
+        splits = KFold(n_splits, shuffle=True, random_state=seed).split(items)
+    else:
+        groups = np.asarray(groups)
+        if len(groups) != n:
+            raise ValueError(f"groups has {len(groups)} labels for {n} items.")
+        n_groups = len(np.unique(groups))
+        if n_splits < 2 or n_splits > n_groups:
+            raise ValueError(f"n_splits must be in [2, {n_groups}] (number of groups), got {n_splits}.")
+        splits = GroupKFold(n_splits, shuffle=True, random_state=seed).split(items, groups=groups)
+    return [test for _, test in splits]
 
 
 def cross_validate(make_emulator: Callable[[], object], X, y, *, n_splits: int = 5,

@@ -86,7 +86,7 @@ class Explorer:
             raise ValueError(f"basin {basin!r} is not in the forcing; choose one of {self.basins}.")
         if emulator is not None and tuple(getattr(emulator, "batch_shape_", ())) != (len(self.basins),):
             raise ValueError("emulator must be one GP per basin of the forcing, fitted on "
-                             "emulators.sse_data (inputs (basin, run, param)); got batch shape "
+                             "emulators.sse_data (inputs (basin, member, param)); got batch shape "
                              f"{getattr(emulator, 'batch_shape_', None)} for {len(self.basins)} basins.")
         self.calibrated = None
         if calibrated is not None:

@@ -282,7 +282,7 @@ def r2_score(y_true, y_pred, axis: int = -1):
     """Coefficient of determination ``1 - SSE/SST`` of predictions, along ``axis``.
 
     scikit-learn's :func:`sklearn.metrics.r2_score`, one score per row: an
-    emulator's predictions of ``(basin, run)`` give one R² per basin. A float
+    emulator's predictions of ``(basin, member)`` give one R² per basin. A float
     for 1-D input.
     """
     from sklearn.metrics import r2_score as sk_r2

@@ -247,7 +247,7 @@ def emulator_indices(emulator, space: ParameterSpace, n: int, *, n_draws: int = 
     """
     n_basin = emulator.batch_shape_[0] if getattr(emulator, "batch_shape_", ()) else None
     if not n_basin:
-        raise ValueError("emulator must be batched over basins (fitted on (basin, run, param) "
+        raise ValueError("emulator must be batched over basins (fitted on (basin, member, param) "
                          "inputs, as emulators.sse_data gives).")
     basins = np.arange(n_basin) if basins is None else np.asarray(basins)
     design = sobol_design(space, n, seed=seed)

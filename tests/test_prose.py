@@ -9,6 +9,9 @@ Static checks on the committed notebooks, no execution:
   (MyST-NB ``{glue:text}``), or cites a paper in the same paragraph, or is one
   of the chapter's own settings (it appears in a code cell), or a fact of the
   parameter table, or on the short allowlist below;
+- a count in a chapter's prose ("12 of 19", "in 15 basins") is glued, cited,
+  a setting of the chapter, or a fact of the data (the 671 CAMELS basins,
+  the 19 of the teaching sample, Tang et al.'s 627 and 16 parameters);
 - every glued name that the prose uses is glued by a code cell of the same
   notebook, and no glue role sits inside a code span (where it would not render).
 """
@@ -33,6 +36,9 @@ ALLOWED = {
     "book/04_emulators": {"0.9"},        # the nominal coverage of a 90% interval
     "book/07_diagnostics": {"0.46", "0.8"},  # 2/sqrt(n) for n = 19 and 6
 }
+# counts that are facts of the data or of the parameter space, not results
+FACTS = {"671", "627", "19", "16"}
+COUNT = re.compile(r"(?<![\w.])(\d+)(?: (?:out )?of (?:the )?(\d+)| (?:basins|parameters|seeds|signatures)\b)")
 DECIMAL = re.compile(r"(?<![\w.])\d+\.\d+(?![\w.])")
 GLUE_ROLE = re.compile(r"\{glue:(?:text|)\}`([A-Za-z_][\w]*)[^`]*`")
 
@@ -74,6 +80,24 @@ def unglued_decimals(notebook: str, cells) -> list[str]:
     return found
 
 
+def uncounted_claims(notebook: str, cells) -> list[str]:
+    """Counts of basins, parameters or seeds ("12 of 19") that no run, setting or paper backs."""
+    code = "\n".join(c.source for c in cells if c.cell_type == "code")
+    allowed = FACTS | set(re.findall(r"(?<![\w.])\d+(?![\w.])", code))
+    found = []
+    for cell in cells:
+        if cell.cell_type != "markdown":
+            continue
+        for paragraph in re.split(r"\n\s*\n", cell.source):
+            if "{cite" in paragraph:
+                continue
+            for match in COUNT.finditer(_prose(paragraph)):
+                numbers = [n for n in match.groups() if n is not None]
+                if any(n not in allowed for n in numbers):
+                    found.append(f"{match.group(0)!r} in: {paragraph.strip()[:100]!r}")
+    return found
+
+
 @pytest.mark.parametrize("notebook", CHAPTERS)
 def test_chapter_follows_the_template(notebook):
     text = "\n".join(c.source for c in _cells(notebook) if c.cell_type == "markdown")
@@ -100,6 +124,24 @@ def test_glued_names_are_glued_by_the_notebook(notebook):
     assert not never, f"used in prose but never glued: {never}"
     inside_code = [c.source for c in cells if c.cell_type == "markdown" and "`{glue" in c.source]
     assert not inside_code, "a glue role inside a code span does not render"
+
+
+@pytest.mark.parametrize("notebook", CHAPTERS)
+def test_counts_in_prose_come_from_the_run(notebook):
+    found = uncounted_claims(notebook, _cells(notebook))
+    assert not found, ("glue these counts ({glue:text}`name`), cite their paper in the paragraph, "
+                       "or phrase the sentence without them:\n" + "\n".join(found))
+
+
+def test_the_count_check_catches_an_unglued_count():
+    cells = [nbformat.v4.new_markdown_cell("The loop beats DDS in 12 of 19 basins."),
+             nbformat.v4.new_markdown_cell("In 15 basins the GP wins."),
+             nbformat.v4.new_markdown_cell("Glued: {glue:text}`n_win` of 19 basins; all 671 basins."),
+             nbformat.v4.new_code_cell("N_SEEDS = 3")]
+    found = uncounted_claims("book/xx", cells)
+    assert [f.split("'")[1] for f in found] == ["12 of 19", "15 basins"]
+    cells.append(nbformat.v4.new_markdown_cell("Over 3 seeds."))
+    assert len(uncounted_claims("book/xx", cells)) == 2  # a setting of the chapter
 
 
 def test_the_decimal_check_catches_an_unglued_result():

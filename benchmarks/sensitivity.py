@@ -100,7 +100,7 @@ for seed in [int(s) for s in args.seeds.split(",")]:
     x_ref = np.broadcast_to(ref_design, (n_basin, *ref_design.shape))
     for out in OUTPUTS:
         start = time.perf_counter()
-        gp = emulators.GPEmulator(lower=0, upper=1, seed=seed).fit(x, train_out[out].values)
+        gp = emulators.GPEmulator(seed=seed).fit(x, train_out[out].values)
         emu = sensitivity.emulator_indices(gp, space, args.emulator_n, n_draws=30, seed=seed)
         seconds = time.perf_counter() - start
         ref = reference.ST.sel(output=out).values

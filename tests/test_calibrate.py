@@ -256,7 +256,7 @@ def test_thompson_uses_the_uncertainty_and_refines_the_best_run():
     rng = np.random.default_rng(0)
     unit = rng.uniform(size=(2, 40, 4))
     skill = toy_run(unit)
-    em = GPEmulator(lower=0, upper=1, seed=0).fit(unit, skill)
+    em = GPEmulator(seed=0).fit(unit, skill)
     new = calibrate.thompson(em, unit, skill, 8, n_candidates=256, perturb=0.3, seed=1)
     assert new.shape == (2, 8, 4) and (new >= 0).all() and (new <= 1).all()
     assert len(np.unique(new.reshape(-1, 4), axis=0)) == 16  # no point proposed twice
@@ -274,7 +274,7 @@ def test_posterior_draws_match_mean_and_spread():
     rng = np.random.default_rng(1)
     x = rng.uniform(size=(3, 30, 2))
     y = np.sin(4 * x[..., 0]) + x[..., 1]
-    em = GPEmulator(lower=0, upper=1, seed=0, group_size=2).fit(x, y)
+    em = GPEmulator(seed=0, group_size=2).fit(x, y)
     test = rng.uniform(size=(3, 5, 2))
     draws = em.sample_y(test, n_samples=4000, seed=2)
     assert draws.shape == (3, 4000, 5)

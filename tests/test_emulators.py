@@ -23,7 +23,7 @@ def data():
 
 def test_gp_learns_a_smooth_function_and_reads_sensitivity(data):
     x, y, xt, yt = data
-    gp = emulators.GPEmulator(lower=0, upper=1).fit(x, y)
+    gp = emulators.GPEmulator().fit(x, y)
     mean, std = gp.predict(xt, return_std=True)
     assert metrics.r2_score(yt, mean) > 0.98
     ls = gp.lengthscales_
@@ -41,7 +41,7 @@ def test_gp_intervals_cover_noisy_data(data):
     y = _function(x) + rng.normal(0, 0.1, 150)
     xt = rng.uniform(size=(400, 3))
     yt = _function(xt) + rng.normal(0, 0.1, 400)
-    gp = emulators.GPEmulator(lower=0, upper=1).fit(x, y)
+    gp = emulators.GPEmulator().fit(x, y)
     mean, std = gp.predict(xt, return_std=True)
     assert 0.8 < metrics.coverage(yt, mean, std, 0.9) < 0.97
     assert gp.noise_ * gp.scaler_.y_std.item() ** 2 == pytest.approx(0.01, rel=0.6)
@@ -51,20 +51,20 @@ def test_batched_gp_fits_each_member_like_a_single_gp(data):
     x, y, xt, yt = data
     xb = np.stack([x, x])
     yb = np.stack([y, -2 * y + 1])  # two different "basins"
-    gp = emulators.GPEmulator(lower=0, upper=1).fit(xb, yb)
+    gp = emulators.GPEmulator().fit(xb, yb)
     mean = gp.predict(np.stack([xt, xt]))
     assert mean.shape == (2, 200)
     assert metrics.r2_score(yt, mean[0]) > 0.98
     assert metrics.r2_score(-2 * yt + 1, mean[1]) > 0.98
-    single = emulators.GPEmulator(lower=0, upper=1).fit(x, y).predict(xt)
+    single = emulators.GPEmulator().fit(x, y).predict(xt)
     assert np.max(np.abs(single - mean[0])) < 0.05
     assert gp.lengthscales_.shape == (2, 3)
 
 
 def test_same_seed_same_fit_and_save_load_round_trip(data, tmp_path):
     x, y, xt, _ = data
-    a = emulators.GPEmulator(lower=0, upper=1, seed=3).fit(x, y)
-    b = emulators.GPEmulator(lower=0, upper=1, seed=3).fit(x, y)
+    a = emulators.GPEmulator(seed=3).fit(x, y)
+    b = emulators.GPEmulator(seed=3).fit(x, y)
     np.testing.assert_array_equal(a.predict(xt), b.predict(xt))
     loaded = emulators.load(a.save(tmp_path / "gp.pt"))
     m1, s1 = a.predict(xt, return_std=True)
@@ -75,7 +75,7 @@ def test_same_seed_same_fit_and_save_load_round_trip(data, tmp_path):
 
 def test_adam_optimiser_also_converges(data):
     x, y, xt, yt = data
-    gp = emulators.GPEmulator(lower=0, upper=1, optimizer="adam", lr=0.1, max_iter=300).fit(x, y)
+    gp = emulators.GPEmulator(optimizer="adam", lr=0.1, max_iter=300).fit(x, y)
     assert gp.n_iter_ > 20
     assert metrics.r2_score(yt, gp.predict(xt)) > 0.95
 
@@ -123,7 +123,7 @@ def test_kfold_partitions_and_keeps_groups_together():
 
 def test_cross_validate_scores_per_fold_and_per_batch(data):
     x, y, _, _ = data
-    table = emulators.cross_validate(lambda: emulators.GPEmulator(lower=0, upper=1), x, y,
+    table = emulators.cross_validate(lambda: emulators.GPEmulator(), x, y,
                                      n_splits=4)
     assert list(table.columns) == ["fold", "r2", "rmse", "coverage", "n_test"]
     assert len(table) == 4 and table.r2.min() > 0.9 and table.n_test.sum() == len(y)
@@ -184,14 +184,14 @@ def test_grouped_batch_is_the_groups_fitted_alone_and_round_trips(data, tmp_path
     x, y, xt, _ = data
     scales = np.array([1.0, -2.0, 0.5, 3.0, -1.0])
     xb, yb = np.stack([x] * 5), scales[:, None] * y
-    grouped = emulators.GPEmulator(lower=0, upper=1, group_size=2).fit(xb, yb)
+    grouped = emulators.GPEmulator(group_size=2).fit(xb, yb)
     assert len(grouped.groups_) == 3 and grouped.lengthscales_.shape == (5, 3)
     mean, sd = grouped.predict(np.stack([xt] * 5), return_std=True)
     # the last group (one member) is exactly what fitting that member alone gives
-    alone = emulators.GPEmulator(lower=0, upper=1, group_size=None).fit(xb[4:], yb[4:])
+    alone = emulators.GPEmulator(group_size=None).fit(xb[4:], yb[4:])
     np.testing.assert_array_equal(mean[4:], alone.predict(np.stack([xt])))
     # and the whole batch in one optimisation finds the same GPs, to optimiser accuracy
-    whole = emulators.GPEmulator(lower=0, upper=1, group_size=None).fit(xb, yb)
+    whole = emulators.GPEmulator(group_size=None).fit(xb, yb)
     assert not hasattr(whole, "groups_")
     difference = np.abs(whole.predict(np.stack([xt] * 5)) - mean).max(axis=1)
     assert np.all(difference < 0.05 * np.abs(scales))
@@ -207,7 +207,7 @@ def test_saved_emulators_load_without_unpickling_code(data, tmp_path):
     import torch
 
     x, y, _, _ = data
-    path = emulators.GPEmulator(lower=0, upper=1, seed=3, group_size=1).fit(
+    path = emulators.GPEmulator(seed=3, group_size=1).fit(
         np.stack([x, x]), np.stack([y, y])).save(tmp_path / "gp.pt")
     torch.load(path, weights_only=True)  # tensors and plain types only
 
@@ -223,7 +223,7 @@ def test_saved_emulators_load_without_unpickling_code(data, tmp_path):
 
 def test_predicting_outside_the_cube_warns_and_nan_is_refused(data):
     x, y, xt, _ = data
-    gp = emulators.GPEmulator(lower=0, upper=1, seed=0).fit(x, y)
+    gp = emulators.GPEmulator(seed=0).fit(x, y)
     with pytest.warns(UserWarning, match="outside the emulator's bounds"):
         gp.predict(xt + 2.0)
     bad = xt.copy()
@@ -270,7 +270,7 @@ def test_last_input_mean_learns_how_much_to_trust_a_coarse_emulator(tmp_path):
     truth = 2.0 * test_g + 0.2 * test_x[:, 2]
     few = slice(0, 12)
     koh = emulators.GPEmulator(mean="last_input", **bounds).fit(inputs[0, few], y[0, few])
-    plain = emulators.GPEmulator(lower=0, upper=1).fit(x[0, few], y[0, few])
+    plain = emulators.GPEmulator().fit(x[0, few], y[0, few])
     err_koh = metrics.rmse(truth, koh.predict(np.column_stack([test_x, test_g])))
     err_plain = metrics.rmse(truth, plain.predict(test_x))
     assert err_koh < 0.5 * err_plain

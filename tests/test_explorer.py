@@ -39,7 +39,7 @@ def toy_app_inputs(toy):
     rng = np.random.default_rng(0)
     x = rng.uniform(size=(2, 24, len(space)))
     y = np.tanh(x[..., 0] - x[..., 8]) * 0.5  # a made-up skill surface: watsat_sf and zbedrock
-    sse = emulators.GPEmulator(lower=0, upper=1, seed=0).fit(x, y)
+    sse = emulators.GPEmulator(seed=0).fit(x, y)
     calibrated = pd.DataFrame(space.from_unit(np.full((2, len(space)), 0.7)),
                               index=forcing.basin.values, columns=space.names)
     return forcing, attrs, space, sse, calibrated

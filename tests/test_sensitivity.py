@@ -78,7 +78,7 @@ def test_emulator_indices_find_the_parameter_that_matters_with_draws():
     x = rng.uniform(size=(2, 60, 4))
     # basin 0 depends on x0, basin 1 on x2
     y = np.stack([np.sin(3 * x[0, :, 0]), np.sin(3 * x[1, :, 2])])
-    gp = emulators.GPEmulator(lower=0, upper=1, seed=0).fit(x, y)
+    gp = emulators.GPEmulator(seed=0).fit(x, y)
     ind = sensitivity.emulator_indices(gp, space, 128, n_draws=5, n_draw_base=16,
                                        basins=["b0", "b1"], seed=0)
     assert sensitivity.top_parameters(ind.ST.sel(basin="b0"), 1) == ["x0"]
@@ -86,7 +86,7 @@ def test_emulator_indices_find_the_parameter_that_matters_with_draws():
     assert ind.ST_draws.dims == ("draw", "basin", "param") and ind.sizes["draw"] == 5
     assert float(ind.ST.sel(basin="b0", param="x0")) > 0.8
     with pytest.raises(ValueError, match="batched over basins"):
-        sensitivity.emulator_indices(emulators.GPEmulator(lower=0, upper=1).fit(x[0], y[0]), space, 8)
+        sensitivity.emulator_indices(emulators.GPEmulator().fit(x[0], y[0]), space, 8)
 
 
 def test_model_outputs_score_and_summarise_every_run(toy):

@@ -682,7 +682,7 @@ def iterate(run: Runner, space: ParameterSpace, initial: np.ndarray, *, n_iterat
         near = _nearest_best(unit, skill, n_local)  # (basin, k): the runs the per-basin GPs see
         local_unit = np.take_along_axis(unit, near[..., None], axis=1)
         if emulator == "sse":
-            em = GPEmulator(lower=0, upper=1, seed=seed + it).fit(
+            em = GPEmulator(seed=seed + it).fit(
                 local_unit, np.take_along_axis(target, near, axis=1))
             predict = em.predict
         else:

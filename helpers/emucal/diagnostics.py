@@ -881,7 +881,7 @@ def history_match(params, simulated, observed, *, obs_error=None, discrepancy=No
     sd = np.empty_like(mean)
     start = time.perf_counter()
     for j in range(n_sig):
-        gp = GPEmulator(lower=0, upper=1, seed=seed).fit(x, sim[:, :, j])
+        gp = GPEmulator(seed=seed).fit(x, sim[:, :, j])
         mean[:, j], sd[:, j] = gp.predict(np.broadcast_to(candidates, (n_basin, n_candidates, d)),
                                           return_std=True)
     if progress:

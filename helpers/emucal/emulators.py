@@ -344,9 +344,11 @@ class GPEmulator(BaseEstimator):
         GPyTorch switches from Cholesky to conjugate gradients above 800
         points by default; below this size we keep the exact Cholesky.
     lower, upper
-        Input bounds for the unit-cube scaling (default: the training data's
-        range). For parameters, pass the unit cube of the ParameterSpace
-        (inputs already scaled with ``space.to_unit``, bounds 0 and 1).
+        Input bounds, mapped to 0 and 1 before fitting. The default, 0 and
+        1, is the unit cube of parameters scaled with ``space.to_unit``.
+        ``None``: the training data's range, for inputs in their own units
+        (for example basin attributes). Predictions outside the bounds warn:
+        the GP extrapolates there.
     lengthscale_bounds
         Allowed lengthscales, in unit-cube units.
     lengthscale_prior
@@ -398,7 +400,7 @@ class GPEmulator(BaseEstimator):
 
     def __init__(self, *, noise_floor: float = 1e-4, optimizer: str = "lbfgs",
                  max_iter: int = 100, lr: float = 0.05, tol: float = 1e-5, patience: int = 20,
-                 max_cholesky_size: int = 20_000, lower=None, upper=None,
+                 max_cholesky_size: int = 20_000, lower=0.0, upper=1.0,
                  lengthscale_bounds: tuple[float, float] = (0.01, 100.0),
                  lengthscale_prior: bool = True, mean: str = "constant",
                  mean_weight_sd: float | None = None, device: str = "cpu",
@@ -950,8 +952,8 @@ def make_lse(n_train: int, *, seed: int = 0, device: str = "cpu", **kwargs):
     An exact :class:`GPEmulator` up to :data:`EXACT_GP_MAX_N` runs, a
     :class:`SparseGPEmulator` above (see the module docstring for why).
     """
-    if n_train <= EXACT_GP_MAX_N:
-        return GPEmulator(seed=seed, device=device, **kwargs)
+    if n_train <= EXACT_GP_MAX_N:  # attributes in their own units: scale by the data's range
+        return GPEmulator(seed=seed, device=device, **{"lower": None, "upper": None, **kwargs})
     return SparseGPEmulator(seed=seed, device=device, **kwargs)
 
 

@@ -19,7 +19,7 @@ import xarray as xr
 import emucal.camels
 import emucal.data
 from conftest import NATURAL_EARTH, REPO, serve
-from emucal import cli, plotting
+from emucal import cli, plotting, workshop
 
 
 def _sha256(path: Path) -> str:
@@ -302,7 +302,7 @@ def test_strip_solutions_removes_prose_and_code_between_the_markers():
              ("markdown", "Because 42.\n\n:::{solution-end}\n:::\n\n:::{exercise}\n:label: ex-b\n\nDo B.\n:::\n\n"
                           ":::{solution-start} ex-b\n:class: dropdown\n:::\n\nSay B.\n\n:::{solution-end}\n:::"),
              ("code", "print('after')"))
-    out, removed = cli.strip_solutions(nb)
+    out, removed = workshop.strip_solutions(nb)
     assert removed == 2
     text = json.dumps(out)
     assert "answer_a" not in text and "Because 42" not in text and "Say B" not in text
@@ -311,7 +311,7 @@ def test_strip_solutions_removes_prose_and_code_between_the_markers():
     assert [c["cell_type"] for c in out["cells"]] == ["markdown", "markdown", "code"]
     assert out["cells"][-1]["outputs"] == [] and out["cells"][-1]["execution_count"] is None
     with pytest.raises(ValueError, match="solution-end"):
-        cli.strip_solutions(_nb(("markdown", ":::{solution-start} ex-a\n:::"), ("code", "x = 1")))
+        workshop.strip_solutions(_nb(("markdown", ":::{solution-start} ex-a\n:::"), ("code", "x = 1")))
 
 
 def test_handout_of_the_book_keeps_every_exercise_and_no_solution(tmp_path, capsys):

@@ -17,6 +17,8 @@ One module per step of the workflow (see the book's API page):
 - :mod:`emucal.metrics`: KGE, KGE', normKGE, NSE and water-year windows.
 - :mod:`emucal.diagnostics`: signatures (CAMELS-US definitions), seasonal cycle, structural-error diagnostics.
 - :mod:`emucal.plotting`: maps and hydrographs shared by chapters.
+- :mod:`emucal.workshop`: a mirror of the data, Natural Earth offline, handouts without solutions
+  (the ``emucal`` command, :mod:`emucal.cli`, calls it).
 
 :func:`size_thread_pools` sizes PyTorch's and numba's thread pools to the CPUs
 the process may use (cgroup quota, affinity, ``EMUCAL_THREADS``); the emulators
@@ -34,7 +36,7 @@ except PackageNotFoundError:  # running from a source tree without installing
     __version__ = "0+unknown"
 
 _MODULES = ("calibrate", "camels", "ctsm", "data", "diagnostics", "emulators", "ensemble", "explorer",
-            "metrics", "model", "parameters", "plotting", "sampling", "sensitivity")
+            "metrics", "model", "parameters", "plotting", "sampling", "sensitivity", "workshop")
 __all__ = [*_MODULES, "THREADS_VARIABLE", "ThreadPools", "__version__", "size_thread_pools",
            "usable_cpus"]
 

@@ -1,8 +1,8 @@
 """The ``emucal`` command line: fetch the book's data, lay out a workshop mirror, write handouts.
 
-Four commands, all thin wrappers around :mod:`emucal.data` and
-:mod:`emucal.camels` (the same download path, cache and hash checks as the
-notebooks):
+Four commands, all thin wrappers around :mod:`emucal.data`,
+:mod:`emucal.camels` and :mod:`emucal.workshop` (the same download path,
+cache and hash checks as the notebooks):
 
 ``emucal fetch``
     Download every file the notebooks read (the CAMELS-US attributes and the
@@ -30,23 +30,19 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import os
 import shlex
-import shutil
 import socket
 import sys
 import textwrap
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from . import data
+from . import data, workshop
 
-__all__ = ["build_parser", "main", "strip_solutions"]
+__all__ = ["build_parser", "main"]
 
-_SHAPEFILE_PARTS = (".shp", ".shx", ".dbf", ".prj", ".cpg")
-_MANIFEST = "MANIFEST.tsv"
-_NATURAL_EARTH_DIR = "natural_earth"
+_NATURAL_EARTH_DIR = workshop.NATURAL_EARTH_DIR
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -109,46 +105,6 @@ def _summarise(names: Sequence[str]) -> list[str]:
         groups[top] = groups.get(top, 0) + 1
     width = max(len(g) for g in groups)
     return [f"  {g:<{width}}  {n} file{'s' if n != 1 else ''}" for g, n in groups.items()]
-
-
-def _place(source: Path, target: Path, *, link: bool) -> None:
-    """Hard-link (or copy) ``source`` to ``target``, atomically replacing what was there."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if target.exists() and os.path.samefile(source, target):
-        return
-    tmp = target.with_name(target.name + ".part")
-    tmp.unlink(missing_ok=True)
-    if link:
-        try:
-            os.link(source, tmp)
-        except OSError:  # another file system, or links not allowed: copy instead
-            link = False
-    if not link:
-        shutil.copyfile(source, tmp)
-    # readable by the web server and by everyone (a link shares the cache file's mode)
-    os.chmod(tmp, os.stat(tmp).st_mode | 0o444)
-    os.replace(tmp, target)
-
-
-def _md5(path: Path) -> str:
-    """MD5 of a file, read in 4 MiB chunks (for the manifest, as the shared mirror has it)."""
-    digest = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 22):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _write_manifest(directory: Path, names: Sequence[str]) -> Path:
-    """Write ``MANIFEST.tsv`` (name, bytes, sha256, md5, upstream_url) like the shared mirror's."""
-    hashes, urls = data.registry(), data.registry_urls()
-    lines = ["name\tbytes\tsha256\tmd5\tupstream_url"]
-    for name in names:
-        path = directory / name
-        lines.append(f"{name}\t{path.stat().st_size}\t{hashes[name]}\t{_md5(path)}\t{urls[name]}")
-    manifest = directory / _MANIFEST
-    manifest.write_text("\n".join(lines) + "\n")
-    return manifest
 
 
 def _local_ip() -> str | None:
@@ -241,9 +197,7 @@ def _cmd_mirror(args: argparse.Namespace) -> int:
         raise _UsageError(f"{directory} exists and is not a folder.")
     names = _sample_names() + ([data.FULL_ZIP] if args.full else [])
     paths = _fetch_all(names, args.quiet)
-    for name in _progress(names, args.quiet, desc="emucal mirror", unit="file"):
-        _place(paths[name], directory / name, link=not args.copy)
-    _write_manifest(directory, names)
+    workshop.mirror(directory, paths, link=not args.copy, progress=not args.quiet)
     size = sum((directory / n).stat().st_size for n in names)
     print(f"Mirror ready: {len(names)} files ({_human(size)}, hashes checked) in {directory}:")
     print("\n".join(_summarise(names)))
@@ -251,7 +205,7 @@ def _cmd_mirror(args: argparse.Namespace) -> int:
         print(f"  (without {data.FULL_ZIP}: add --full for load_basins(source='full'), 3.4 GB)")
 
     if args.natural_earth:
-        shapefiles = _mirror_natural_earth(directory, args.quiet)
+        shapefiles = workshop.mirror_natural_earth(directory, progress=not args.quiet)
         print(f"Natural Earth: {len(shapefiles)} files in {directory / _NATURAL_EARTH_DIR} "
               f"(a CARTOPY_DATA_DIR) and {directory / (_NATURAL_EARTH_DIR + '.zip')}")
 
@@ -269,46 +223,6 @@ def _cmd_mirror(args: argparse.Namespace) -> int:
               f"{_NATURAL_EARTH_DIR}.zip ~")
         print(f"  export CARTOPY_DATA_DIR=~/{_NATURAL_EARTH_DIR}")
     return EXIT_OK
-
-
-def _mirror_natural_earth(directory: Path, quiet: bool) -> list[Path]:
-    """Copy the book's Natural Earth shapefiles into ``directory/natural_earth`` and zip it.
-
-    The shapefiles come from where cartopy finds them (``CARTOPY_DATA_DIR``,
-    then cartopy's data dir), and cartopy downloads the ones it lacks.
-    """
-    try:
-        import cartopy
-        from cartopy.io import shapereader
-
-        from .plotting import NATURAL_EARTH_FEATURES, NATURAL_EARTH_RESOLUTIONS  # the maps' layers
-    except ImportError as err:
-        raise OSError(f"--natural-earth needs cartopy ({err}).") from err
-
-    root = directory / _NATURAL_EARTH_DIR
-    copied: list[Path] = []
-    wanted = [(r, c, n) for r in NATURAL_EARTH_RESOLUTIONS for c, n in NATURAL_EARTH_FEATURES]
-    for resolution, category, name in _progress(wanted, quiet, desc="natural earth", unit="layer"):
-        try:
-            shp = Path(shapereader.natural_earth(resolution=resolution, category=category, name=name))
-        except OSError as err:  # urllib's URLError is an OSError
-            raise ConnectionError(
-                f"Natural Earth {resolution} {category}/{name} is in neither CARTOPY_DATA_DIR "
-                f"({cartopy.config['pre_existing_data_dir']}) nor cartopy's data dir "
-                f"({cartopy.config['data_dir']}), and cartopy could not download it ({err}). "
-                "Run this once with internet, or set CARTOPY_DATA_DIR to a folder that has "
-                "the shapefiles, or leave out --natural-earth."
-            ) from err
-        target_dir = root / "shapefiles" / "natural_earth" / category
-        for suffix in _SHAPEFILE_PARTS:
-            part = shp.with_suffix(suffix)
-            if part.is_file():
-                _place(part, target_dir / part.name, link=False)
-                copied.append(target_dir / part.name)
-    partial = shutil.make_archive(str(directory / f"{_NATURAL_EARTH_DIR}.part"), "zip",
-                                  root_dir=directory, base_dir=_NATURAL_EARTH_DIR)
-    os.replace(partial, directory / f"{_NATURAL_EARTH_DIR}.zip")
-    return copied
 
 
 def _cmd_basins(args: argparse.Namespace) -> int:
@@ -329,81 +243,13 @@ def _cmd_basins(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def strip_solutions(notebook: dict) -> tuple[dict, int]:
-    """Remove the exercise solutions from a notebook (a dict in nbformat 4 layout).
-
-    The book writes solutions with sphinx-exercise's gated directives: a line
-    ``:::{solution-start} LABEL`` with its options and a closing ``:::``, then
-    any number of cells, then ``:::{solution-end}`` and ``:::``. Everything
-    from the start to the end marker goes, code cells included, and a short
-    note takes its place; the exercises themselves stay. Outputs are cleared.
-
-    Returns
-    -------
-    notebook : dict
-        A new notebook.
-    removed : int
-        The number of solutions removed.
-    """
-    note = "*(The solution is in the book.)*"
-    cells, removed, inside = [], 0, False
-    for cell in notebook["cells"]:
-        if cell["cell_type"] != "markdown":
-            if not inside:
-                cells.append({**cell, "outputs": [], "execution_count": None}
-                             if cell["cell_type"] == "code" else cell)
-            continue
-        source = cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
-        kept, lines = [], iter(source.splitlines(keepends=True))
-        for line in lines:
-            if not inside and line.startswith(":::{solution-start}"):
-                for option in lines:  # skip its options up to the closing fence
-                    if option.strip() == ":::":
-                        break
-                inside, removed = True, removed + 1
-                kept.append(note + "\n")
-            elif inside and line.startswith(":::{solution-end}"):
-                next(lines, None)  # its closing fence
-                inside = False
-            elif not inside:
-                kept.append(line)
-        text = "".join(kept).strip("\n")
-        if text:
-            cells.append({**cell, "source": text})
-    if inside:
-        raise ValueError("A solution-start has no solution-end: the notebook is not in the book's format.")
-    return {**notebook, "cells": cells}, removed
-
-
 def _cmd_handout(args: argparse.Namespace) -> int:
     """``emucal handout``: copies of the notebooks without solutions."""
-    import json
-
-    out = Path(args.directory)
-    sources = [Path(n) for n in args.notebooks]
-    missing = [str(n) for n in sources if not n.is_file()]
-    if missing:
-        raise _UsageError(f"no such notebook: {', '.join(missing)}")
-    inputs = {n.resolve() for n in sources}
-    over = [str(n) for n in sources if (out / n.name).resolve() in inputs]
-    if over:
-        raise _UsageError(f"the handout of {', '.join(over)} would overwrite a notebook given as "
-                          f"input (and strip its solutions); choose a folder other than {out}")
-    names = [n.name for n in sources]
-    twice = sorted({n for n in names if names.count(n) > 1})
-    if twice:
-        raise _UsageError(f"two notebooks named {', '.join(twice)} would be written to the same "
-                          "file; make a handout of each folder separately")
-    out.mkdir(parents=True, exist_ok=True)
-    for source in sources:
-        try:
-            notebook = json.loads(source.read_text(encoding="utf-8"))
-            stripped, removed = strip_solutions(notebook)
-        except (ValueError, KeyError, TypeError, AttributeError) as err:
-            raise _UsageError(f"{source} is not a Jupyter notebook that can be read "
-                              f"({type(err).__name__}: {err})") from err
-        target = out / source.name
-        target.write_text(json.dumps(stripped, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    try:
+        written = workshop.write_handouts(args.directory, args.notebooks)
+    except ValueError as err:
+        raise _UsageError(str(err)) from err
+    for target, removed in written.items():
         print(f"{target}: {removed} solution{'s' if removed != 1 else ''} removed")
     return EXIT_OK
 

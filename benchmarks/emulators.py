@@ -4,11 +4,19 @@ Targets (issue "Emulators with GPyTorch"):
 - SSE for 19 basins x 200 runs trains in under 30 s on this 2-core machine;
 - LSE on 19 basins x 350 runs trains in under 3 minutes and predicts 1e5 points in under 5 s;
 - on held-out runs the GP's R2 of normKGE beats the random forest's, for the SSE in most basins.
-Run: python benchmarks/emulators.py [--device cuda]
+Also the cost of one exact-GP evaluation of the marginal likelihood on 3,000
+LSE rows (33 inputs): its time and the peak memory of the process, which the
+appendix on clusters scales to 671 basins.
+Run: python benchmarks/emulators.py [--device cuda] [--csv benchmarks/results/emulators.csv]
 """
 
 import argparse
+import platform
+import subprocess
+import sys
 import time
+from datetime import datetime, timezone
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -20,6 +28,7 @@ from emucal.parameters import ParameterSpace
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--device", default="cpu")
+parser.add_argument("--csv", type=Path, default=None, help="write the figures to this CSV file")
 args = parser.parse_args()
 print(emucal.size_thread_pools())
 print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}")
@@ -34,7 +43,7 @@ ens = ensemble.run_ensemble(samples, ds, attrs, progress=False)
 x, y = emulators.sse_data(ens, space)
 train, test = np.arange(200), np.arange(200, 350)
 start = time.perf_counter()
-sse = emulators.GPEmulator(lower=0, upper=1, device=args.device).fit(x[:, train], y[:, train])
+sse = emulators.GPEmulator(device=args.device).fit(x[:, train], y[:, train])
 sse_time = time.perf_counter() - start
 mean, std = sse.predict(x[:, test], return_std=True)
 start = time.perf_counter()
@@ -75,3 +84,40 @@ per_basin = lambda pred: np.median(metrics.r2_score(yl[te].reshape(-1, 50), pred
 print(f"LSE held-out runs: R2 {metrics.r2_score(yl[te], m):.3f} (median per basin "
       f"{per_basin(m):.2f}), coverage {metrics.coverage(yl[te], m, s):.2f}; RF R2 "
       f"{metrics.r2_score(yl[te], rf_l):.3f} (median per basin {per_basin(rf_l):.2f})")
+
+# --- one exact-GP evaluation (loss and gradient) on n LSE-shaped rows, in a fresh process
+EXACT = """
+import resource, sys, time
+import numpy as np, torch, gpytorch
+from emucal import emulators
+n, d = int(sys.argv[1]), int(sys.argv[2])
+x = np.random.default_rng(0).uniform(size=(n, d))
+y = np.sin(x.sum(1))
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+em = emulators.GPEmulator(max_iter=1, optimizer="adam")
+start = time.perf_counter()
+em.fit(x, y)
+seconds = time.perf_counter() - start
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(f"RESULT {seconds} {(peak - before) / 1024**2}")
+"""
+n_exact = 3_000
+out = subprocess.run([sys.executable, "-c", EXACT, str(n_exact), str(xl.shape[1])], capture_output=True,
+                     text=True, check=True).stdout
+exact_s, exact_gb = (float(v) for v in out.split("RESULT")[1].split())
+print(f"exact GP, {n_exact:,} rows x {xl.shape[1]} inputs: one evaluation {exact_s:.1f} s, "
+      f"{exact_gb:.2f} GB more memory at the peak")
+
+if args.csv is not None:
+    pd.DataFrame([
+        {"quantity": "SSE fit, 19 basins x 200 runs", "value": sse_time, "unit": "s", "rows": 19 * 200},
+        {"quantity": "LSE fit", "value": lse_time, "unit": "s", "rows": len(yl)},
+        {"quantity": "LSE predict 100,000 with std", "value": pred_time, "unit": "s", "rows": 100_000},
+        {"quantity": "exact GP, one evaluation", "value": exact_s, "unit": "s", "rows": n_exact},
+        {"quantity": "exact GP, one evaluation, peak memory", "value": exact_gb, "unit": "GB",
+         "rows": n_exact},
+    ]).assign(threads=torch.get_num_threads(), device=args.device,
+              date=datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+              machine=f"{platform.machine()}, {platform.system()}",
+              command="python benchmarks/emulators.py").to_csv(args.csv, index=False)
+    print(f"wrote {args.csv}")

@@ -174,7 +174,7 @@ def toy():
         "clay_frac": [15.0, 25.0], "sand_frac": [40.0, 30.0], "slope_mean": [40.0, 15.0],
         "lai_max": [4.0, 5.0], "lai_diff": [3.0, 1.0], "gauge_lat": [46.0, 33.0],
         "elev_mean": [400.0, 150.0],
-    }, index=pd.Index(["00000001", "00000002"], name="gauge_id"))
+    }, index=pd.Index(["00000001", "00000002"], name="basin"))
     return forcing, attrs
 
 

@@ -63,7 +63,7 @@ def test_cfs_to_mm_per_day_by_hand():
 def test_attributes_merge_na_padding_and_string_ids(synthetic):
     attrs = camels.attributes()
     assert list(attrs.index) == list(camels_files.BASINS)
-    assert attrs.index.name == "gauge_id"
+    assert attrs.index.name == "basin"  # as the dimension of load_basins
     assert attrs.loc["01000001", "dom_land_cover"] == "Mixed Forests"
     assert attrs.loc["01000001", "huc_02"] == "01"
     assert np.isnan(attrs.loc["01000001", "root_depth_50"])

@@ -176,7 +176,7 @@ def _attributes_cached() -> pd.DataFrame:
                 table[column] = table[column].str.strip()
         tables.append(table.set_index("gauge_id"))
     merged = pd.concat(tables, axis=1, join="outer")
-    merged.index.name = "gauge_id"
+    merged.index.name = "basin"  # the same name as the dimension of load_basins
     merged["huc_02"] = merged["huc_02"].str.zfill(2)
     return merged.sort_index()
 
@@ -185,13 +185,16 @@ def attributes(*, reload: bool = False) -> pd.DataFrame:
     """Return the CAMELS-US v2.0 attributes of all 671 basins.
 
     The seven attribute files (name, topography, climate, hydrology, soil,
-    vegetation, geology) are fetched if needed and merged on ``gauge_id``.
+    vegetation, geology) are fetched if needed and merged on the CAMELS ``gauge_id``.
 
     Returns
     -------
     pandas.DataFrame
-        One row per basin, indexed by ``gauge_id`` (8-character zero-padded
-        string such as ``"01013500"``), one column per attribute. ``NA`` in
+        One row per basin, indexed by ``basin`` (the CAMELS ``gauge_id``, an
+        8-character zero-padded string such as ``"01013500"``, and the name
+        of the basin dimension of :func:`load_basins`, so that
+        ``attrs.loc[ds.basin.values]`` and ``attrs.to_xarray()`` line up
+        with the forcing), one column per attribute. ``NA`` in
         the files becomes NaN; text fields are stripped of padding. Units and
         definitions are in Addor et al. (2017), Table 1-3, and the CAMELS
         attribute description file on Zenodo record 15529996.

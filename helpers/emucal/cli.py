@@ -237,9 +237,9 @@ def _cmd_basins(args: argparse.Namespace) -> int:
         return EXIT_OK
     _fetch_attributes(args.quiet)
     table = camels.attributes()
-    for gauge_id, row in table[["huc_02", "gauge_name"]].iterrows():
-        print(f"{gauge_id}\t{row['huc_02']}\t{row['gauge_name']}")
-    print(f"{len(table)} CAMELS-US basins (gauge_id, huc_02, gauge_name).", file=sys.stderr)
+    for basin, row in table[["huc_02", "gauge_name"]].iterrows():
+        print(f"{basin}\t{row['huc_02']}\t{row['gauge_name']}")
+    print(f"{len(table)} CAMELS-US basins (basin, huc_02, gauge_name).", file=sys.stderr)
     return EXIT_OK
 
 

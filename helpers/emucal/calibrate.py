@@ -651,8 +651,6 @@ def iterate(run: Runner, space: ParameterSpace, initial: np.ndarray, *, n_iterat
                     target=target_kind, **({} if n_local is None else {"n_local": int(n_local)}),
                     **({} if step == 0.2 else {"step": step}),
                     **({} if lse_refit == 1 else {"lse_refit": int(lse_refit)}),
-                    # how the prior LSEs split the basins (the folds are part of the result)
-                    **({"lse_folds": "KFold(5, shuffle, seed + refit)"} if emulator == "hierarchical" else {}),
                     attrs=None if basin_attrs is None else _fingerprint(basin_attrs))
     saved = _load_checkpoint(checkpoint, settings)
     history = saved if saved is not None else history
@@ -806,11 +804,6 @@ def _nearest_best(unit: np.ndarray, skill: np.ndarray, k: int | None) -> np.ndar
     return np.sort(np.argsort(dist, axis=1, kind="stable")[:, :k], axis=1)
 
 
-# The prior on each basin's weight a: N(0, 0.3^2). With 20-60 runs the marginal likelihood
-# alone can set a near 1 for an LSE that is wrong for that basin; the prior asks for evidence.
-WEIGHT_SD = 0.3
-
-
 class _WithPriorMean:
     """Per-basin GPs whose prior mean is ``a * g(x) + b``, ``g`` the large-sample emulator.
 
@@ -823,8 +816,8 @@ class _WithPriorMean:
     def __init__(self, prior: Callable, y: np.ndarray, unit: np.ndarray, *, seed: int):
         self.prior = prior
         d = unit.shape[-1]
-        self.gp = GPEmulator(mean="last_input", mean_weight_sd=WEIGHT_SD, lower=[0.0] * d + [-1.0],
-                             upper=[1.0] * (d + 1), seed=seed).fit(self._inputs(unit), y)
+        self.gp = GPEmulator(mean="last_input", lower=[0.0] * d + [-1.0], upper=[1.0] * (d + 1),
+                             seed=seed).fit(self._inputs(unit), y)
 
     def _inputs(self, u):
         return np.concatenate([u, self.prior(u)[..., None]], axis=-1)
@@ -1090,10 +1083,7 @@ def regionalise(history: xr.Dataset, basin_attrs: np.ndarray, space: ParameterSp
     skill = np.nan_to_num(np.asarray(skill, float), nan=-1e6)
     target = _to_norm(skill).clip(-1, 1)
     folds = kfold(n_basin, n_splits, seed=seed)
-    fold_label = np.zeros(n_basin)
-    for k, held in enumerate(folds):
-        fold_label[held] = k
-    settings = dict(kind="regionalise", folds=_fingerprint(fold_label), seed=seed, popsize=popsize,
+    settings = dict(kind="regionalise", n_splits=n_splits, seed=seed, popsize=popsize,
                     generations=generations, params=_fingerprint(params), skill=_fingerprint(skill),
                     attrs=_fingerprint(basin_attrs))
     saved = _load_checkpoint(checkpoint, settings)

@@ -30,16 +30,16 @@ where to run the model next), and its lengthscales read as sensitivities: a
 short lengthscale means the skill changes quickly with that parameter.
 
 Why the exact-to-variational switch? An exact GP costs O(n^3) time and O(n^2)
-memory in the number of training runs n. Measured here (2 cores, 33 inputs:
-16 parameters and 17 attributes), one evaluation of the marginal likelihood
-and its gradients takes 0.2 s at n = 1,000, 0.6 s at n = 2,000 and 2.4 s and
-1.7 GB at n = 3,000, and a fit needs about 100 of them; at the 125,400 runs
-of 627 basins x 200 members it is impossible. The variational GP (Hensman et
-al. 2013) summarises the data with m inducing points (here 256) and costs
-O(n m^2) per pass, in minibatches, so memory does not grow with n. With
-m = 256 it trains on the 6,650 runs of 19 basins x 350 members in about
-15 s here and predicts 100,000 points in about 2 s. :func:`make_lse`
-switches at :data:`EXACT_GP_MAX_N` = 1,000 runs.
+memory in the number of training runs n: one evaluation of the marginal
+likelihood and its gradients on 3,000 runs with 33 inputs (16 parameters and
+17 attributes) takes seconds on 2 cores, a fit needs up to 100 of them, and
+the cost grows with n^3 (``benchmarks/emulators.py`` measures it; the
+cluster appendix of the book scales it up). At the 125,400 runs of 627
+basins x 200 members an exact GP is out of reach. The variational GP
+(Hensman et al. 2013) summarises the data with m inducing points (here 256)
+and costs O(n m^2) per pass, in minibatches, so memory does not grow with
+n; the same benchmark times it on the 6,650 runs of 19 basins x 350
+members. :func:`make_lse` switches at :data:`EXACT_GP_MAX_N` = 1,000 runs.
 
 References
 ----------

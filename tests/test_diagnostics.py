@@ -247,9 +247,9 @@ def test_implausibility_is_the_standardised_distance():
     assert diagnostics.implausibility(10.0, 7.0, 2.0, 1.0, 2.0) == pytest.approx(1.0)
     # DataArrays broadcast by name, not by position
     obs = xr.DataArray([1.0, 2.0], dims="basin")
-    mean = xr.DataArray([[1.0, 2.0], [1.5, 2.5]], dims=("candidate", "basin"))
+    mean = xr.DataArray([[1.0, 2.0], [1.5, 2.5]], dims=("member", "basin"))
     imp = diagnostics.implausibility(obs, mean, 0.0, 0.5, 0.0)
-    np.testing.assert_allclose(imp.transpose("candidate", "basin").values, [[0, 0], [1, 1]])
+    np.testing.assert_allclose(imp.transpose("member", "basin").values, [[0, 0], [1, 1]])
 
 
 def _toy_ensemble(n=80, seed=0):
@@ -278,7 +278,7 @@ def test_history_match_finds_the_signature_no_parameter_set_can_match():
     assert min_imp.loc["a", "s1"] < 1 and min_imp.loc["b"].max() < 1
     assert float(m.non_implausible_fraction.sel(basin="a")) == 0.0
     # basin b: what is left is the slab around x0 = 0.3 and x1 = 0.5, x2 free
-    kept = m.candidates.values[m.non_implausible.sel(basin="b").values]
+    kept = m.unit.values[m.non_implausible.sel(basin="b").values]
     assert len(kept) > 50
     assert np.all(np.abs(kept[:, 0] - 0.3) < 3 * 0.03 + 0.02)
     assert np.all(np.abs(kept[:, 1] - 0.5) < 3 * 0.08 + 0.02)

@@ -80,9 +80,9 @@ def test_validate_names_parameter_value_and_range():
 def test_to_dataset_has_member_and_param():
     space = ParameterSpace.tang2025(scale="log").subset(["fff", "FMAX"])
     ds = space.to_dataset([[0.5, 0.3], [2.0, 0.8]], member_start=10)
-    assert ds.value.dims == ("member", "param")
+    assert ds.params.dims == ("member", "param")
     assert list(ds.member.values) == [10, 11] and list(ds.param.values) == ["fff", "FMAX"]
-    assert ds.value.sel(member=11, param="FMAX").item() == 0.8
+    assert ds.params.sel(member=11, param="FMAX").item() == 0.8
     assert list(ds.log_scale.values) == [True, False]
 
 

@@ -172,7 +172,7 @@ def test_design_diagnostics(space):
 # ----------------------------------------------------------------- dataset
 def test_sample_dataset_values_and_attrs(space):
     ds = sampling.sample_dataset(space, 12, "lhs", seed=8, optimization=None)
-    assert np.array_equal(ds["value"].values,
+    assert np.array_equal(ds["params"].values,
                           sampling.sample(space, 12, "lhs", seed=8, optimization=None), equal_nan=True)
     assert list(ds["param"].values) == space.names
     assert ds.attrs["method"] == "lhs"
@@ -181,7 +181,7 @@ def test_sample_dataset_values_and_attrs(space):
     assert ds.attrs["optimization"] == "none"
     ds2 = sampling.sample_dataset(space, 12, "random", seed=8, include_default=False)
     assert ds2.attrs["include_default"] == 0
-    assert not np.array_equal(ds2["value"].values[0], space.defaults, equal_nan=True)
+    assert not np.array_equal(ds2["params"].values[0], space.defaults, equal_nan=True)
 
 
 # ------------------------------------------------------------------ errors

@@ -817,14 +817,14 @@ def history_match(params, simulated, observed, *, obs_error=None, discrepancy=No
     Returns
     -------
     xarray.Dataset
-        ``implausibility(basin, signature, candidate)``,
+        ``implausibility(basin, signature, member)``,
         ``min_implausibility(basin, signature)``,
-        ``non_implausible(basin, candidate)`` (no signature above the cutoff),
+        ``non_implausible(basin, member)`` (no signature above the cutoff),
         ``non_implausible_fraction(basin)``,
-        ``emulated(basin, signature, candidate)`` and ``emulator_sd`` (the
+        ``emulated(basin, signature, member)`` and ``emulator_sd`` (the
         emulators' predictions), ``observed(basin, signature)``,
         ``obs_sd`` and ``discrepancy_sd`` ``(basin, signature)``, ``total_sd``
-        (both together), and ``candidates(candidate, param)`` in the unit cube.
+        (both together), and ``unit(member, param)``: the candidate parameter sets, in the unit cube.
 
     References
     ----------
@@ -893,23 +893,23 @@ def history_match(params, simulated, observed, *, obs_error=None, discrepancy=No
     obs_sd = np.maximum(obs_sd, floor)
     imp = implausibility(obs[..., None], mean, sd, obs_sd[..., None], disc_sd[..., None])
     ok = imp.max(axis=1) <= cutoff
-    coords = {"candidate": np.arange(n_candidates), "param": np.arange(d)}
+    coords = {"member": np.arange(n_candidates), "param": np.arange(d)}
     if names is not None:
         coords["signature"] = names
     if basins is not None:
         coords["basin"] = basins
     return xr.Dataset({
-        "implausibility": (("basin", "signature", "candidate"), imp),
+        "implausibility": (("basin", "signature", "member"), imp),
         "min_implausibility": (("basin", "signature"), imp.min(axis=2)),
-        "non_implausible": (("basin", "candidate"), ok),
+        "non_implausible": (("basin", "member"), ok),
         "non_implausible_fraction": ("basin", ok.mean(axis=1)),
-        "emulated": (("basin", "signature", "candidate"), mean),
-        "emulator_sd": (("basin", "signature", "candidate"), sd),
+        "emulated": (("basin", "signature", "member"), mean),
+        "emulator_sd": (("basin", "signature", "member"), sd),
         "observed": (("basin", "signature"), obs),
         "obs_sd": (("basin", "signature"), obs_sd),
         "discrepancy_sd": (("basin", "signature"), disc_sd),
         "total_sd": (("basin", "signature"), np.hypot(obs_sd, disc_sd)),
-        "candidates": (("candidate", "param"), candidates),
+        "unit": (("member", "param"), candidates),
     }, coords=coords, attrs={"cutoff": cutoff})
 
 

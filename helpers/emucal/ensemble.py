@@ -180,7 +180,7 @@ def run_ensemble(
     """
     space = space or ParameterSpace.tang2025()
     if isinstance(samples, xr.Dataset):
-        samples = samples["value"].transpose("member", "param").values
+        samples = samples["params"].transpose("member", "param").values
     samples = np.atleast_2d(space.validate(samples))
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:
@@ -277,7 +277,7 @@ def run_ensemble(
     else:
         parts = [results[i] for i in range(len(starts))]
     out = xr.concat(parts, dim="member")
-    out["params"] = space.to_dataset(samples)["value"].rename("params")
+    out["params"] = space.to_dataset(samples)["params"]
     out = out.assign_coords(param=space.names)
     out["defaults"] = (("basin", "param"), inputs.defaults,
                        {"long_name": "each basin's default parameters (what NaN in params stands for)"})

@@ -761,7 +761,7 @@ def simulate(params, forcing: xr.Dataset, attrs: pd.DataFrame, *, outputs=("qsim
     members = None
     if isinstance(params, xr.Dataset):
         members = params.member.values
-        params = params["value"].transpose("member", "param").values
+        params = params["params"].transpose("member", "param").values
     values = np.asarray(params, dtype=float)
     if values.ndim == 1:
         values = values[None, :]

@@ -300,13 +300,13 @@ class ParameterSpace:
     def to_dataset(self, values, member_start: int = 0) -> xr.Dataset:
         """Turn a sample, shape ``(member, param)``, into an xarray Dataset.
 
-        The Dataset has one variable, ``value(member, param)``, and the
+        The Dataset has one variable, ``params(member, param)``, and the
         parameters' defaults, ranges, scales and units as ``param`` coordinates.
         """
         x = np.atleast_2d(self.validate(values))
         member = np.arange(member_start, member_start + x.shape[0])
         return xr.Dataset(
-            {"value": (("member", "param"), x, {"long_name": "parameter value"})},
+            {"params": (("member", "param"), x, {"long_name": "parameter value"})},
             coords={
                 "member": member,
                 "param": self.names,

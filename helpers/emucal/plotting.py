@@ -300,7 +300,7 @@ def pair_plot(
     9
     """
     if isinstance(samples, xr.Dataset):  # the Dataset of sampling.sample_dataset
-        samples = samples["value"].sel(param=space.names).transpose("member", "param").values
+        samples = samples["params"].sel(param=space.names).transpose("member", "param").values
     x = np.atleast_2d(space.validate(samples))
     names = list(space.names if names is None else names)
     if not names:

@@ -146,12 +146,12 @@ def _check_unit(unit, what: str = "unit") -> np.ndarray:
 def _as_samples(space: ParameterSpace, samples) -> np.ndarray:
     """Samples in parameter units as ``(n_members, len(space))``, checked against the ranges.
 
-    Accepts an array or the Dataset of :func:`sample_dataset` (variable ``value``).
+    Accepts an array or the Dataset of :func:`sample_dataset` (variable ``params``).
     """
     if isinstance(samples, xr.Dataset):
-        if "value" not in samples:
-            raise ValueError("A Dataset of samples needs the variable 'value(member, param)'.")
-        samples = samples["value"]
+        if "params" not in samples:
+            raise ValueError("A Dataset of samples needs the variable 'params(member, param)'.")
+        samples = samples["params"]
     if isinstance(samples, xr.DataArray):
         if "param" in samples.dims:
             missing = [n for n in space.names if n not in samples["param"].values]
@@ -351,7 +351,7 @@ def sample_dataset(
     Returns
     -------
     xarray.Dataset
-        ``value(member, param)`` with the parameter metadata of
+        ``params(member, param)`` with the parameter metadata of
         :meth:`ParameterSpace.to_dataset`, and the attributes ``method``,
         ``seed``, ``include_default`` (1 or 0, since netCDF has no booleans)
         and ``optimization`` (``"none"`` when not optimised; only for ``"lhs"``).
@@ -359,7 +359,7 @@ def sample_dataset(
     Examples
     --------
     >>> ds = sample_dataset(ParameterSpace.tang2025(), 9, "sobol", seed=0)
-    >>> ds["value"].shape, ds.attrs["method"]
+    >>> ds["params"].shape, ds.attrs["method"]
     ((9, 16), 'sobol')
     """
     values = sample(space, n, method, seed=seed, include_default=include_default, **kwargs)

@@ -268,13 +268,13 @@ def _as_sample_table(space: ParameterSpace, samples, member_start: int) -> pd.Da
     """Samples as a DataFrame (member x parameter), validated against the space."""
     members = None
     if isinstance(samples, xr.Dataset):
-        if "value" not in samples:
-            raise ValueError("A Dataset of samples needs the variable 'value(member, param)' "
+        if "params" not in samples:
+            raise ValueError("A Dataset of samples needs the variable 'params(member, param)' "
                              "(ParameterSpace.to_dataset).")
         if member_start != 0:
             raise ValueError("member_start is taken from the Dataset's 'member' coordinate; "
                              f"do not pass member_start={member_start} as well.")
-        da = samples["value"]
+        da = samples["params"]
         missing = [n for n in space.names if n not in da["param"].values]
         if missing:
             raise ValueError(f"The samples lack the parameters {missing}.")

@@ -50,7 +50,7 @@ print(emucal.size_thread_pools(), flush=True)
 space = ParameterSpace.tang2025()
 ds = camels.load_basins(start="1993-10-01", end="2013-09-30")
 attrs = camels.attributes()
-run = calibrate.model_runner(ds, attrs, space, period=(1995, 2007))
+run = calibrate.model_runner(ds, attrs, space, period="calibration")
 
 
 def checkpoint(name, seed):

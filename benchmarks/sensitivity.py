@@ -46,7 +46,6 @@ parser.add_argument("--csv", default=str(Path(__file__).parent / "results" / "se
 args = parser.parse_args()
 print(emucal.size_thread_pools(), flush=True)
 
-CALIBRATION = (1995, 2007)
 ds = camels.load_basins(start="1993-10-01", end="2007-09-30")
 attrs = camels.attributes().loc[ds.basin.values]
 space = ParameterSpace.tang2025()
@@ -58,7 +57,7 @@ def model_indices(n: int, seed: int):
     design = sensitivity.sobol_design(space, n, seed=seed)
     start = time.perf_counter()
     out = sensitivity.model_outputs(space.from_unit(design), ds, attrs, space=space,
-                                    period=CALIBRATION, progress=False)
+                                    period="calibration", progress=False)
     ind = sensitivity.sobol_indices(out.to_dataarray("output").transpose("output", "basin", "member"),
                                     space, seed=seed)
     return ind, time.perf_counter() - start, design, out
@@ -94,7 +93,7 @@ for n in [int(v) for v in args.model_n.split(",")]:
 gp_for_explorer = None
 for seed in [int(s) for s in args.seeds.split(",")]:
     train = sampling.sample(space, args.train, "lhs", seed=seed, include_default=False)
-    train_out = sensitivity.model_outputs(train, ds, attrs, space=space, period=CALIBRATION,
+    train_out = sensitivity.model_outputs(train, ds, attrs, space=space, period="calibration",
                                           progress=False)
     x = np.broadcast_to(space.to_unit(train), (n_basin, *train.shape))
     x_ref = np.broadcast_to(ref_design, (n_basin, *ref_design.shape))
@@ -115,7 +114,7 @@ for seed in [int(s) for s in args.seeds.split(",")]:
     print(f"emulators, seed {seed}: done", flush=True)
 
 # the explorer: 19 basins, the normKGE emulator; time slider updates (the first compiles)
-app = explorer.app(ds, attrs, space=space, emulator=gp_for_explorer, period=CALIBRATION)
+app = explorer.app(ds, attrs, space=space, emulator=gp_for_explorer, period="calibration")
 times = []
 for value in np.linspace(0.3, 3.0, 21):
     app.sliders["watsat_sf"].value = float(value)

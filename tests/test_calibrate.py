@@ -448,3 +448,27 @@ def test_hierarchical_loop_refits_the_lse_on_schedule_and_resumes_exactly(tmp_pa
     assert sizes == [20, 20, 28, 28]  # the resumed part refits at iteration 3 as planned
     with pytest.raises(ValueError, match="lse_refit"):
         calibrate.iterate(toy_run, SPACE, initial, **{**kw, "lse_refit": 0})
+
+
+def test_tangs_emulators_choose_by_cross_validation_and_improve():
+    # a smooth basin (a GP fits it) and a step-shaped one (a forest fits it better)
+    rng = np.random.default_rng(0)
+    x = rng.uniform(size=(2, 60, 4))
+    y = np.stack([np.sin(3 * x[0, :, 0]) + x[0, :, 1], np.where(x[1, :, 2] > 0.5, 1.0, -1.0)])
+    em = calibrate._GPOrForest(seed=0).fit(x, y)
+    assert em.cv_rmse_.shape == (2, 2)
+    assert em.uses_forest_.tolist() == [False, True]
+    u = rng.uniform(size=(2, 30, 4))
+    pred = em.predict(u)
+    np.testing.assert_allclose(pred[1], em.forests_[1].predict(u[1]))  # the forest's basin
+    np.testing.assert_allclose(pred[0], em.gp_.predict(u)[0])
+    initial = sampling.sample(SPACE, 20, "lhs", seed=1)
+    attrs = np.array([[0.0], [1.0]])
+    for emulator in ("sse_gp_or_rf", "lse_rf"):
+        hist = calibrate.iterate(toy_run, SPACE, initial, n_iterations=2, n_per_iteration=5,
+                                 emulator=emulator, basin_attrs=attrs, acquisition="tang",
+                                 popsize=20, generations=20, progress=False)
+        assert np.all(hist.best_skill.values[:, -1] > hist.best_skill.values[:, 0]), emulator
+    with pytest.raises(ValueError, match="needs per-basin GPs"):
+        calibrate.iterate(toy_run, SPACE, initial, emulator="lse_rf", basin_attrs=attrs,
+                          acquisition="thompson", progress=False)

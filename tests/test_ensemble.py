@@ -25,7 +25,7 @@ def test_ensemble_scores_equal_model_plus_metrics(toy, samples):
     assert list(out.member.values) == list(range(7))
     direct = model.simulate(samples, forcing, attrs)
     np.testing.assert_array_equal(out.qsim.values, direct.qsim.values)
-    window = metrics.water_year_window(forcing.time, 2002, 2003)
+    window = metrics.water_year_window(forcing.time, (2002, 2003))
     expected = metrics.kge_prime(direct.qsim.isel(time=window), forcing.qobs.isel(time=window))
     np.testing.assert_allclose(out.kge_prime.sel(period="calibration"), expected.values)
     np.testing.assert_allclose(out.params.values, samples)
@@ -74,8 +74,10 @@ def test_bad_settings_are_explained(toy, samples):
     forcing, attrs = toy
     with pytest.raises(ValueError, match="Unknown metrics"):
         ensemble.run_ensemble(samples, forcing, attrs, metrics=("rmse",), periods=PERIODS)
-    with pytest.raises(ValueError, match="outside the forcing"):
+    with pytest.raises(ValueError, match=r"Period 'cal': Water years 1990-1991 hold none.*cover water years 2001-2005"):
         ensemble.run_ensemble(samples, forcing, attrs, periods={"cal": (1990, 1991)})
+    with pytest.raises(ValueError, match="Unknown period 'calibraton'"):
+        ensemble.run_ensemble(samples, forcing, attrs, periods=("calibraton",))
     with pytest.raises(ValueError, match="chunk_size"):
         ensemble.run_ensemble(samples, forcing, attrs, periods=PERIODS, chunk_size=0)
 

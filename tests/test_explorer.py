@@ -95,7 +95,7 @@ def test_bad_input_is_refused(app, toy_app_inputs):
         explorer.app(forcing, attrs, basin="99999999")
     with pytest.raises(ValueError, match="one GP per basin"):
         explorer.app(forcing.isel(basin=[0]), attrs, emulator=sse)
-    with pytest.raises(ValueError, match="outside the forcing"):
+    with pytest.raises(ValueError, match="1980-1990 hold none of the dates, which cover water years 2001-2005"):
         explorer.app(forcing, attrs, period=(1980, 1990))
 
 

@@ -76,10 +76,24 @@ def test_vectorised_over_leading_dims_and_xarray():
 def test_water_years():
     time = pd.to_datetime(["1993-09-30", "1993-10-01", "1994-09-30", "2013-10-01"])
     np.testing.assert_array_equal(metrics.water_year(time), [1993, 1994, 1994, 2014])
-    np.testing.assert_array_equal(metrics.water_year_window(time, 1994, 2013),
+    np.testing.assert_array_equal(metrics.water_year_window(time, (1994, 2013)),
                                   [False, True, True, False])
     with pytest.raises(ValueError, match="after"):
-        metrics.water_year_window(time, 2000, 1999)
+        metrics.water_year_window(time, (2000, 1999))
+    with pytest.raises(ValueError, match="validation.: water years 2008-2013 hold none.*cover water years 1993-2014"):
+        metrics.water_year_window(time, "validation")
+
+
+def test_a_period_is_a_name_or_a_pair_of_water_years():
+    assert metrics.water_years("calibration") == metrics.PERIODS["calibration"]
+    assert metrics.water_years(np.array([2001, 2005])) == (2001, 2005)
+    time = pd.date_range("1994-10-01", "2008-09-30")
+    by_name = metrics.water_year_window(time, "calibration")
+    assert by_name.sum() == (pd.Timestamp("2007-09-30") - pd.Timestamp("1994-10-01")).days + 1
+    np.testing.assert_array_equal(by_name, metrics.water_year_window(time, (1995, 2007)))
+    for bad in ("calib", (1995,), "1995-2007", 1995):
+        with pytest.raises(ValueError, match="period"):
+            metrics.water_years(bad)
 
 
 def test_blocked_evaluation_equals_one_pass():

@@ -214,21 +214,20 @@ class Runner:
 
 
 def model_runner(forcing: xr.Dataset, attrs, space: ParameterSpace, *, metric: str = "kge_prime",
-                 period: tuple[int, int] = (1995, 2007), spinup_years: int = 1,
+                 period="calibration", spinup_years: int = 1,
                  snowpack: bool = True) -> Runner:
     """The teaching model as a :class:`Runner`: parameter sets in, skill over ``period`` out.
 
-    The skill (``metric``) is computed over the water years ``period`` for
-    every basin of ``forcing``; a NaN in a parameter set stands for the
+    The skill (``metric``) is computed over ``period`` (a name in
+    :data:`emucal.metrics.PERIODS` or a pair of water years) for every basin of ``forcing``; a NaN in a parameter set stands for the
     basin's default (``runner.defaults``, from
     :func:`emucal.model.default_params`). Model inputs are prepared once, so
     repeated calls cost only the runs. ``snowpack=False`` runs the broken
     model of chapter 7 (see :func:`emucal.model.run_columns`).
     """
     inputs = prepare_inputs(forcing, attrs)
-    window = skill_metrics.water_year_window(forcing.time.values, *period)
-    if not window.any():
-        raise ValueError(f"Period {period} is outside the forcing.")
+    period = skill_metrics.water_years(period)
+    window = skill_metrics.water_year_window(forcing.time.values, period)
     qobs = forcing["qobs"].values[:, window]
     score = {"kge_prime": skill_metrics.kge_prime, "kge": skill_metrics.kge,
              "nse": skill_metrics.nse, "norm_kge": skill_metrics.norm_kge}[metric]
@@ -530,7 +529,17 @@ def iterate(run: Runner, space: ParameterSpace, initial: np.ndarray, *, n_iterat
         Iterations and new runs per basin in each (3 and 50 in Tang et al.).
     emulator
         ``"sse"``: one GP per basin (batched); ``"lse"``: one large-sample
-        emulator over all basins, with ``basin_attrs`` ``(basin, n_attr)``;
+        emulator over all basins, with ``basin_attrs`` ``(basin, n_attr)``.
+        Tang et al.'s own emulators (``MOASMO_parameters.py`` and
+        ``MOASMO_parameter_allbasin_emulator.py`` of NCAR/CTSM_calibration):
+        ``"sse_gp_or_rf"`` gives each basin a GP or a random forest
+        (scikit-learn's defaults, 100 trees), whichever predicts held-out
+        runs with the lower RMSE in 5-fold cross-validation, refit every
+        iteration; ``"lse_rf"`` is their large-sample emulator, a random
+        forest (100 trees, depth at most 40) on parameters and attributes.
+        A random forest's prediction is an average of runs it has seen, so
+        it never extrapolates beyond the best run: a search of it proposes
+        points near runs already made.
         ``"hierarchical"``: per-basin GPs whose prior mean is the large-sample
         emulator, scaled per basin by a fitted weight (Kennedy and O'Hagan's
         autoregressive model, ``GPEmulator(mean="last_input")``): what other
@@ -608,14 +617,15 @@ def iterate(run: Runner, space: ParameterSpace, initial: np.ndarray, *, n_iterat
         ``best_skill(basin, after_iteration)``: the best skill found up to and
         including each iteration (0: the initial design).
     """
-    if emulator not in ("sse", "lse", "hierarchical"):
-        raise ValueError(f"emulator must be 'sse', 'lse' or 'hierarchical', not {emulator!r}.")
+    emulators_ = ("sse", "sse_gp_or_rf", "lse", "lse_rf", "hierarchical")
+    if emulator not in emulators_:
+        raise ValueError(f"emulator must be one of {emulators_}, not {emulator!r}.")
     target_kind = target
     if target_kind not in ("norm_kge", "copula"):
         raise ValueError(f"target must be 'norm_kge' or 'copula', not {target_kind!r}.")
     if acquisition not in ("mean", "thompson", "tang"):
         raise ValueError(f"acquisition must be 'mean', 'thompson' or 'tang', not {acquisition!r}.")
-    if acquisition == "thompson" and emulator == "lse":
+    if acquisition == "thompson" and emulator not in ("sse", "hierarchical"):
         raise ValueError("acquisition='thompson' needs per-basin GPs (emulator='sse' or "
                          "'hierarchical').")
     if not (step == "trust" or (isinstance(step, (int, float)) and 0 < step <= 1)):
@@ -625,7 +635,7 @@ def iterate(run: Runner, space: ParameterSpace, initial: np.ndarray, *, n_iterat
                          f"parameters ({2 * len(space)}), or None; got {n_local!r}.")
     if int(lse_refit) != lse_refit or lse_refit < 1:
         raise ValueError(f"lse_refit must be a whole number of iterations, at least 1; got {lse_refit!r}.")
-    if emulator in ("lse", "hierarchical") and basin_attrs is None:
+    if emulator in ("lse", "lse_rf", "hierarchical") and basin_attrs is None:
         raise ValueError("The large-sample emulator needs basin_attrs (basin, n_attr).")
     if emulator == "hierarchical" and len(basin_attrs) < 2:
         raise ValueError("emulator='hierarchical' needs at least 2 basins: each basin's prior "
@@ -683,12 +693,16 @@ def iterate(run: Runner, space: ParameterSpace, initial: np.ndarray, *, n_iterat
             em = GPEmulator(seed=seed + it).fit(
                 local_unit, np.take_along_axis(target, near, axis=1))
             predict = em.predict
+        elif emulator == "sse_gp_or_rf":
+            em = _GPOrForest(seed=seed + it).fit(local_unit, np.take_along_axis(target, near, axis=1))
+            predict = em.predict
         else:
             refit_at = 1 + (it - 1) // lse_refit * lse_refit  # same schedule when resumed
             if lse is None or lse_fitted_at != refit_at:
                 seen = iteration[0] < refit_at  # the runs there were when it was due
                 lse = _fit_lse(unit[:, seen], target[:, seen], basin_attrs,
-                               folds=emulator == "hierarchical", seed=seed + refit_at)
+                               folds=emulator == "hierarchical", seed=seed + refit_at,
+                               forest=emulator == "lse_rf")
                 lse_fitted_at = refit_at
 
             def predict(u, lse=lse):
@@ -761,7 +775,7 @@ def _independent_searches(predict: Callable, n_basin: int, d: int, n_search: int
 
 
 def _fit_lse(unit: np.ndarray, target: np.ndarray, basin_attrs: np.ndarray, *, folds: bool,
-             seed: int) -> list:
+             seed: int, forest: bool = False) -> list:
     """Large-sample emulators as ``[(basins, emulator), ...]``, each to predict for its ``basins``.
 
     Without ``folds``, one emulator trained on every basin's runs predicts for
@@ -770,8 +784,13 @@ def _fit_lse(unit: np.ndarray, target: np.ndarray, basin_attrs: np.ndarray, *, f
     as in :func:`regionalise`. The hierarchical emulator needs this: an LSE
     that has seen a basin's runs reproduces them, so that basin's GP would
     trust it fully (weight 1, nothing left to learn) where its real skill
-    there, on runs it has not seen, is much lower.
+    there, on runs it has not seen, is much lower. ``forest``: Tang et al.'s
+    random forest (``allbasin_emulator_train_and_optimize`` in
+    ``MOASMO_parameter_allbasin_emulator.py``: 100 trees, depth at most 40)
+    instead of a GP.
     """
+    from sklearn.ensemble import RandomForestRegressor
+
     from .emulators import kfold
 
     n_basin, n_run, d = unit.shape
@@ -780,7 +799,9 @@ def _fit_lse(unit: np.ndarray, target: np.ndarray, basin_attrs: np.ndarray, *, f
     for k, held in enumerate(groups):
         train = np.setdiff1d(np.arange(n_basin), held) if folds else held
         x = lse_features(unit[train].reshape(-1, d), np.repeat(basin_attrs[train], n_run, axis=0))
-        out.append((held, make_lse(len(x), seed=seed + k).fit(x, target[train].ravel())))
+        model = (RandomForestRegressor(n_estimators=100, max_depth=40, random_state=seed + k)
+                 if forest else make_lse(len(x), seed=seed + k))
+        out.append((held, model.fit(x, target[train].ravel())))
     return out
 
 
@@ -802,6 +823,51 @@ def _nearest_best(unit: np.ndarray, skill: np.ndarray, k: int | None) -> np.ndar
     best = unit[np.arange(n_basin), np.nan_to_num(skill, nan=-np.inf).argmax(axis=1)]
     dist = np.linalg.norm(unit - best[:, None, :], axis=-1)
     return np.sort(np.argsort(dist, axis=1, kind="stable")[:, :k], axis=1)
+
+
+class _GPOrForest:
+    """Per basin, a GP or a random forest: whichever cross-validates better.
+
+    Tang et al.'s per-basin emulator (``surrogate_model_train_and_pareto_points_oneobjfunc``
+    in ``MOASMO_parameters.py`` of NCAR/CTSM_calibration): the mean RMSE over
+    5 folds of the basin's runs decides, and the winner is refit on all of
+    them. The GPs of all basins are fitted as one batch (:class:`GPEmulator`);
+    the forests are scikit-learn's defaults (100 trees), one per basin.
+    """
+
+    def __init__(self, *, n_splits: int = 5, seed: int = 0):
+        self.n_splits, self.seed = n_splits, seed
+
+    def fit(self, x: np.ndarray, y: np.ndarray):
+        from .emulators import kfold
+
+        n_basin, n = y.shape
+        rmse = np.zeros((2, n_basin))  # GP, forest
+        for k, test in enumerate(kfold(n, self.n_splits, seed=self.seed)):
+            train = np.setdiff1d(np.arange(n), test)
+            gp = GPEmulator(seed=self.seed + k).fit(x[:, train], y[:, train])
+            rmse[0] += np.sqrt(((gp.predict(x[:, test]) - y[:, test]) ** 2).mean(axis=1))
+            for b in range(n_basin):
+                pred = self._forest(k).fit(x[b, train], y[b, train]).predict(x[b, test])
+                rmse[1, b] += np.sqrt(((pred - y[b, test]) ** 2).mean())
+        self.cv_rmse_ = rmse / self.n_splits
+        self.uses_forest_ = self.cv_rmse_[1] < self.cv_rmse_[0]
+        self.gp_ = GPEmulator(seed=self.seed).fit(x, y)
+        self.forests_ = {b: self._forest(self.n_splits).fit(x[b], y[b])
+                         for b in np.flatnonzero(self.uses_forest_)}
+        return self
+
+    def _forest(self, k: int):
+        from sklearn.ensemble import RandomForestRegressor
+
+        return RandomForestRegressor(n_estimators=100, random_state=self.seed + k)
+
+    def predict(self, u: np.ndarray) -> np.ndarray:
+        """Predictions ``(basin, m)`` at ``u`` ``(basin, m, d)``."""
+        out = self.gp_.predict(u)
+        for b, forest in self.forests_.items():
+            out[b] = forest.predict(u[b])
+        return out
 
 
 class _WithPriorMean:

@@ -163,7 +163,7 @@ _META = {
 
 #: First and last water year of the CAMELS-US signatures (1 October 1989 to
 #: 30 September 2009; Addor et al. 2017). Select it with
-#: ``emucal.metrics.water_year_window(time, *CAMELS_PERIOD)``.
+#: ``emucal.metrics.water_year_window(time, CAMELS_PERIOD)``.
 CAMELS_PERIOD = (1990, 2009)
 
 #: How close :func:`signatures` of the *teaching sample* gets to the CAMELS

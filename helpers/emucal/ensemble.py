@@ -34,7 +34,7 @@ from ._io import write_netcdf_atomic
 from .model import ModelInputs, prepare_inputs, run_columns
 from .parameters import ParameterSpace
 
-__all__ = ["DEFAULT_PERIODS", "METRICS", "run_ensemble"]
+__all__ = ["METRICS", "run_ensemble"]
 
 #: Skill scores :func:`run_ensemble` can compute, by name.
 METRICS = {
@@ -45,10 +45,6 @@ METRICS = {
     "log_nse": skill_metrics.log_nse,
     "percent_bias": skill_metrics.percent_bias,
 }
-
-#: Evaluation periods in water years (first, last), as in the book: WY1994 is
-#: spin-up, WY1995-2007 calibration, WY2008-2013 validation.
-DEFAULT_PERIODS = {"calibration": (1995, 2007), "validation": (2008, 2013)}
 
 _MANIFEST = "manifest.json"
 
@@ -125,7 +121,7 @@ def run_ensemble(
     *,
     space: ParameterSpace | None = None,
     metrics: Sequence[str] = ("kge_prime", "norm_kge"),
-    periods: dict[str, tuple[int, int]] | None = None,
+    periods: Sequence[str] | dict[str, tuple[int, int]] = ("calibration", "validation"),
     chunk_size: int = 50,
     store: str | os.PathLike | None = None,
     keep_flow: bool = False,
@@ -150,8 +146,10 @@ def run_ensemble(
     metrics
         Names from :data:`METRICS`.
     periods
-        ``{name: (first water year, last water year)}`` to score; default
-        :data:`DEFAULT_PERIODS` (periods outside the forcing are refused).
+        Names of :data:`emucal.metrics.PERIODS` to score, or ``{label: (first
+        water year, last water year)}`` for periods of your own; the labels
+        become the ``period`` coordinate (periods outside the forcing are
+        refused).
     chunk_size
         Members per chunk: the unit of work, of progress and of resuming.
     store
@@ -187,15 +185,17 @@ def run_ensemble(
         raise ValueError(f"Unknown metrics {unknown}; choose from {list(METRICS)}.")
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}.")
-    periods = dict(periods or DEFAULT_PERIODS)
+    if isinstance(periods, str):
+        periods = (periods,)
+    if not isinstance(periods, dict):
+        periods = {name: skill_metrics.water_years(name) for name in periods}
+    periods = {name: skill_metrics.water_years(years) for name, years in periods.items()}
     windows = {}
-    for name, (first, last) in periods.items():
-        window = skill_metrics.water_year_window(forcing.time.values, first, last)
-        if not window.any():
-            years = skill_metrics.water_year(forcing.time.values)
-            raise ValueError(f"Period {name!r} (water years {first}-{last}) is outside the "
-                             f"forcing, which covers water years {years.min()}-{years.max()}.")
-        windows[name] = window
+    for name, years in periods.items():
+        try:
+            windows[name] = skill_metrics.water_year_window(forcing.time.values, years)
+        except ValueError as err:
+            raise ValueError(f"Period {name!r}: {err}") from None
 
     inputs = prepare_inputs(forcing, attrs)
     qobs = forcing["qobs"].values.astype(np.float64)

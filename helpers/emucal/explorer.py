@@ -69,7 +69,7 @@ class Explorer:
     """
 
     def __init__(self, forcing: xr.Dataset, attrs: pd.DataFrame, *, space: ParameterSpace | None,
-                 emulator, calibrated, period: tuple[int, int], show_years: int, basin: str | None):
+                 emulator, calibrated, period, show_years: int, basin: str | None):
         try:
             import ipywidgets as w
         except ImportError as err:  # pragma: no cover - ipywidgets is in the book and test extras
@@ -94,10 +94,8 @@ class Explorer:
             if self.calibrated.isna().all(axis=1).any():
                 raise ValueError("calibrated must give parameter values (columns: space.names) for "
                                  "every basin of the forcing (index: basin ids).")
-        self.period = tuple(period)
-        window = skill_metrics.water_year_window(forcing.time.values, *self.period)
-        if not window.any():
-            raise ValueError(f"period {self.period} is outside the forcing.")
+        self.period = skill_metrics.water_years(period)
+        window = skill_metrics.water_year_window(forcing.time.values, self.period)
         self._window = window
         years = skill_metrics.water_year(forcing.time.values)
         self._shown = window & (years > self.period[1] - show_years)
@@ -363,7 +361,7 @@ class Explorer:
 
 
 def app(forcing: xr.Dataset, attrs: pd.DataFrame, *, space: ParameterSpace | None = None,
-        emulator=None, calibrated=None, period: tuple[int, int] = (1995, 2007),
+        emulator=None, calibrated=None, period="calibration",
         show_years: int = 3, basin: str | None = None) -> Explorer:
     """Build the explorer app for the basins of ``forcing``.
 
@@ -386,7 +384,8 @@ def app(forcing: xr.Dataset, attrs: pd.DataFrame, *, space: ParameterSpace | Non
         Optional calibrated parameter sets, a DataFrame indexed by basin with
         one column per parameter (parameter units; NaN: the default).
     period
-        Water years ``(first, last)`` scored and plotted.
+        Scored and plotted: a name in :data:`emucal.metrics.PERIODS` or
+        water years ``(first, last)``.
     show_years
         Water years at the end of ``period`` shown in the hydrograph.
     basin

@@ -41,8 +41,10 @@ __all__ = [
     "rmse",
     "coverage",
     "to_norm",
+    "PERIODS",
     "water_year",
     "water_year_window",
+    "water_years",
 ]
 
 
@@ -258,16 +260,53 @@ def water_year(time) -> np.ndarray:
     return (index.year + (index.month >= 10)).to_numpy()
 
 
-def water_year_window(time, first: int, last: int) -> np.ndarray:
-    """Boolean mask of the dates in water years ``first`` to ``last`` (inclusive).
+#: The book's evaluation periods, in water years ``(first, last)``: WY1994 spins
+#: the model up, WY1995-2007 calibrate it and WY2008-2013 validate it. Every
+#: ``period`` argument of emucal takes one of these names or a pair of water
+#: years, and results label their ``period`` dimension with the names.
+PERIODS = {"calibration": (1995, 2007), "validation": (2008, 2013)}
 
-    Use it to leave out a spin-up year and to split calibration from validation,
-    e.g. ``ds.sel(time=water_year_window(ds.time, 1995, 2007))``.
+
+def water_years(period) -> tuple[int, int]:
+    """The ``(first, last)`` water years of ``period``: a name in :data:`PERIODS` or a pair.
+
+    >>> water_years("validation")
+    (2008, 2013)
+    >>> water_years((2001, 2005))
+    (2001, 2005)
     """
+    if isinstance(period, str):
+        if period not in PERIODS:
+            raise ValueError(f"Unknown period {period!r}: use one of {list(PERIODS)} or a pair "
+                             "of water years such as (1995, 2007).")
+        return PERIODS[period]
+    try:
+        first, last = (int(year) for year in period)
+    except (TypeError, ValueError):
+        raise ValueError(f"A period is a name in {list(PERIODS)} or a pair of water years "
+                         f"(first, last), got {period!r}.") from None
     if first > last:
         raise ValueError(f"first water year {first} is after last {last}.")
+    return first, last
+
+
+def water_year_window(time, period) -> np.ndarray:
+    """Boolean mask of the dates of ``time`` in ``period`` (water years, inclusive).
+
+    ``period`` is a name in :data:`PERIODS` or a pair ``(first, last)``. Use it
+    to leave out a spin-up year and to split calibration from validation, e.g.
+    ``ds.sel(time=water_year_window(ds.time, "calibration"))``. A period that
+    holds none of the dates is refused, with the years ``time`` covers.
+    """
+    first, last = water_years(period)
     wy = water_year(time)
-    return (wy >= first) & (wy <= last)
+    window = (wy >= first) & (wy <= last)
+    if not window.any():
+        span = f"water years {wy.min()}-{wy.max()}" if wy.size else "no dates"
+        name = f"Period {period!r}: w" if isinstance(period, str) else "W"
+        raise ValueError(f"{name}ater years {first}-{last} hold none of the dates, which cover "
+                         f"{span}.")
+    return window
 
 
 # ------------------------------------------------------ scores of emulators

@@ -80,7 +80,7 @@ def sobol_design(space: ParameterSpace, n: int, *, seed: int = 0) -> np.ndarray:
 
 
 def model_outputs(params, forcing: xr.Dataset, attrs, *, space: ParameterSpace | None = None,
-                  period: tuple[int, int] = (1995, 2007),
+                  period="calibration",
                   signatures: Sequence[str] = SIGNATURES, progress: bool = True) -> xr.Dataset:
     """Run the teaching model on parameter sets in every basin: skill and signatures.
 
@@ -101,7 +101,8 @@ def model_outputs(params, forcing: xr.Dataset, attrs, *, space: ParameterSpace |
     space
         The parameter space (default ``ParameterSpace.tang2025()``).
     period
-        Water years ``(first, last)`` scored and summarised.
+        The period scored and summarised: a name in
+        :data:`emucal.metrics.PERIODS` or water years ``(first, last)``.
     signatures
         Names of :func:`emucal.diagnostics.signatures` to keep.
     progress
@@ -122,16 +123,17 @@ def model_outputs(params, forcing: xr.Dataset, attrs, *, space: ParameterSpace |
 
     space = space or ParameterSpace.tang2025()
     params = np.atleast_2d(np.asarray(params, dtype=float))
-    window = skill_metrics.water_year_window(forcing.time.values, *period)
+    period = skill_metrics.water_years(period)
+    window = skill_metrics.water_year_window(forcing.time.values, period)
     parts = []
     for b in tqdm(range(forcing.sizes["basin"]), desc="basins", disable=not progress):
         ens = run_ensemble(params, forcing.isel(basin=[b]), attrs, space=space,
-                           metrics=("norm_kge",), periods={"calibration": tuple(period)},
+                           metrics=("norm_kge",), periods={"scored": period},
                            chunk_size=len(params), keep_flow=True, progress=False)
         q = ens["qsim"].isel(basin=0, time=window).astype(np.float64)
         sig = diagnostics.signatures(q, dim="time").sel(signature=list(signatures))
         part = sig.to_dataset("signature").drop_vars(["units", "long_name"], errors="ignore")
-        part["norm_kge"] = ens["norm_kge"].isel(basin=0).sel(period="calibration", drop=True)
+        part["norm_kge"] = ens["norm_kge"].isel(basin=0).sel(period="scored", drop=True)
         parts.append(part.expand_dims(basin=forcing.basin.values[b:b + 1]))
     out = xr.concat(parts, dim="basin").transpose("basin", "member")
     n_bad = int(out["norm_kge"].isnull().sum())

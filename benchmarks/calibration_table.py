@@ -4,10 +4,13 @@ Teaching model, the 19 sample basins; spin-up WY1994, calibration WY1995-2007,
 validation WY2008-2013; KGE'. Rows, for each seed:
 
 - default parameters; best of the initial 200 runs;
-- Tang et al.'s loop (200 + 3 x 50; each batch the best points of independent
-  searches of the emulator mean, ``acquisition="tang"``): SSE and LSE
-  iterations 1-3 read as Tang et al. read them (each basin's best run *within*
-  the iteration), and each loop's best so far;
+- Tang et al.'s loop as their code runs it (200 + 3 x 50; each batch the best
+  points of independent searches of the emulator mean, ``acquisition="tang"``;
+  the SSE a GP or a random forest per basin, whichever cross-validates better,
+  ``emulator="sse_gp_or_rf"``; the LSE a random forest on parameters and
+  attributes, ``emulator="lse_rf"``): SSE and LSE iterations 1-3 read as Tang
+  et al. read them (each basin's best run *within* the iteration), and each
+  loop's best so far;
 - the loop that uses the emulator's uncertainty: Thompson sampling near each
   basin's best run, with local GPs (``n_local``), a step that adapts to each
   basin's progress (``step="trust"``), few initial runs and small batches
@@ -17,8 +20,10 @@ validation WY2008-2013; KGE'. Rows, for each seed:
   (``emulator="hierarchical"``), the LSE refit every 11 iterations; compared
   with the SSE loop after every iteration;
 - DDS with 350 and 3,500 runs per basin;
-- ungauged basins (spatial 5-fold CV): the LSE, and the two donor transfers
-  (SSE-calibrated parameters of the most similar and of the nearest basin).
+- ungauged basins (spatial 5-fold CV): Tang et al.'s random-forest LSE trained
+  on the other basins' runs of the SSE loop (``regionalise(emulator="lse_rf")``),
+  and the two donor transfers (SSE-calibrated parameters of the most similar
+  and of the nearest basin).
 
 Prints, per row, the mean and standard deviation over seeds of the median
 KGE' (calibration, validation), the basins better than default, Tang et al.'s
@@ -95,19 +100,20 @@ for seed in seeds:
 
     initial = sampling.sample(space, 200, "lhs", seed=seed)
     sse = timed("SSE loop (Tang)", lambda: calibrate.iterate(
-        run, space, initial, n_iterations=3, n_per_iteration=50, seed=seed, acquisition="tang",
-        **TANG_SEARCH, checkpoint=checkpoint("sse_tang"), progress=False))
+        run, space, initial, n_iterations=3, n_per_iteration=50, emulator="sse_gp_or_rf",
+        seed=seed, acquisition="tang", **TANG_SEARCH, basin_attrs=basin_attrs,
+        checkpoint=checkpoint("sse_gp_or_rf_tang"), progress=False))
     lse = timed("LSE loop (Tang)", lambda: calibrate.iterate(
-        run, space, initial, n_iterations=3, n_per_iteration=50, emulator="lse",
+        run, space, initial, n_iterations=3, n_per_iteration=50, emulator="lse_rf",
         acquisition="tang", **TANG_SEARCH, basin_attrs=basin_attrs, seed=seed,
-        checkpoint=checkpoint("lse_tang"), progress=False))
+        checkpoint=checkpoint("lse_rf_tang"), progress=False))
     dds350 = timed("DDS 350", lambda: calibrate.dds(run, space, 350, seed=seed,
                                                     checkpoint=checkpoint("dds350"), progress=False))
     dds3500 = timed("DDS 3500", lambda: calibrate.dds(run, space, 3500, seed=seed, batch=10,
                                                       checkpoint=checkpoint("dds3500"), progress=False))
     lse_cv = timed("LSE spatial CV", lambda: calibrate.regionalise(
-        sse.isel(member=slice(0, 200)), basin_attrs, space, seed=seed,
-        checkpoint=checkpoint("regionalise")))
+        sse, basin_attrs, space, emulator="lse_rf", seed=seed,
+        checkpoint=checkpoint("regionalise_rf")))
     ungauged, fold = lse_cv.params.values, lse_cv.fold.values
     calibrated = calibrate.best(sse)
     rows = {

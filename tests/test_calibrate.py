@@ -168,6 +168,13 @@ def test_regionalise_transfers_an_attribute_driven_optimum():
     default = run(np.broadcast_to(SPACE.defaults, (n_basin, 1, 4)))[:, 0]
     assert np.median(ungauged) > np.median(default)
     assert np.median(ungauged) > 0.8
+    forest = calibrate.regionalise(_runs(params, run(params)), attr, SPACE, emulator="lse_rf",
+                                   seed=0, popsize=30, generations=30)
+    np.testing.assert_array_equal(forest.fold.values, fold)  # the same split
+    by_forest = run(forest.params.values[:, None, :])[:, 0]
+    assert np.median(by_forest) > np.median(default) and not np.allclose(by_forest, ungauged)
+    with pytest.raises(ValueError, match="emulator must be 'lse' or 'lse_rf'"):
+        calibrate.regionalise(_runs(params, run(params)), attr, SPACE, emulator="rf")
 
 
 class _Interrupted(RuntimeError):

@@ -18,7 +18,9 @@ the emulator's uncertainty (``"thompson"``, optionally in a trust region,
 after TuRBO, Eriksson et al. 2019). Its emulators are one GP per basin
 (``"sse"``), one large-sample GP over all basins (``"lse"``), or per-basin
 GPs whose prior mean is the large-sample GP times a weight fitted per basin
-(``"hierarchical"``, the autoregressive model of Kennedy and O'Hagan 2000).
+(``"hierarchical"``, the autoregressive model of Kennedy and O'Hagan 2000);
+Tang et al.'s own code used a GP or a random forest per basin, chosen by
+cross-validation (``"sse_gp_or_rf"``), and a random-forest LSE (``"lse_rf"``).
 
 The best parameter set of a basin is the best *model run* so far, never an
 emulator prediction: the emulator proposes, the model decides.
@@ -1102,8 +1104,8 @@ def posterior(predict: Callable, space: ParameterSpace, basins, *, tau: float = 
 
 # ------------------------------------------------------------ regionalise
 def regionalise(history: xr.Dataset, basin_attrs: np.ndarray, space: ParameterSpace, *,
-                n_splits: int = 5, seed: int = 0, popsize: int = 150, generations: int = 60,
-                checkpoint: str | os.PathLike | None = None) -> xr.Dataset:
+                emulator: str = "lse", n_splits: int = 5, seed: int = 0, popsize: int = 150,
+                generations: int = 60, checkpoint: str | os.PathLike | None = None) -> xr.Dataset:
     """Parameters for basins treated as ungauged, from a large-sample emulator (spatial CV).
 
     The basins are split into ``n_splits`` folds. For each fold, a
@@ -1124,6 +1126,12 @@ def regionalise(history: xr.Dataset, basin_attrs: np.ndarray, space: ParameterSp
         :data:`emucal.emulators.LSE_ATTRIBUTES`).
     space
         The parameter space.
+    emulator
+        ``"lse"``: the large-sample GP (:func:`emucal.emulators.make_lse`);
+        ``"lse_rf"``: Tang et al.'s random forest (100 trees, depth at most
+        40), as in :func:`iterate`. A forest predicts averages of runs it has
+        seen, so its search lands where similar training basins did well; a
+        GP's mean can also peak between and beyond the runs.
     n_splits, seed
         Folds over basins and the seed of the split, training and search.
     popsize, generations
@@ -1139,8 +1147,12 @@ def regionalise(history: xr.Dataset, basin_attrs: np.ndarray, space: ParameterSp
         each chosen while it was held out; ``fold(basin)``: the fold in which
         it was held out.
     """
+    from sklearn.ensemble import RandomForestRegressor
+
     from .emulators import kfold
 
+    if emulator not in ("lse", "lse_rf"):
+        raise ValueError(f"emulator must be 'lse' or 'lse_rf', not {emulator!r}.")
     basins = history.basin.values if "basin" in history.coords else np.arange(history.sizes["basin"])
     params = np.asarray(history.params.transpose("basin", "member", "param").values, float)
     skill = history.skill.transpose("basin", "member").values
@@ -1150,6 +1162,7 @@ def regionalise(history: xr.Dataset, basin_attrs: np.ndarray, space: ParameterSp
     target = _to_norm(skill).clip(-1, 1)
     folds = kfold(n_basin, n_splits, seed=seed)
     settings = dict(kind="regionalise", n_splits=n_splits, seed=seed, popsize=popsize,
+                    **({} if emulator == "lse" else {"emulator": emulator}),
                     generations=generations, params=_fingerprint(params), skill=_fingerprint(skill),
                     attrs=_fingerprint(basin_attrs))
     saved = _load_checkpoint(checkpoint, settings)
@@ -1160,7 +1173,9 @@ def regionalise(history: xr.Dataset, basin_attrs: np.ndarray, space: ParameterSp
             continue  # done before an interruption
         train = np.setdiff1d(np.arange(n_basin), held)
         x = lse_features(unit[train].reshape(-1, d), np.repeat(basin_attrs[train], n_run, axis=0))
-        em = make_lse(len(x), seed=seed + k).fit(x, target[train].ravel())
+        em = (RandomForestRegressor(n_estimators=100, max_depth=40, random_state=seed + k)
+              if emulator == "lse_rf" else make_lse(len(x), seed=seed + k))
+        em.fit(x, target[train].ravel())
         attrs_held = basin_attrs[held]
 
         def predict(u, em=em, attrs_held=attrs_held):

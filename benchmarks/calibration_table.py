@@ -11,6 +11,10 @@ validation WY2008-2013; KGE'. Rows, for each seed:
   attributes, ``emulator="lse_rf"``): SSE and LSE iterations 1-3 read as Tang
   et al. read them (each basin's best run *within* the iteration), and each
   loop's best so far;
+- the same loop with the LSE chosen per basin by cross-validation: each
+  basin takes its GP, its forest or the random-forest LSE, whichever predicts
+  its held-out runs best (``emulator="lse_or_sse"``), iterations 1-3 and best
+  so far;
 - the loop that uses the emulator's uncertainty: Thompson sampling near each
   basin's best run, with local GPs (``n_local``), a step that adapts to each
   basin's progress (``step="trust"``), few initial runs and small batches
@@ -107,6 +111,10 @@ for seed in seeds:
         run, space, initial, n_iterations=3, n_per_iteration=50, emulator="lse_rf",
         acquisition="tang", **TANG_SEARCH, basin_attrs=basin_attrs, seed=seed,
         checkpoint=checkpoint("lse_rf_tang"), progress=False))
+    chosen = timed("LSE or SSE loop (Tang)", lambda: calibrate.iterate(
+        run, space, initial, n_iterations=3, n_per_iteration=50, emulator="lse_or_sse",
+        acquisition="tang", **TANG_SEARCH, basin_attrs=basin_attrs, seed=seed,
+        checkpoint=checkpoint("lse_or_sse_tang"), progress=False))
     dds350 = timed("DDS 350", lambda: calibrate.dds(run, space, 350, seed=seed,
                                                     checkpoint=checkpoint("dds350"), progress=False))
     dds3500 = timed("DDS 3500", lambda: calibrate.dds(run, space, 3500, seed=seed, batch=10,
@@ -121,8 +129,10 @@ for seed in seeds:
         "best of initial 200": best(sse, last=0),
         **{f"SSE iteration {i}": best(sse, only=i) for i in (1, 2, 3)},
         **{f"LSE iteration {i}": best(lse, only=i) for i in (1, 2, 3)},
+        **{f"LSE-or-SSE iteration {i}": best(chosen, only=i) for i in (1, 2, 3)},
         "SSE loop (Tang), best so far": best(sse),
         "LSE loop (Tang), best so far": best(lse),
+        "LSE-or-SSE loop (Tang), best so far": best(chosen),
     }
     ts_initial = sampling.sample(space, TS["n_initial"], "lhs", seed=seed)
     n_ts = (350 - TS["n_initial"]) // TS["n_per_iteration"]
@@ -193,9 +203,11 @@ for name in [r for r in order if "Thompson" in r or "best so far" in r]:
     print(f"{name}: minus DDS 350 per seed {np.round(margin.values, 3).tolist()}, "
           f"validation {np.round(margin_val.values, 3).tolist()}; minus DDS 3500 on average "
           f"{np.mean(per_seed[name] - per_seed['DDS 3500']):+.3f}")
-print("\nLSE minus SSE (Tang's loops), per iteration (mean over seeds): " + ", ".join(
-    f"{i}: {np.mean(per_seed[f'LSE iteration {i}'] - per_seed[f'SSE iteration {i}']):+.3f}"
-    for i in (1, 2, 3)))
+for loop in ("LSE", "LSE-or-SSE"):
+    diffs = {i: per_seed[f"{loop} iteration {i}"] - per_seed[f"SSE iteration {i}"] for i in (1, 2, 3)}
+    print(f"\n{loop} minus SSE (Tang's loops), per iteration: mean over seeds " + ", ".join(
+        f"{i}: {d.mean():+.3f}" for i, d in diffs.items()) + "; seeds behind " + ", ".join(
+        f"{i}: {int((d < 0).sum())} of {len(d)}" for i, d in diffs.items()))
 if not args.skip_hierarchical:
     curves = pd.DataFrame(by_iteration).pivot_table(index=["seed", "after_iteration"],
                                                     columns="loop", values="median best KGE' cal")

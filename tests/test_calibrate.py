@@ -462,16 +462,27 @@ def test_tangs_emulators_choose_by_cross_validation_and_improve():
     rng = np.random.default_rng(0)
     x = rng.uniform(size=(2, 60, 4))
     y = np.stack([np.sin(3 * x[0, :, 0]) + x[0, :, 1], np.where(x[1, :, 2] > 0.5, 1.0, -1.0)])
-    em = calibrate._GPOrForest(seed=0).fit(x, y)
-    assert em.cv_rmse_.shape == (2, 2)
-    assert em.uses_forest_.tolist() == [False, True]
+    em = calibrate._ChosenByCV(seed=0).fit(x, y)
+    assert em.cv_rmse_.shape == (3, 2) and np.isinf(em.cv_rmse_[2]).all()  # no LSE without attributes
+    assert em.choice_.tolist() == ["gp", "rf"]
     u = rng.uniform(size=(2, 30, 4))
     pred = em.predict(u)
     np.testing.assert_allclose(pred[1], em.forests_[1].predict(u[1]))  # the forest's basin
     np.testing.assert_allclose(pred[0], em.gp_.predict(u)[0])
+    # eight basins share one step-shaped surface: the LSE learns it from all of them
+    x8 = rng.uniform(size=(8, 20, 4))
+    y8 = np.where(x8[..., 2] > 0.5, 1.0, -1.0) + 0.01 * rng.normal(size=(8, 20))
+    attrs8 = np.arange(8.0)[:, None]
+    both = calibrate._ChosenByCV(seed=0, basin_attrs=attrs8).fit(x8, y8)
+    assert (both.cv_rmse_.min(axis=0) <= calibrate._ChosenByCV(seed=0).fit(x8, y8).cv_rmse_.min(axis=0)).all()
+    assert (both.choice_ == "lse").sum() >= 4
+    lse = both.choice_ == "lse"
+    u8 = rng.uniform(size=(8, 10, 4))
+    np.testing.assert_allclose(both.predict(u8)[lse],
+                               calibrate._predict_lse(both.lse_, u8, attrs8)[lse])
     initial = sampling.sample(SPACE, 20, "lhs", seed=1)
     attrs = np.array([[0.0], [1.0]])
-    for emulator in ("sse_gp_or_rf", "lse_rf"):
+    for emulator in ("sse_gp_or_rf", "lse_rf", "lse_or_sse"):
         hist = calibrate.iterate(toy_run, SPACE, initial, n_iterations=2, n_per_iteration=5,
                                  emulator=emulator, basin_attrs=attrs, acquisition="tang",
                                  popsize=20, generations=20, progress=False)

@@ -541,7 +541,11 @@ def iterate(run: Runner, space: ParameterSpace, initial: np.ndarray, *, n_iterat
         forest (100 trees, depth at most 40) on parameters and attributes.
         A random forest's prediction is an average of runs it has seen, so
         it never extrapolates beyond the best run: a search of it proposes
-        points near runs already made.
+        points near runs already made. ``"lse_or_sse"`` lets that LSE
+        compete with each basin's GP and forest in the same
+        cross-validation: a basin takes the LSE only where it predicts the
+        basin's held-out runs better, so in cross-validation it is never
+        worse than the SSE.
         ``"hierarchical"``: per-basin GPs whose prior mean is the large-sample
         emulator, scaled per basin by a fitted weight (Kennedy and O'Hagan's
         autoregressive model, ``GPEmulator(mean="last_input")``): what other
@@ -619,7 +623,7 @@ def iterate(run: Runner, space: ParameterSpace, initial: np.ndarray, *, n_iterat
         ``best_skill(basin, after_iteration)``: the best skill found up to and
         including each iteration (0: the initial design).
     """
-    emulators_ = ("sse", "sse_gp_or_rf", "lse", "lse_rf", "hierarchical")
+    emulators_ = ("sse", "sse_gp_or_rf", "lse", "lse_rf", "lse_or_sse", "hierarchical")
     if emulator not in emulators_:
         raise ValueError(f"emulator must be one of {emulators_}, not {emulator!r}.")
     target_kind = target
@@ -637,7 +641,7 @@ def iterate(run: Runner, space: ParameterSpace, initial: np.ndarray, *, n_iterat
                          f"parameters ({2 * len(space)}), or None; got {n_local!r}.")
     if int(lse_refit) != lse_refit or lse_refit < 1:
         raise ValueError(f"lse_refit must be a whole number of iterations, at least 1; got {lse_refit!r}.")
-    if emulator in ("lse", "lse_rf", "hierarchical") and basin_attrs is None:
+    if emulator in ("lse", "lse_rf", "lse_or_sse", "hierarchical") and basin_attrs is None:
         raise ValueError("The large-sample emulator needs basin_attrs (basin, n_attr).")
     if emulator == "hierarchical" and len(basin_attrs) < 2:
         raise ValueError("emulator='hierarchical' needs at least 2 basins: each basin's prior "
@@ -695,8 +699,10 @@ def iterate(run: Runner, space: ParameterSpace, initial: np.ndarray, *, n_iterat
             em = GPEmulator(seed=seed + it).fit(
                 local_unit, np.take_along_axis(target, near, axis=1))
             predict = em.predict
-        elif emulator == "sse_gp_or_rf":
-            em = _GPOrForest(seed=seed + it).fit(local_unit, np.take_along_axis(target, near, axis=1))
+        elif emulator in ("sse_gp_or_rf", "lse_or_sse"):
+            em = _ChosenByCV(seed=seed + it,
+                             basin_attrs=basin_attrs if emulator == "lse_or_sse" else None).fit(
+                local_unit, np.take_along_axis(target, near, axis=1))
             predict = em.predict
         else:
             refit_at = 1 + (it - 1) // lse_refit * lse_refit  # same schedule when resumed
@@ -827,36 +833,52 @@ def _nearest_best(unit: np.ndarray, skill: np.ndarray, k: int | None) -> np.ndar
     return np.sort(np.argsort(dist, axis=1, kind="stable")[:, :k], axis=1)
 
 
-class _GPOrForest:
-    """Per basin, a GP or a random forest: whichever cross-validates better.
+class _ChosenByCV:
+    """Per basin, the emulator that cross-validates best: a GP, a random forest, or the LSE.
 
     Tang et al.'s per-basin emulator (``surrogate_model_train_and_pareto_points_oneobjfunc``
     in ``MOASMO_parameters.py`` of NCAR/CTSM_calibration): the mean RMSE over
-    5 folds of the basin's runs decides, and the winner is refit on all of
-    them. The GPs of all basins are fitted as one batch (:class:`GPEmulator`);
-    the forests are scikit-learn's defaults (100 trees), one per basin.
+    5 folds of the basin's runs decides between a GP and a random forest,
+    and the winner is refit on all of them. The GPs of all basins are fitted
+    as one batch (:class:`GPEmulator`); the forests are scikit-learn's
+    defaults (100 trees), one per basin. With ``basin_attrs``, Tang et al.'s
+    random-forest LSE (:func:`_fit_lse`) competes too, scored on the same
+    held-out runs (its training set in each fold leaves out those runs of
+    every basin): a basin whose own runs the LSE predicts better takes it,
+    any other keeps its own emulator, so the choice is never worse than the
+    SSE's in cross-validation.
     """
 
-    def __init__(self, *, n_splits: int = 5, seed: int = 0):
-        self.n_splits, self.seed = n_splits, seed
+    CHOICES = ("gp", "rf", "lse")
+
+    def __init__(self, *, n_splits: int = 5, seed: int = 0, basin_attrs: np.ndarray | None = None):
+        self.n_splits, self.seed, self.basin_attrs = n_splits, seed, basin_attrs
 
     def fit(self, x: np.ndarray, y: np.ndarray):
         from .emulators import kfold
 
         n_basin, n = y.shape
-        rmse = np.zeros((2, n_basin))  # GP, forest
+        with_lse = self.basin_attrs is not None
+        rmse = np.zeros((3, n_basin))  # GP, forest, LSE
+        rmse[2] = np.inf if not with_lse else 0.0
         for k, test in enumerate(kfold(n, self.n_splits, seed=self.seed)):
             train = np.setdiff1d(np.arange(n), test)
-            gp = GPEmulator(seed=self.seed + k).fit(x[:, train], y[:, train])
-            rmse[0] += np.sqrt(((gp.predict(x[:, test]) - y[:, test]) ** 2).mean(axis=1))
-            for b in range(n_basin):
-                pred = self._forest(k).fit(x[b, train], y[b, train]).predict(x[b, test])
-                rmse[1, b] += np.sqrt(((pred - y[b, test]) ** 2).mean())
+            preds = [GPEmulator(seed=self.seed + k).fit(x[:, train], y[:, train]).predict(x[:, test]),
+                     np.stack([self._forest(k).fit(x[b, train], y[b, train]).predict(x[b, test])
+                               for b in range(n_basin)])]
+            if with_lse:
+                lse = _fit_lse(x[:, train], y[:, train], self.basin_attrs, folds=False,
+                               seed=self.seed + k, forest=True)
+                preds.append(_predict_lse(lse, x[:, test], self.basin_attrs))
+            for i, pred in enumerate(preds):
+                rmse[i] += np.sqrt(((pred - y[:, test]) ** 2).mean(axis=1))
         self.cv_rmse_ = rmse / self.n_splits
-        self.uses_forest_ = self.cv_rmse_[1] < self.cv_rmse_[0]
+        self.choice_ = np.array(self.CHOICES)[self.cv_rmse_.argmin(axis=0)]
         self.gp_ = GPEmulator(seed=self.seed).fit(x, y)
         self.forests_ = {b: self._forest(self.n_splits).fit(x[b], y[b])
-                         for b in np.flatnonzero(self.uses_forest_)}
+                         for b in np.flatnonzero(self.choice_ == "rf")}
+        self.lse_ = (_fit_lse(x, y, self.basin_attrs, folds=False, seed=self.seed, forest=True)
+                     if (self.choice_ == "lse").any() else None)
         return self
 
     def _forest(self, k: int):
@@ -869,6 +891,9 @@ class _GPOrForest:
         out = self.gp_.predict(u)
         for b, forest in self.forests_.items():
             out[b] = forest.predict(u[b])
+        if self.lse_ is not None:
+            lse = self.choice_ == "lse"
+            out[lse] = _predict_lse(self.lse_, u, self.basin_attrs)[lse]
         return out
 
 

@@ -10,16 +10,20 @@ includes PyTorch's and numba's native memory. Downloads go to the usual cache
 (EMUCAL_DATA_DIR) through EMUCAL_MIRROR if set: run the notebooks once first,
 or `emucal fetch`, so that the times do not include downloads.
 
-Run: python benchmarks/notebooks.py [--fast] [--only 05_calibration ...] [--keep DIR]
-Prints a table, and writes it as CSV with --csv FILE.
+Run: python benchmarks/notebooks.py [--fast] [--only 05_calibration ...] [--keep DIR] [--csv FILE]
+Prints a table, and writes it as CSV with --csv FILE (with the mode, date,
+machine and command); the "Measured performance" page shows
+benchmarks/results/notebooks_full.csv and notebooks_fast.csv.
 """
 
 import argparse
 import os
+import platform
 import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
@@ -81,9 +85,14 @@ def main() -> None:
                          "fits Binder": "yes" if peak_gb < LIMIT_GB and seconds < 60 * LIMIT_MIN else "NO"})
             print(f"{Path(name).name}: {seconds:.0f} s, {peak_gb:.2f} GB", flush=True)
     table = pd.DataFrame(rows).set_index("notebook")
+    table["mode"] = "FAST" if args.fast else "full"
+    table["threads"] = choice.threads
+    table["date"] = datetime.now(timezone.utc).date().isoformat()
+    table["machine"] = f"{platform.machine()}, {platform.system()}, {os.cpu_count()} CPUs"
+    table["command"] = "python benchmarks/notebooks.py" + (" --fast" if args.fast else "")
     print(f"\n{'FAST' if args.fast else 'full'} mode, {os.cpu_count()} CPUs; limits {LIMIT_GB:g} GB and "
           f"{LIMIT_MIN:g} min per notebook")
-    print(table.to_string(float_format=lambda v: f"{v:.2f}"))
+    print(table[["minutes", "peak GB", "fits Binder"]].to_string(float_format=lambda v: f"{v:.2f}"))
     print(f"total {table['minutes'].sum():.1f} min")
     if args.csv:
         table.to_csv(args.csv)

@@ -335,7 +335,9 @@ class GPEmulator(BaseEstimator):
         ``"adam"`` (stops when the loss has not improved by ``tol`` for
         ``patience`` steps).
     max_iter
-        Most optimiser iterations.
+        Most optimiser iterations. An L-BFGS iteration can evaluate the loss
+        more than once (its line search); torch stops after
+        ``1.25 * max_iter`` evaluations at most.
     lr
         Adam learning rate (L-BFGS uses 1 with a line search).
     tol, patience
@@ -379,10 +381,9 @@ class GPEmulator(BaseEstimator):
         whole batch as one. The GPs are independent, so grouping changes
         nothing in the model, only the optimisation: L-BFGS on one summed
         loss needs more steps the more members it carries, and the kernel
-        matrices of all members are in memory at once. Measured for 19 basins
-        x 350 runs x 16 parameters on 2 cores: one batch 11.8 s and 1.25 GB
-        peak, groups of 4 7.8 s and 0.50 GB, groups of 1 6.4 s and 0.41 GB.
-        Prediction costs one call per group, so groups of 4 balance the two.
+        matrices of all members are in memory at once, so small groups fit
+        faster and in less memory; prediction costs one call per group, so
+        groups of 4 balance the two.
 
     Attributes
     ----------
@@ -395,7 +396,8 @@ class GPEmulator(BaseEstimator):
         With ``mean="last_input"``: the fitted ``a``, in output units per
         unit of the last input (1: that input is trusted as it is).
     n_iter_ : int
-        Optimiser iterations used; ``fit_time_`` the seconds they took.
+        Evaluations of the loss and its gradient (L-BFGS) or optimiser steps
+        (Adam), summed over groups; ``fit_time_`` the seconds they took.
     """
 
     def __init__(self, *, noise_floor: float = 1e-4, optimizer: str = "lbfgs",

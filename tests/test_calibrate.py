@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from emucal import calibrate, ensemble, sampling
+from emucal import calibrate, emulators, ensemble, sampling
 from emucal.parameters import Parameter, ParameterSpace
 
 SPACE = ParameterSpace([Parameter(f"p{i}", 0.5, 0.0, 1.0) for i in range(4)])
@@ -467,8 +467,19 @@ def test_tangs_emulators_choose_by_cross_validation_and_improve():
     assert em.choice_.tolist() == ["gp", "rf"]
     u = rng.uniform(size=(2, 30, 4))
     pred = em.predict(u)
-    np.testing.assert_allclose(pred[1], em.forests_[1].predict(u[1]))  # the forest's basin
+    np.testing.assert_allclose(pred[1], em.forest_.predict(u[[1]])[0])  # the forest's basin
     np.testing.assert_allclose(pred[0], em.gp_.predict(u)[0])
+    # six basins: the GPs are fitted in two groups, and only groups with a GP basin predict
+    x6, y6 = rng.uniform(size=(6, 40, 4)), rng.normal(size=(6, 40))
+    six = calibrate._ChosenByCV(seed=0)  # fitted state set by hand: one GP basin, five forests
+    six.choice_, six.lse_ = np.array(["rf"] * 5 + ["gp"]), None
+    six.gp_ = emulators.GPEmulator(max_iter=20).fit(x6, y6)
+    six.forest_ = emulators.RandomForestEmulator(seed=0).fit(x6[:5], y6[:5])
+    u6 = rng.uniform(size=(6, 10, 4))
+    pred6 = six.predict(u6)
+    assert len(six.gp_.groups_) == 2
+    np.testing.assert_array_equal(pred6[5], six.gp_.predict(u6)[5])
+    np.testing.assert_array_equal(pred6[:5], six.forest_.predict(u6[:5]))
     # eight basins share one step-shaped surface: the LSE learns it from all of them
     x8 = rng.uniform(size=(8, 20, 4))
     y8 = np.where(x8[..., 2] > 0.5, 1.0, -1.0) + 0.01 * rng.normal(size=(8, 20))

@@ -246,7 +246,10 @@ def test_emulators_follow_scikit_learn_conventions():
     assert clone(gp).get_params()["max_iter"] == 7
     assert gp.set_params(max_iter=9).max_iter == 9
     rf = emulators.RandomForestEmulator(max_depth=3, seed=1)
-    assert rf._forest().max_depth == 3 and rf._forest().random_state == 1
+    x = np.random.default_rng(0).uniform(size=(20, 2))
+    forest = rf.fit(x, x.sum(axis=1)).forests_[0]
+    assert forest.max_depth == 3 and forest.random_state == 1
+    assert forest.n_jobs == 1  # predictions summed in one thread: the same bits every time
 
 
 def test_last_input_mean_learns_how_much_to_trust_a_coarse_emulator(tmp_path):

@@ -76,7 +76,7 @@ from tqdm.auto import tqdm
 
 from . import metrics as skill_metrics
 from ._io import write_netcdf_atomic
-from .emulators import GPEmulator, lse_features, make_lse
+from .emulators import GPEmulator, RandomForestEmulator, kfold, lse_features, make_lse
 from .model import prepare_inputs, run_columns
 from .parameters import ParameterSpace
 
@@ -797,17 +797,13 @@ def _fit_lse(unit: np.ndarray, target: np.ndarray, basin_attrs: np.ndarray, *, f
     ``MOASMO_parameter_allbasin_emulator.py``: 100 trees, depth at most 40)
     instead of a GP.
     """
-    from sklearn.ensemble import RandomForestRegressor
-
-    from .emulators import kfold
-
     n_basin, n_run, d = unit.shape
     groups = kfold(n_basin, min(5, n_basin), seed=seed) if folds else [np.arange(n_basin)]
     out = []
     for k, held in enumerate(groups):
         train = np.setdiff1d(np.arange(n_basin), held) if folds else held
         x = lse_features(unit[train].reshape(-1, d), np.repeat(basin_attrs[train], n_run, axis=0))
-        model = (RandomForestRegressor(n_estimators=100, max_depth=40, random_state=seed + k)
+        model = (RandomForestEmulator(100, max_depth=40, seed=seed + k)
                  if forest else make_lse(len(x), seed=seed + k))
         out.append((held, model.fit(x, target[train].ravel())))
     return out
@@ -855,8 +851,6 @@ class _ChosenByCV:
         self.n_splits, self.seed, self.basin_attrs = n_splits, seed, basin_attrs
 
     def fit(self, x: np.ndarray, y: np.ndarray):
-        from .emulators import kfold
-
         n_basin, n = y.shape
         with_lse = self.basin_attrs is not None
         rmse = np.zeros((3, n_basin))  # GP, forest, LSE
@@ -864,8 +858,8 @@ class _ChosenByCV:
         for k, test in enumerate(kfold(n, self.n_splits, seed=self.seed)):
             train = np.setdiff1d(np.arange(n), test)
             preds = [GPEmulator(seed=self.seed + k).fit(x[:, train], y[:, train]).predict(x[:, test]),
-                     np.stack([self._forest(k).fit(x[b, train], y[b, train]).predict(x[b, test])
-                               for b in range(n_basin)])]
+                     RandomForestEmulator(seed=self.seed + k).fit(x[:, train], y[:, train]).predict(
+                         x[:, test])]
             if with_lse:
                 lse = _fit_lse(x[:, train], y[:, train], self.basin_attrs, folds=False,
                                seed=self.seed + k, forest=True)
@@ -875,25 +869,35 @@ class _ChosenByCV:
         self.cv_rmse_ = rmse / self.n_splits
         self.choice_ = np.array(self.CHOICES)[self.cv_rmse_.argmin(axis=0)]
         self.gp_ = GPEmulator(seed=self.seed).fit(x, y)
-        self.forests_ = {b: self._forest(self.n_splits).fit(x[b], y[b])
-                         for b in np.flatnonzero(self.choice_ == "rf")}
+        rf = self.choice_ == "rf"
+        self.forest_ = (RandomForestEmulator(seed=self.seed + self.n_splits).fit(x[rf], y[rf])
+                        if rf.any() else None)
         self.lse_ = (_fit_lse(x, y, self.basin_attrs, folds=False, seed=self.seed, forest=True)
                      if (self.choice_ == "lse").any() else None)
         return self
 
-    def _forest(self, k: int):
-        from sklearn.ensemble import RandomForestRegressor
-
-        return RandomForestRegressor(n_estimators=100, random_state=self.seed + k)
-
     def predict(self, u: np.ndarray) -> np.ndarray:
-        """Predictions ``(basin, m)`` at ``u`` ``(basin, m, d)``."""
-        out = self.gp_.predict(u)
-        for b, forest in self.forests_.items():
-            out[b] = forest.predict(u[b])
+        """Predictions ``(basin, m)`` at ``u`` ``(basin, m, d)``.
+
+        Each basin's prediction comes from its chosen emulator only: a search
+        asks for thousands of points per generation, and most basins choose a
+        forest. The GPs are fitted in groups (``GPEmulator(group_size=...)``),
+        so a group is predicted when one of its basins chose the GP.
+        """
+        out = np.full(u.shape[:2], np.nan)
+        gp = self.choice_ == "gp"
+        start = 0
+        for group in getattr(self.gp_, "groups_", None) or [self.gp_]:
+            stop = start + group.batch_shape_[0]
+            if gp[start:stop].any():
+                out[start:stop] = np.where(gp[start:stop, None], group.predict(u[start:stop]), np.nan)
+            start = stop
+        if self.forest_ is not None:
+            rf = self.choice_ == "rf"
+            out[rf] = self.forest_.predict(u[rf])
         if self.lse_ is not None:
-            lse = self.choice_ == "lse"
-            out[lse] = _predict_lse(self.lse_, u, self.basin_attrs)[lse]
+            lse = np.flatnonzero(self.choice_ == "lse")
+            out[lse] = _predict_lse([(lse, self.lse_[0][1])], u, self.basin_attrs)[lse]
         return out
 
 
@@ -1172,10 +1176,6 @@ def regionalise(history: xr.Dataset, basin_attrs: np.ndarray, space: ParameterSp
         each chosen while it was held out; ``fold(basin)``: the fold in which
         it was held out.
     """
-    from sklearn.ensemble import RandomForestRegressor
-
-    from .emulators import kfold
-
     if emulator not in ("lse", "lse_rf"):
         raise ValueError(f"emulator must be 'lse' or 'lse_rf', not {emulator!r}.")
     basins = history.basin.values if "basin" in history.coords else np.arange(history.sizes["basin"])
@@ -1198,7 +1198,7 @@ def regionalise(history: xr.Dataset, basin_attrs: np.ndarray, space: ParameterSp
             continue  # done before an interruption
         train = np.setdiff1d(np.arange(n_basin), held)
         x = lse_features(unit[train].reshape(-1, d), np.repeat(basin_attrs[train], n_run, axis=0))
-        em = (RandomForestRegressor(n_estimators=100, max_depth=40, random_state=seed + k)
+        em = (RandomForestEmulator(100, max_depth=40, seed=seed + k)
               if emulator == "lse_rf" else make_lse(len(x), seed=seed + k))
         em.fit(x, target[train].ravel())
         attrs_held = basin_attrs[held]

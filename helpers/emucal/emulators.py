@@ -905,6 +905,13 @@ class RandomForestEmulator(BaseEstimator):
         large-sample forest used ``max_depth=40``).
     seed
         Random state.
+
+    The trees are grown in parallel on the threads emucal chose
+    (:func:`emucal.size_thread_pools`); that changes nothing in them, as each
+    tree's random state is drawn before. Predictions are summed in one
+    thread, in tree order, so the same inputs always give the same bits: a
+    search that compares predictions (:func:`emucal.calibrate.search`) must
+    not see ties broken by the order in which threads finish.
     """
 
     def __init__(self, n_estimators: int = 100, *, max_depth: int | None = None,
@@ -915,21 +922,20 @@ class RandomForestEmulator(BaseEstimator):
         self.max_features = max_features
         self.seed = seed
 
-    def _forest(self):
+    def _forest(self, x, y):
         from sklearn.ensemble import RandomForestRegressor
 
-        return RandomForestRegressor(n_estimators=self.n_estimators, max_depth=self.max_depth,
-                                     min_samples_leaf=self.min_samples_leaf,
-                                     max_features=self.max_features, random_state=self.seed,
-                                     n_jobs=-1)
+        forest = RandomForestRegressor(n_estimators=self.n_estimators, max_depth=self.max_depth,
+                                       min_samples_leaf=self.min_samples_leaf,
+                                       max_features=self.max_features, random_state=self.seed,
+                                       n_jobs=size_thread_pools().threads).fit(x, y)
+        forest.n_jobs = 1  # predict: one thread, the same sum every time
+        return forest
 
     def fit(self, X, y) -> "RandomForestEmulator":
         x, y = _check_xy(X, y)
         start = time.perf_counter()
-        if x.ndim == 2:
-            self.forests_ = [self._forest().fit(x, y)]
-        else:
-            self.forests_ = [self._forest().fit(xb, yb) for xb, yb in zip(x, y)]
+        self.forests_ = [self._forest(xb, yb) for xb, yb in zip(*((x, y) if x.ndim == 3 else ([x], [y])))]
         self.batched_ = x.ndim == 3
         self.fit_time_ = time.perf_counter() - start
         return self
@@ -937,13 +943,21 @@ class RandomForestEmulator(BaseEstimator):
     def predict(self, X, return_std: bool = False):
         _check_fitted(self, "forests_")
         x = np.asarray(X, dtype=float)
+        if x.ndim != (3 if self.batched_ else 2) or (self.batched_ and len(x) != len(self.forests_)):
+            raise ValueError(f"X must be {'(batch, m, d) with batch ' + str(len(self.forests_)) if self.batched_ else '(m, d)'}"
+                             f", as the training inputs; got shape {x.shape}.")
         xs = x if self.batched_ else x[None]
-        trees = [np.stack([t.predict(xb) for t in forest.estimators_])
-                 for forest, xb in zip(self.forests_, xs)]
-        mean = np.stack([t.mean(0) for t in trees])
-        std = np.stack([t.std(0) for t in trees])
+        if return_std:
+            trees = [np.stack([t.predict(xb) for t in forest.estimators_])
+                     for forest, xb in zip(self.forests_, xs)]
+            mean = np.stack([t.mean(0) for t in trees])
+            std = np.stack([t.std(0) for t in trees])
+        else:
+            mean = np.stack([forest.predict(xb) for forest, xb in zip(self.forests_, xs)])
         if not self.batched_:
-            mean, std = mean[0], std[0]
+            mean = mean[0]
+            if return_std:
+                std = std[0]
         return (mean, std) if return_std else mean
 
 

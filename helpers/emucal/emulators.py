@@ -896,6 +896,13 @@ class RandomForestEmulator(BaseEstimator):
     calibrated predictive interval (its coverage shows how rough).
     Batched inputs ``(batch, n, d)`` fit one forest per batch member.
 
+    The trees are grown in parallel on the threads emucal chose
+    (:func:`emucal.size_thread_pools`); that changes nothing in them, as each
+    tree's random state is drawn before. Predictions are summed in one
+    thread, in tree order, so the same inputs always give the same bits: a
+    search that compares predictions (:func:`emucal.calibrate.search`) must
+    not see ties broken by the order in which threads finish.
+
     Parameters
     ----------
     n_estimators
@@ -905,13 +912,6 @@ class RandomForestEmulator(BaseEstimator):
         large-sample forest used ``max_depth=40``).
     seed
         Random state.
-
-    The trees are grown in parallel on the threads emucal chose
-    (:func:`emucal.size_thread_pools`); that changes nothing in them, as each
-    tree's random state is drawn before. Predictions are summed in one
-    thread, in tree order, so the same inputs always give the same bits: a
-    search that compares predictions (:func:`emucal.calibrate.search`) must
-    not see ties broken by the order in which threads finish.
     """
 
     def __init__(self, n_estimators: int = 100, *, max_depth: int | None = None,

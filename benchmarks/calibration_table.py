@@ -25,9 +25,11 @@ validation WY2008-2013; KGE'. Rows, for each seed:
   with the SSE loop after every iteration;
 - DDS with 350 and 3,500 runs per basin;
 - ungauged basins (spatial 5-fold CV): Tang et al.'s random-forest LSE trained
-  on the other basins' runs of the SSE loop (``regionalise(emulator="lse_rf")``),
-  and the two donor transfers (SSE-calibrated parameters of the most similar
-  and of the nearest basin).
+  on the other basins' runs of the SSE loop, searched over the whole cube
+  (``regionalise(emulator="lse_rf")``) or among the training basins' best
+  runs (``among="donors"``: the LSE chooses the donor), and the two donor
+  transfers (SSE-calibrated parameters of the most similar and of the
+  nearest basin).
 
 Prints, per row, the mean and standard deviation over seeds of the median
 KGE' (calibration, validation), the basins better than default, Tang et al.'s
@@ -122,7 +124,11 @@ for seed in seeds:
     lse_cv = timed("LSE spatial CV", lambda: calibrate.regionalise(
         sse, basin_attrs, space, emulator="lse_rf", seed=seed,
         checkpoint=checkpoint("regionalise_rf")))
+    lse_donor = timed("LSE chooses the donor", lambda: calibrate.regionalise(
+        sse, basin_attrs, space, emulator="lse_rf", among="donors", seed=seed,
+        checkpoint=checkpoint("regionalise_rf_donors")))
     ungauged, fold = lse_cv.params.values, lse_cv.fold.values
+    assert (lse_donor.fold.values == fold).all()  # the same split
     calibrated = calibrate.best(sse)
     rows = {
         "default": np.broadcast_to(space.defaults, (n_basin, len(space))),
@@ -161,6 +167,7 @@ for seed in seeds:
     rows["DDS 350"] = best(dds350)
     rows["DDS 3500"] = best(dds3500)
     rows["ungauged: LSE, spatial CV"] = ungauged
+    rows["ungauged: LSE chooses the donor"] = lse_donor.params.values
     rows["ungauged: most similar donor"] = calibrate.donor_transfer(
         calibrated, basin_attrs, fold).params.values
     rows["ungauged: nearest donor"] = calibrate.donor_transfer(

@@ -177,6 +177,33 @@ def test_regionalise_transfers_an_attribute_driven_optimum():
         calibrate.regionalise(_runs(params, run(params)), attr, SPACE, emulator="rf")
 
 
+def test_regionalise_among_donors_picks_the_donor_the_runs_favour():
+    # the first attribute sets every parameter's optimum; the second is noise, so
+    # the most similar basin by attributes is often the wrong donor
+    rng = np.random.default_rng(1)
+    n_basin = 10
+    attr = np.column_stack([np.linspace(0.15, 0.85, n_basin), rng.permutation(n_basin)])
+    optimum = np.repeat(attr[:, :1], 4, axis=1)
+
+    def run(params):
+        return 1.0 - 3.0 * ((np.asarray(params) - optimum[:, None, :]) ** 2).sum(-1)
+
+    params = rng.uniform(size=(n_basin, 40, 4))
+    runs = _runs(params, run(params))
+    out = calibrate.regionalise(runs, attr, SPACE, among="donors", n_splits=5, seed=0)
+    donor = np.searchsorted(runs.basin.values, out.donor.values)
+    fold = out.fold.values
+    assert np.all(fold[donor] != fold)  # never a basin held out with it
+    best_runs = params[np.arange(n_basin), run(params).argmax(axis=1)]
+    np.testing.assert_array_equal(out.params.values, best_runs[donor])  # a donor's run, as it is
+    by_lse = run(out.params.values[:, None])[:, 0]
+    by_attributes = run(calibrate.donor_transfer(calibrate.best(runs), attr, fold).params.values[:, None])[:, 0]
+    assert np.median(by_lse) > np.median(by_attributes)
+    assert np.mean(np.abs(attr[donor, 0] - attr[:, 0])) < 0.2  # donors with a similar optimum
+    with pytest.raises(ValueError, match="among must be 'cube' or 'donors'"):
+        calibrate.regionalise(runs, attr, SPACE, among="all")
+
+
 class _Interrupted(RuntimeError):
     pass
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import emucal
 from emucal import emulators, metrics
 
 
@@ -106,6 +107,22 @@ def test_random_forest_baseline(data):
     assert np.all(std >= 0)
     batched = emulators.RandomForestEmulator(seed=0).fit(np.stack([x, x]), np.stack([y, y]))
     np.testing.assert_allclose(batched.predict(np.stack([xt, xt]))[0], mean)
+
+
+def test_random_forest_predicts_scikit_learns_bits_on_any_number_of_threads(data):
+    x, y, xt, _ = data
+    rf = emulators.RandomForestEmulator(n_estimators=30, seed=0).fit(x, y)
+    many = np.concatenate([xt] * 40)  # enough rows to be split over threads
+    reference = rf.forests_[0].predict(many)  # scikit-learn, one job: trees summed in order
+    before = emucal.size_thread_pools().threads
+    try:
+        for threads in (1, 2, 3):
+            emucal.size_thread_pools(threads)
+            np.testing.assert_array_equal(rf.predict(many), reference)
+    finally:
+        emucal.size_thread_pools(before)
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        rf.predict(np.where(np.arange(xt.shape[1]) == 0, np.nan, xt))
 
 
 def test_kfold_partitions_and_keeps_groups_together():

@@ -1133,8 +1133,9 @@ def posterior(predict: Callable, space: ParameterSpace, basins, *, tau: float = 
 
 # ------------------------------------------------------------ regionalise
 def regionalise(history: xr.Dataset, basin_attrs: np.ndarray, space: ParameterSpace, *,
-                emulator: str = "lse", n_splits: int = 5, seed: int = 0, popsize: int = 150,
-                generations: int = 60, checkpoint: str | os.PathLike | None = None) -> xr.Dataset:
+                emulator: str = "lse", among: str = "cube", n_splits: int = 5, seed: int = 0,
+                popsize: int = 150, generations: int = 60,
+                checkpoint: str | os.PathLike | None = None) -> xr.Dataset:
     """Parameters for basins treated as ungauged, from a large-sample emulator (spatial CV).
 
     The basins are split into ``n_splits`` folds. For each fold, a
@@ -1143,6 +1144,16 @@ def regionalise(history: xr.Dataset, basin_attrs: np.ndarray, space: ParameterSp
     parameter set that maximises its prediction given their attributes
     alone: no streamflow of a held-out basin is used. Run the model with the
     result to score it, as for a basin without a gauge.
+
+    Where that parameter set is looked for is ``among``. In the whole unit
+    cube (``"cube"``, as Tang et al.), the search can end on a peak of the
+    emulator where no training basin ever ran, and with a few dozen training
+    basins such peaks are often artefacts. Among the donors (``"donors"``),
+    the candidates are the best run of each training basin, the parameter sets
+    a donor-basin transfer (:func:`donor_transfer`) would hand over, and the
+    emulator picks the one it predicts best for the held-out basin: a donor
+    chosen by what the runs say about basins like it, not by a distance
+    between attributes.
 
     Parameters
     ----------
@@ -1161,6 +1172,9 @@ def regionalise(history: xr.Dataset, basin_attrs: np.ndarray, space: ParameterSp
         40), as in :func:`iterate`. A forest predicts averages of runs it has
         seen, so its search lands where similar training basins did well; a
         GP's mean can also peak between and beyond the runs.
+    among
+        ``"cube"``: search the emulator over the unit cube (:func:`search`);
+        ``"donors"``: score the training basins' best runs only (see above).
     n_splits, seed
         Folds over basins and the seed of the split, training and search.
     popsize, generations
@@ -1174,10 +1188,13 @@ def regionalise(history: xr.Dataset, basin_attrs: np.ndarray, space: ParameterSp
     xarray.Dataset
         ``params(basin, param)``: the regionalised parameters of every basin,
         each chosen while it was held out; ``fold(basin)``: the fold in which
-        it was held out.
+        it was held out; with ``among="donors"``, ``donor(basin)``: the
+        training basin whose best run was chosen.
     """
     if emulator not in ("lse", "lse_rf"):
         raise ValueError(f"emulator must be 'lse' or 'lse_rf', not {emulator!r}.")
+    if among not in ("cube", "donors"):
+        raise ValueError(f"among must be 'cube' or 'donors', not {among!r}.")
     basins = history.basin.values if "basin" in history.coords else np.arange(history.sizes["basin"])
     params = np.asarray(history.params.transpose("basin", "member", "param").values, float)
     skill = history.skill.transpose("basin", "member").values
@@ -1188,11 +1205,15 @@ def regionalise(history: xr.Dataset, basin_attrs: np.ndarray, space: ParameterSp
     folds = kfold(n_basin, n_splits, seed=seed)
     settings = dict(kind="regionalise", n_splits=n_splits, seed=seed, popsize=popsize,
                     **({} if emulator == "lse" else {"emulator": emulator}),
+                    **({} if among == "cube" else {"among": among}),
                     generations=generations, params=_fingerprint(params), skill=_fingerprint(skill),
                     attrs=_fingerprint(basin_attrs))
     saved = _load_checkpoint(checkpoint, settings)
     chosen = np.full((n_basin, d), np.nan) if saved is None else saved.chosen.values.copy()
     fold_of = np.full(n_basin, -1) if saved is None else saved.fold.values.copy()
+    donor = (np.full(n_basin, -1) if saved is None or "donor" not in saved
+             else saved.donor.values.copy())
+    best_run = unit[np.arange(n_basin), skill.argmax(axis=1)]  # each basin's best run
     for k, held in enumerate(folds):
         if np.all(fold_of[held] == k):
             continue  # done before an interruption
@@ -1208,14 +1229,22 @@ def regionalise(history: xr.Dataset, basin_attrs: np.ndarray, space: ParameterSp
             feats = lse_features(u.reshape(-1, d), np.repeat(attrs_held, m, axis=0))
             return np.minimum(em.predict(feats).reshape(len(attrs_held), m), 1.0)  # normKGE <= 1
 
-        pop, _ = search(predict, len(held), d, popsize=popsize, generations=generations,
-                        seed=seed + 100 * k)
-        chosen[held] = space.from_unit(pop[:, 0])
+        if among == "donors":  # every held-out basin scores every training basin's best run
+            scores = predict(np.broadcast_to(best_run[train], (len(held), len(train), d)).copy())
+            donor[held] = train[scores.argmax(axis=1)]
+            chosen[held] = space.from_unit(best_run[donor[held]])
+        else:
+            pop, _ = search(predict, len(held), d, popsize=popsize, generations=generations,
+                            seed=seed + 100 * k)
+            chosen[held] = space.from_unit(pop[:, 0])
         fold_of[held] = k
-        _save_checkpoint(xr.Dataset({"chosen": (("basin", "param"), chosen), "fold": ("basin", fold_of)}),
-                         checkpoint, settings)
-    return xr.Dataset({"params": (("basin", "param"), chosen), "fold": ("basin", fold_of)},
-                      coords={"basin": basins, "param": list(space.names)})
+        _save_checkpoint(xr.Dataset({"chosen": (("basin", "param"), chosen), "fold": ("basin", fold_of),
+                                     "donor": ("basin", donor)}), checkpoint, settings)
+    out = xr.Dataset({"params": (("basin", "param"), chosen), "fold": ("basin", fold_of)},
+                     coords={"basin": basins, "param": list(space.names)})
+    if among == "donors":
+        out["donor"] = ("basin", basins[donor])
+    return out
 
 
 def donor_transfer(calibrated: xr.DataArray, features: np.ndarray, fold, *,

@@ -898,10 +898,12 @@ class RandomForestEmulator(BaseEstimator):
 
     The trees are grown in parallel on the threads emucal chose
     (:func:`emucal.size_thread_pools`); that changes nothing in them, as each
-    tree's random state is drawn before. Predictions are summed in one
-    thread, in tree order, so the same inputs always give the same bits: a
-    search that compares predictions (:func:`emucal.calibrate.search`) must
-    not see ties broken by the order in which threads finish.
+    tree's random state is drawn before. Predictions are parallel over
+    blocks of rows, and each row adds its trees in tree order, as
+    scikit-learn does on one thread: the same inputs always give the same
+    bits, whatever the number of threads. A search that compares predictions
+    (:func:`emucal.calibrate.search`) must not see ties broken by the order
+    in which threads finish.
 
     Parameters
     ----------
@@ -953,12 +955,45 @@ class RandomForestEmulator(BaseEstimator):
             mean = np.stack([t.mean(0) for t in trees])
             std = np.stack([t.std(0) for t in trees])
         else:
-            mean = np.stack([forest.predict(xb) for forest, xb in zip(self.forests_, xs)])
+            mean = np.stack([_mean_of_trees(forest, xb) for forest, xb in zip(self.forests_, xs)])
         if not self.batched_:
             mean = mean[0]
             if return_std:
                 std = std[0]
         return (mean, std) if return_std else mean
+
+
+def _mean_of_trees(forest, x: np.ndarray) -> np.ndarray:
+    """``forest.predict(x)`` bit for bit, over blocks of rows on emucal's threads.
+
+    scikit-learn's forest on one thread starts from zeros, adds each tree's
+    prediction in tree order and divides by the number of trees; every row
+    here does the same, and a row's sum does not depend on the other rows.
+    The traversal of a tree runs without the GIL, so the blocks run in
+    parallel.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    x32 = np.ascontiguousarray(x, dtype=np.float32)
+    if x32.ndim != 2 or x32.shape[1] != forest.n_features_in_:
+        raise ValueError(f"X must have {forest.n_features_in_} columns, as the training inputs; "
+                         f"got shape {x32.shape}.")
+    if not np.isfinite(x32).all():
+        raise ValueError("X contains NaN or infinity; a forest cannot place such a point.")
+
+    def block(rows):
+        out = np.zeros(rows.stop - rows.start)
+        for tree in forest.estimators_:
+            out += tree.tree_.predict(x32[rows])[:, 0]
+        return out / len(forest.estimators_)
+
+    threads = size_thread_pools().threads
+    edges = np.linspace(0, len(x32), min(threads, max(len(x32) // 256, 1)) + 1).astype(int)
+    blocks = [slice(a, b) for a, b in zip(edges[:-1], edges[1:])]
+    if len(blocks) == 1:
+        return block(blocks[0])
+    with ThreadPoolExecutor(len(blocks)) as pool:
+        return np.concatenate(list(pool.map(block, blocks)))
 
 
 # ---------------------------------------------------------------- choosing

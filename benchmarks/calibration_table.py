@@ -54,9 +54,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+import protocol
+
 import emucal
-from emucal import calibrate, camels, emulators, sampling
-from emucal.parameters import ParameterSpace
+from emucal import calibrate, sampling
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--seeds", default="0", help="comma-separated seeds (default: 0)")
@@ -71,15 +72,10 @@ args = parser.parse_args()
 seeds = [int(s) for s in args.seeds.split(",")]
 print(emucal.size_thread_pools(), flush=True)
 
-space = ParameterSpace.tang2025(scale=args.scale)
-ds = camels.load_basins(start="1993-10-01", end="2013-09-30")
-attrs = camels.attributes()
-run = calibrate.model_runner(ds, attrs, space, period="calibration")
-validate = calibrate.model_runner(ds, attrs, space, period="validation")
-basin_attrs = attrs.loc[ds.basin.values, list(emulators.LSE_ATTRIBUTES)].to_numpy(dtype=float)
-coords = attrs.loc[ds.basin.values, ["gauge_lat", "gauge_lon"]].to_numpy(dtype=float)
-n_basin = ds.sizes["basin"]
-TANG_SEARCH = dict(popsize=60, generations=60)  # pymoo GA in MOASMO_parameters.py: 60 x 60
+setup = protocol.setting(args.scale)
+space, run, validate, n_basin = setup.space, setup.run, setup.validate, setup.n_basin
+basin_attrs, coords = setup.basin_attrs, setup.coords
+TANG_SEARCH = protocol.TANG_SEARCH
 # the improved loop: 20 + 66 x 5 = 350 runs per basin; chosen with benchmarks/acquisition.py
 TS = dict(n_initial=20, n_per_iteration=5, n_local=100, n_candidates=1024, perturb=0.2, step="trust")
 LSE_REFIT = 11  # the hierarchical loop refits its LSE 6 times in 66 iterations
@@ -105,10 +101,8 @@ for seed in seeds:
         return out
 
     initial = sampling.sample(space, 200, "lhs", seed=seed)
-    sse = timed("SSE loop (Tang)", lambda: calibrate.iterate(
-        run, space, initial, n_iterations=3, n_per_iteration=50, emulator="sse_gp_or_rf",
-        seed=seed, acquisition="tang", **TANG_SEARCH, basin_attrs=basin_attrs,
-        checkpoint=checkpoint("sse_gp_or_rf_tang"), progress=False))
+    sse = timed("SSE loop (Tang)", lambda: protocol.tang_sse_loop(
+        setup, seed, checkpoint("sse_gp_or_rf_tang")))
     lse = timed("LSE loop (Tang)", lambda: calibrate.iterate(
         run, space, initial, n_iterations=3, n_per_iteration=50, emulator="lse_rf",
         acquisition="tang", **TANG_SEARCH, basin_attrs=basin_attrs, seed=seed,

@@ -13,7 +13,9 @@ or `emucal fetch`, so that the times do not include downloads.
 Run: python benchmarks/notebooks.py [--fast] [--only 05_calibration ...] [--keep DIR] [--csv FILE]
 Prints a table, and writes it as CSV with --csv FILE (with the mode, date,
 machine and command); the "Measured performance" page shows
-benchmarks/results/notebooks_full.csv and notebooks_fast.csv.
+benchmarks/results/notebooks_full.csv and notebooks_fast.csv. With --only, the
+rows of the notebooks that ran replace theirs in an existing FILE, and the
+other rows stay, each with its own date and command.
 """
 
 import argparse
@@ -89,12 +91,17 @@ def main() -> None:
     table["threads"] = choice.threads
     table["date"] = datetime.now(timezone.utc).date().isoformat()
     table["machine"] = f"{platform.machine()}, {platform.system()}, {os.cpu_count()} CPUs"
-    table["command"] = "python benchmarks/notebooks.py" + (" --fast" if args.fast else "")
+    table["command"] = "python benchmarks/notebooks.py" + (" --fast" if args.fast else "") + (
+        " --only " + " ".join(args.only) if args.only else "")
     print(f"\n{'FAST' if args.fast else 'full'} mode, {os.cpu_count()} CPUs; limits {LIMIT_GB:g} GB and "
           f"{LIMIT_MIN:g} min per notebook")
     print(table[["minutes", "peak GB", "fits Binder"]].to_string(float_format=lambda v: f"{v:.2f}"))
     print(f"total {table['minutes'].sum():.1f} min")
     if args.csv:
+        if args.only and args.csv.exists():  # replace these notebooks' rows, keep the others
+            kept = pd.read_csv(args.csv, index_col="notebook").drop(index=table.index, errors="ignore")
+            order = [Path(f).name for f in notebooks()]
+            table = pd.concat([kept, table]).loc[lambda t: sorted(t.index, key=order.index)]
         table.to_csv(args.csv)
 
 

@@ -34,7 +34,9 @@ validation WY2008-2013; KGE'. Rows, for each seed:
 Prints, per row, the mean and standard deviation over seeds of the median
 KGE' (calibration, validation), the basins better than default, Tang et al.'s
 CTSM numbers beside, the run time of each step, and writes every number to a
-CSV file (``--csv``).
+CSV file (``--csv``). Per seed, each row's difference from DDS 350 also gets a
+90% interval from resampling the 19 basins (bootstrap): how much one seed's
+median over 19 basins can tell.
 
 Run: python benchmarks/calibration_table.py [--seeds 0,1,2,3,4] [--scale linear|log]
      [--checkpoints DIR] [--csv FILE] [--skip-hierarchical]
@@ -78,6 +80,7 @@ basin_attrs, coords = setup.basin_attrs, setup.coords
 TANG_SEARCH = protocol.TANG_SEARCH
 # the improved loop: 20 + 66 x 5 = 350 runs per basin; chosen with benchmarks/acquisition.py
 TS = dict(n_initial=20, n_per_iteration=5, n_local=100, n_candidates=1024, perturb=0.2, step="trust")
+N_RESAMPLE = 2000  # bootstrap resamples of the basins, for the per-seed intervals
 LSE_REFIT = 11  # the hierarchical loop refits its LSE 6 times in 66 iterations
 TANG = {"default": 0.195, "best of initial 200": 0.461, "SSE iteration 1": 0.465,
         "SSE iteration 2": 0.493, "SSE iteration 3": 0.514, "LSE iteration 1": 0.505,
@@ -169,16 +172,29 @@ for seed in seeds:
     default_cal = run(rows["default"][:, None, :])[:, 0]
     dds_cal = run(rows["DDS 350"][:, None, :])[:, 0]
     dds_val = validate(rows["DDS 350"][:, None, :])[:, 0]
+    # how well 19 basins pin down one seed's difference of medians: the basins resampled
+    # with replacement (the same resamples for every row), 5% and 95% of the differences
+    resample = np.random.default_rng(seed).integers(n_basin, size=(N_RESAMPLE, n_basin))
+
+    def interval(skill, reference):
+        diff = np.nanmedian(skill[resample], axis=1) - np.nanmedian(reference[resample], axis=1)
+        return np.nanpercentile(diff, [5, 95])
+
     for name, sets in rows.items():
         cal = run(sets[:, None, :])[:, 0]
         val = validate(sets[:, None, :])[:, 0]
+        (cal_lo, cal_hi), (val_lo, val_hi) = interval(cal, dds_cal), interval(val, dds_val)
         # paired, basin by basin: a median of medians hides which method wins where
         records.append({"seed": seed, "row": name, "median KGE' cal": np.nanmedian(cal),
                         "median KGE' val": np.nanmedian(val),
                         "basins better than default": int(np.sum(cal > default_cal)),
                         "basins better than DDS 350": int(np.sum(cal > dds_cal)),
                         "median difference from DDS 350, cal": float(np.nanmedian(cal - dds_cal)),
-                        "median difference from DDS 350, val": float(np.nanmedian(val - dds_val))})
+                        "median difference from DDS 350, val": float(np.nanmedian(val - dds_val)),
+                        "median KGE' cal minus DDS 350, 5%": cal_lo,
+                        "median KGE' cal minus DDS 350, 95%": cal_hi,
+                        "median KGE' val minus DDS 350, 5%": val_lo,
+                        "median KGE' val minus DDS 350, 95%": val_hi})
     print(f"seed {seed} done, {time.perf_counter() - start_all:.0f} s so far", flush=True)
 
 table = pd.DataFrame(records)
@@ -204,6 +220,11 @@ for name in [r for r in order if "Thompson" in r or "best so far" in r]:
     print(f"{name}: minus DDS 350 per seed {np.round(margin.values, 3).tolist()}, "
           f"validation {np.round(margin_val.values, 3).tolist()}; minus DDS 3500 on average "
           f"{np.mean(per_seed[name] - per_seed['DDS 3500']):+.3f}")
+for name in [r for r in order if "Thompson" in r] + ["DDS 3500"]:
+    rows_ = table[table.row == name]
+    above = [int((rows_[f"median KGE' {period} minus DDS 350, 5%"] > 0).sum()) for period in ("cal", "val")]
+    print(f"{name}: seeds whose 90% interval of the difference from DDS 350 lies above 0: "
+          f"{above[0]} of {len(rows_)} (cal), {above[1]} (val)")
 for loop in ("LSE", "LSE-or-SSE"):
     diffs = {i: per_seed[f"{loop} iteration {i}"] - per_seed[f"SSE iteration {i}"] for i in (1, 2, 3)}
     print(f"\n{loop} minus SSE (Tang's loops), per iteration: mean over seeds " + ", ".join(

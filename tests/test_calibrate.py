@@ -402,6 +402,12 @@ def test_best_reads_a_history_so_far_or_within_an_iteration():
                                hist.best_skill.sel(after_iteration=0))
     with pytest.raises(ValueError, match="No runs in iteration 5"):
         calibrate.best(hist, within_iteration=5)
+    # member-first order reads the same; another name for the member axis is refused,
+    # rather than returned as every run of every basin
+    np.testing.assert_array_equal(calibrate.best(hist.transpose("member", "param", "basin", ...)),
+                                  top)
+    with pytest.raises(ValueError, match="rename"):
+        calibrate.best(hist.rename(member="run"))
     from emucal import metrics
     np.testing.assert_allclose(metrics.from_norm(metrics.to_norm(np.array([-5.0, 0.2, 1.0]))),
                                [-5.0, 0.2, 1.0])

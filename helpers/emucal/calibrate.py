@@ -486,7 +486,15 @@ def best(history: xr.Dataset, *, after_iteration: int | None = None,
         ``(basin, param)`` in parameter units, with the skill of each set as
         the coordinate ``skill``.
     """
-    skill = np.nan_to_num(history.skill.values, nan=-np.inf)
+    dims = tuple(history.params.dims)
+    if set(dims) not in ({"basin", "member", "param"}, {"basin", "param"}) or \
+            set(history.skill.dims) != set(dims) - {"param"}:
+        raise ValueError(f"best() needs params(basin, member, param) and skill(basin, member), as "
+                         f"iterate() and dds() return; got params{dims} and "
+                         f"skill{tuple(history.skill.dims)}. Rename other dimensions first, e.g. "
+                         f"history.rename(run='member').")
+    history = history.transpose("basin", ...)
+    skill = np.nan_to_num(history.skill.transpose("basin", ...).values, nan=-np.inf)
     if after_iteration is not None or within_iteration is not None:
         if "iteration" not in history:
             raise ValueError("This history has no iterations (a DDS run?); give neither "

@@ -238,6 +238,10 @@ if not args.skip_hierarchical:
           f"{len(gap) - 1} iterations, mean over seeds: worst {gap.min():+.3f} (iteration "
           f"{gap.idxmin()}), behind in {int((gap < 0).sum())} iterations; after "
           + ", ".join(f"{k}: {gap[k]:+.3f}" for k in range(0, len(gap), 11)))
+    per_seed_gap = (curves["hierarchical"] - curves["SSE"]).unstack("seed").iloc[1:]
+    print("  per seed, iterations behind: " + ", ".join(
+        f"seed {seed}: {int((g < 0).sum())}" for seed, g in per_seed_gap.items())
+          + "; final difference: " + ", ".join(f"{g.iloc[-1]:+.3f}" for _, g in per_seed_gap.items()))
 steps = pd.DataFrame(times).groupby("step", sort=False).seconds.agg(["mean", "max"])
 print("\nrun times per seed (s):\n" + steps.round(1).to_string())
 print(f"total {time.perf_counter() - start_all:.0f} s")

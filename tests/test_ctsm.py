@@ -36,6 +36,7 @@ CASE_TEMPS = dict(zip(REPARTITION, (1.5, -0.5, 0.5, -1.5)))
 FILE_TEMPS = dict(zip(REPARTITION, (2.0, 0.0, 0.0, -2.0)))
 FMAX = np.array([[0.30, 0.32], [0.34, 0.36]])
 ZBEDROCK = np.array([[2.0, 3.0], [4.0, 5.0]])
+CASE_INTERCEPTION = 0.75  # the base case's lnd_in value (not the table's default 1)
 
 
 # ------------------------------------------------------------------ fixtures
@@ -95,8 +96,32 @@ def make_case(root: Path, name: str = "camels_01013500") -> Path:
         "&clm_inparm\n"
         f" paramfile = '/inputdata/lnd/clm2/paramdata/{PARAMFILE_NAME}'\n"
         " fsurdat = '/inputdata/surfdata_01013500.nc'\n/\n"
-        "&soilhydrology_inparm\n baseflow_scalar = 0.1d-02\n/\n")
+        "&soilhydrology_inparm\n baseflow_scalar = 0.1d-02\n/\n"
+        f"&clm_canopyhydrology_inparm\n interception_fraction = {CASE_INTERCEPTION}d0\n/\n")
     return case
+
+
+def base_case_reads(version: str, paramfile: Path, fmax=FMAX, zbedrock=ZBEDROCK) -> dict:
+    """What the unedited base case runs with, from the test's own constants (the expected record)."""
+    out = {}
+    with xr.open_dataset(paramfile) as params:
+        for p in SPACE:
+            where = p.location(version)
+            if p.name == "medlynslope":
+                out[p.name] = SLOPE[SLOPE != 0].mean()  # the vegetated PFTs, bare soil left out
+            elif p.name == "FMAX":
+                out[p.name] = np.mean(fmax)
+            elif p.name == "zbedrock":
+                out[p.name] = np.mean(zbedrock)
+            elif p.kind == "shift":
+                out[p.name] = (CASE_TEMPS if where == "namelist" else FILE_TEMPS)[p.name]
+            elif p.name == "baseflow_scalar" and where == "namelist":
+                out[p.name] = 1e-3  # 0.1d-02 in lnd_in
+            elif p.name == "interception_fraction" and where == "namelist":
+                out[p.name] = CASE_INTERCEPTION
+            else:
+                out[p.name] = float(params[p.name])
+    return out
 
 
 @pytest.fixture
@@ -525,12 +550,17 @@ def test_samples_as_dataset_or_dataframe(files):
     plan = ctsm.prepare_ensemble(SPACE, ds, files["case"], files[OLD], files["out"],
                                  ctsm_version=OLD, surfdata=files["surf"], dry_run=True)
     assert list(plan.index) == [20, 21, 22]
-    np.testing.assert_array_equal(plan[SPACE.names].to_numpy(), x)
+    np.testing.assert_array_equal(plan[SPACE.names].to_numpy()[1:], x[1:])
+    # member 20 is the default row, so the base case: recorded at its own values
+    assert plan.base_case.tolist() == [True, False, False]
+    expected = base_case_reads(OLD, files[OLD])
+    np.testing.assert_allclose(plan.loc[20, SPACE.names].to_numpy(float),
+                               [expected[n] for n in SPACE.names], rtol=1e-12)
     frame = pd.DataFrame(x[:, ::-1], columns=SPACE.names[::-1])  # any column order
     plan = ctsm.prepare_ensemble(SPACE, frame, files["case"], files[OLD], files["out"],
                                  ctsm_version=OLD, surfdata=files["surf"], member_start=5)
     assert list(plan.index) == [5, 6, 7]
-    np.testing.assert_array_equal(plan[SPACE.names].to_numpy(), x)
+    np.testing.assert_array_equal(plan[SPACE.names].to_numpy()[1:], x[1:])
     changes = pd.read_csv(plan.parameters[6]).set_index("variable")
     # a namelist value records the base case's setting (0.1d-02 in lnd_in)
     assert changes.loc["baseflow_scalar", "base"] == pytest.approx(1e-3)
@@ -658,7 +688,8 @@ def test_an_interrupted_preparation_resumes_and_deletes_only_its_own_files(files
     monkeypatch.setattr(ctsm.members, "_write_edited", real)
     plan = ctsm.prepare_ensemble(SPACE, samples, files["case"], files[NEW], files["out"], **kwargs)
     assert list(plan.index) == [0, 1, 2, 3]
-    assert sorted(p.name for p in files["out"].iterdir()) == [f"member_{m:04d}" for m in range(4)]
+    assert sorted(p.name for p in files["out"].iterdir()) == (
+        ["base_values.csv"] + [f"member_{m:04d}" for m in range(4)])
     assert sha256(files["out"] / "member_0001" / "user_nl_clm") == before  # kept, not rewritten
     # a .part folder that emucal did not make is never deleted
     stranger = files["out"] / "member_0004.part"
@@ -680,3 +711,162 @@ def test_history_dates_outside_the_calendar_range_are_refused():
     assert str(ok[0].date()) == "2001-03-01"
     with pytest.raises(ValueError, match="model years 1 to 1"):
         history._dates([cftime.DatetimeNoLeap(1, 1, 1)])
+
+
+# ------------------------------------------------------ the base case's own values
+@pytest.mark.parametrize("version", [OLD, NEW])
+def test_base_case_member_is_recorded_at_the_base_case_values(files, version):
+    # Tang et al. record member 0 at the case's own values (MOASMO_parameters.py lines 130-155,
+    # 220-231), not at their table's defaults (FMAX 0.3817, medlynslope 4.84)
+    samples = sampling.sample(SPACE, 3, "lhs", seed=8)
+    x = samples[2].copy()
+    x[SPACE.names.index("FMAX")] = np.nan  # a NaN keeps the basin's own FMAX
+    plan = ctsm.prepare_ensemble(SPACE, np.vstack([samples[:2], x]), files["case"], files[version],
+                                 files["out"], ctsm_version=version, surfdata=files["surf"])
+    expected = base_case_reads(version, files[version])
+    names = SPACE.names
+    want = np.array([expected[n] for n in names])
+    np.testing.assert_allclose(plan.loc[0, names].to_numpy(float), want, rtol=1e-12)
+    assert plan.loc[0, "FMAX"] == pytest.approx(FMAX.mean()) != pytest.approx(SPACE["FMAX"].default)
+    assert plan.loc[0, "medlynslope"] != pytest.approx(SPACE["medlynslope"].default)
+    assert plan.base_case.tolist() == [True, False, False]
+    np.testing.assert_allclose(pd.Series(plan.attrs["base_values"])[names].to_numpy(), want, rtol=1e-12)
+    # the sampled members are recorded at their samples, the NaN at the base value
+    np.testing.assert_array_equal(plan.loc[1, names].to_numpy(float), samples[1])
+    assert plan.loc[2, "FMAX"] == pytest.approx(FMAX.mean())
+    assert float(load(plan.loc[2, "surfdata"]).FMAX.mean()) == pytest.approx(FMAX.mean())
+    # and out_dir keeps the record
+    table = pd.read_csv(files["out"] / "base_values.csv", index_col="parameter")
+    np.testing.assert_allclose(table.loc[names, "base"].to_numpy(), want, rtol=1e-12)
+    np.testing.assert_allclose(table.loc[names, "default"].to_numpy(), SPACE.defaults, equal_nan=True)
+
+
+def test_base_values_lists_the_files_beside_the_defaults(files, tmp_path):
+    table = ctsm.base_values(SPACE, files[OLD], ctsm_version=OLD, surfdata=files["surf"],
+                             base_case=files["case"])
+    expected = base_case_reads(OLD, files[OLD])
+    assert list(table.index) == SPACE.names
+    np.testing.assert_allclose(table["base"].to_numpy(), [expected[n] for n in SPACE.names], rtol=1e-12)
+    np.testing.assert_allclose(table["default"].to_numpy(), SPACE.defaults, equal_nan=True)
+    assert table.loc["baseflow_scalar", "location"] == "namelist"
+    assert table.loc["baseflow_scalar", "file"].endswith("lnd_in")
+    assert table.loc["FMAX", "file"] == str(files["surf"].resolve())
+    assert table.in_range.all()
+    # where the base value sits in the range: FMAX 0.33 in [0.1, 0.9]
+    assert table.loc["FMAX", "unit"] == pytest.approx((FMAX.mean() - 0.1) / 0.8)
+    # Tang et al.'s mean over every PFT, zeros included
+    with_zeros = ctsm.base_values(SPACE, files[NEW], ctsm_version=NEW, zeros_in_mean=True)
+    assert with_zeros.loc["medlynslope", "base"] == pytest.approx(SLOPE.mean())
+    # without a surface dataset or a case: surface values unknown, shifts at CTSM's defaults
+    alone = ctsm.base_values(SPACE, files[OLD], ctsm_version=OLD)
+    assert np.isnan(alone.loc["FMAX", "base"]) and np.isnan(alone.loc["baseflow_scalar", "base"])
+    assert alone.loc["precip_repartition_nonglc_all_rain_t", "base"] == 2.0
+    # a paramfile value outside the range, and a temperature in kelvin
+    odd = write_paramfile(tmp_path / "odd_params.nc", NEW, kelvin=True)
+    with xr.open_dataset(odd) as ds:
+        ds = ds.load()
+    ds["fff"] = ((), 30.0)
+    ds.to_netcdf(tmp_path / "odd2.nc", format="NETCDF3_64BIT")
+    odd_table = ctsm.base_values(SPACE, tmp_path / "odd2.nc", ctsm_version=NEW)
+    assert not odd_table.loc["fff", "in_range"] and odd_table.loc["fff", "unit"] > 1
+    assert odd_table.loc["precip_repartition_nonglc_all_rain_t", "base"] == pytest.approx(2.0)
+    with pytest.raises(KeyError, match="baseflow_scalar"):
+        ctsm.base_values(SPACE, files[OLD], ctsm_version=NEW)
+    # prepare_ensemble says when the base-case member lies outside the space
+    with pytest.warns(UserWarning, match=r"outside the space: fff = 30"):
+        ctsm.prepare_ensemble(SPACE, SPACE.defaults, files["case"], tmp_path / "odd2.nc",
+                              files["out"], ctsm_version=NEW, surfdata=files["surf"], dry_run=True)
+
+
+def test_ensemble_params_place_the_base_member_at_each_basins_values(tmp_path):
+    from emucal import emulators
+
+    paramfile = write_paramfile(tmp_path / PARAMFILE_NAME, NEW)
+    samples = sampling.sample(SPACE, 4, "lhs", seed=6)
+    fmax = {"01013500": FMAX, "01022500": FMAX * 2}
+    plans = {}
+    for basin in fmax:
+        surf = write_surfdata(tmp_path / f"surfdata_{basin}.nc", fmax=fmax[basin])
+        case = make_case(tmp_path / "cases", f"camels_{basin}")
+        plans[basin] = ctsm.prepare_ensemble(SPACE, samples, case, paramfile, tmp_path / "ens" / basin,
+                                             ctsm_version=NEW, surfdata=surf, dry_run=True)
+    params = ctsm.ensemble_params(SPACE, plans)
+    assert params.params.dims == ("member", "param") and params.defaults.dims == ("basin", "param")
+    np.testing.assert_array_equal(params.params.values[1:], samples[1:])
+    # member 0: FMAX differs by basin (NaN: each basin's own), the shared paramfile's values do not
+    row = params.params.sel(member=0).to_series()
+    assert np.isnan(row["FMAX"]) and row["fff"] == float(xr.open_dataset(paramfile).fff)
+    np.testing.assert_allclose(params.defaults.sel(param="FMAX"), [FMAX.mean(), 2 * FMAX.mean()])
+    # an emulator's training data puts member 0 where each basin's base case ran
+    skill = xr.DataArray(np.zeros((4, 2, 1)), dims=("member", "basin", "period"),
+                         coords={"member": range(4), "basin": list(fmax), "period": ["calibration"]})
+    x, _ = emulators.sse_data(xr.merge([params, skill.rename("norm_kge")]), SPACE)
+    for j, basin in enumerate(fmax):
+        want = base_case_reads(NEW, paramfile, fmax=fmax[basin])
+        np.testing.assert_allclose(x[j, 0], SPACE.to_unit(np.array([want[n] for n in SPACE.names])),
+                                   rtol=1e-12)
+        np.testing.assert_allclose(x[j, 1:], SPACE.to_unit(samples[1:]), rtol=1e-12)
+    # a basin prepared from other samples is refused, as is a table of something else
+    other = ctsm.prepare_ensemble(SPACE, sampling.sample(SPACE, 4, "lhs", seed=7), make_case(
+        tmp_path / "cases", "camels_x"), paramfile, tmp_path / "ens" / "x", ctsm_version=NEW,
+        surfdata=tmp_path / "surfdata_01013500.nc", dry_run=True)
+    with pytest.raises(ValueError, match="Member 1 has"):
+        ctsm.ensemble_params(SPACE, {**plans, "x": other})
+    with pytest.raises(ValueError, match="not a table of prepare_ensemble"):
+        ctsm.ensemble_params(SPACE, {"01013500": pd.DataFrame(samples, columns=SPACE.names)})
+
+
+def test_a_row_at_the_base_values_is_the_base_case(files):
+    base = ctsm.base_values(SPACE, files[NEW], ctsm_version=NEW, surfdata=files["surf"],
+                            base_case=files["case"])
+    plan = ctsm.prepare_ensemble(SPACE, base["base"].to_numpy()[None], files["case"], files[NEW],
+                                 files["out"], ctsm_version=NEW, surfdata=files["surf"])
+    assert plan.base_case.iloc[0] and plan.paramfile.iloc[0] is None and plan.surfdata.iloc[0] is None
+
+
+def test_a_changed_base_case_is_refused_in_the_same_out_dir(files, tmp_path):
+    kwargs = dict(ctsm_version=NEW, surfdata=files["surf"])
+    ctsm.prepare_ensemble(SPACE, SPACE.defaults, files["case"], files[NEW], files["out"], **kwargs)
+    write_surfdata(files["surf"], fmax=FMAX * 2)  # the basin's FMAX changed since
+    with pytest.raises(ValueError, match=r"records other base values.*FMAX: 0.33 there, 0.66 now"):
+        ctsm.prepare_ensemble(SPACE, sampling.sample(SPACE, 2, seed=1, include_default=False)[:1],
+                              files["case"], files[NEW], files["out"], member_start=1, **kwargs)
+
+
+def test_members_read_the_given_paramfile_when_the_case_reads_another(files, tmp_path):
+    other = write_paramfile(tmp_path / "other_params.nc", NEW)
+    with pytest.warns(UserWarning, match="base case reads the parameter file"):
+        plan = ctsm.prepare_ensemble(SPACE.subset(["fff"]), [[0.5 * (0.001 + 20.0)], [1.0]],
+                                     files["case"], other, files["out"], ctsm_version=NEW)
+    # member 0 sits at the given file's value, so it is the base member and reads that file
+    assert plan.base_case.tolist() == [True, False]
+    assert namelist(plan.user_nl_clm.iloc[0])["paramfile"] == f"'{other.resolve()}'"
+    assert namelist(plan.user_nl_clm.iloc[1])["paramfile"] == f"'{plan.paramfile.iloc[1]}'"
+
+
+@pytest.mark.parametrize("method, warns", [("SetLowlandUpland", True), ("FromFile", True),
+                                           ("Uniform", False)])
+def test_zbedrock_with_a_hillslope_soil_profile_warns(files, method, warns):
+    # HillslopeHydrologyMod.F90 (ctsm5.4.053), SetHillslopeSoilThickness: profiles other than
+    # 'Uniform' reset the bedrock layer of hillslope columns after initVertical read zbedrock
+    with open(files["case"] / "user_nl_clm", "a") as f:
+        f.write(f"use_hillslope = .true.\nhillslope_soil_profile_method = '{method}'\n")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ctsm.prepare_ensemble(SPACE.subset(["zbedrock"]), [[2.0]], files["case"], files[NEW],
+                              files["out"], ctsm_version=NEW, surfdata=files["surf"], dry_run=True)
+    said = [str(w.message) for w in caught if "hillslope_soil_profile_method" in str(w.message)]
+    assert bool(said) == warns
+    if warns:
+        assert method in said[0] and "zbedrock" in said[0]
+
+
+def test_read_history_start_leaves_out_the_first_year(tmp_path):
+    # runs start from a restart spun up with the default parameters: the first year is discarded
+    days = pd.date_range("2000-10-01", "2002-09-30", freq="D")
+    flow = pd.Series(np.where(days < "2001-10-01", 50.0, 1.0), index=days)
+    write_history(tmp_path / "m0", "c0", flow)
+    out = ctsm.read_history([tmp_path / "m0"], basin="b", start="2001-10-01", end="2002-09-30")
+    assert str(out.time.values[0])[:10] == "2001-10-01" and out.sizes["time"] == 365
+    np.testing.assert_allclose(out.qsim.values, 1.0, rtol=1e-6)
+    assert out.expected_days.item() == 365 and out.days_read.item() == 365

@@ -78,6 +78,21 @@ def test_reset_and_calibrated_buttons(app, toy_app_inputs):
     assert "5" in app._notes["zbedrock"].value
 
 
+def test_tooltips_say_what_ctsm_does_with_zbedrock_e_ice_and_d_max(app):
+    from emucal.model import bedrock_depth
+
+    tips = {name: slider.tooltip for name, slider in app.sliders.items()}
+    assert all(tips[p.name].startswith(p.meaning) for p in app.space)
+    # the deepest soil at the low end of zbedrock's range (initVerticalMod.F90), as the model has it
+    lower = app.space["zbedrock"].lower
+    assert "0.32 m" in tips["zbedrock"] and "8.6 m" in tips["zbedrock"] and "0.48 m" in tips["zbedrock"]
+    assert bedrock_depth(lower) == bedrock_depth(0.32) == pytest.approx(8.6)
+    assert bedrock_depth(0.33) == pytest.approx(0.48) and bedrock_depth(0.33) < bedrock_depth(lower)
+    assert "baseflow" in tips["e_ice"]
+    assert "200 mm" in tips["d_max"] and app.space["d_max"].upper > 200
+    assert tips["fff"] == app.space["fff"].meaning  # the others are the meaning alone
+
+
 def test_sensitivity_curves_cover_every_parameter(app):
     fig = app.draw_curves(n_points=9)
     panels = [ax for ax in fig.axes if ax.get_visible()]

@@ -40,6 +40,31 @@ from .parameters import ParameterSpace
 __all__ = ["Explorer", "app"]
 
 
+# What a slider's tooltip adds to the parameter's meaning: where CTSM (ESCOMP/CTSM at
+# ctsm5.4.053) and the teaching model, which follows it, do something a reader would not expect.
+_CTSM_NOTES = {
+    # src/main/initVerticalMod.F90 lines 468-486: bedrock goes at the bottom of the layer j with
+    # zisoi(j-1) < zbedrock <= zisoi(j), searched from the layer holding zmin_bedrock = 0.4 m
+    # (clm_varcon.F90), whose top is 0.32 m in 20SL_8.5m; no match keeps nbedrock = nlevsoi
+    "zbedrock": ("CTSM ends the soil at the bottom of the layer that holds zbedrock, never above "
+                 "0.48 m. A value at or below 0.32 m falls in no layer and keeps the full 8.6 m "
+                 "column, so the low end of the range makes the soil deepest, not shallowest."),
+    # src/biogeophys/SoilHydrologyMod.F90, SubsurfaceLateralFlow: ice_imped (lines 2146, 2262-2289)
+    # on hillslope transmissivity, ice_imped_col (line 2188) on the baseflow of other columns (2336)
+    "e_ice": ("The same impedance also scales baseflow: CTSM multiplies lateral subsurface flow by "
+              "10^(-e_ice F_ice) of the frozen soil below the water table."),
+    # src/biogeophys/SurfaceResistanceMod.F90 line 409: dsl = min(dsl, 200 mm)
+    "d_max": ("CTSM caps the dry surface layer at 200 mm, so above 200 mm a larger d_max thickens "
+              "it only while the top soil is moist; in dry soil the layer stays at 200 mm."),
+}
+
+
+def _tooltip(p) -> str:
+    """A slider's tooltip: the parameter's meaning, and what CTSM does with it that surprises."""
+    note = _CTSM_NOTES.get(p.name)
+    return f"{p.meaning}. {note}" if note else p.meaning
+
+
 def _png(fig: Figure, dpi: int = 72) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
@@ -117,7 +142,7 @@ class Explorer:
             slider = w.FloatSlider(min=p.lower, max=p.upper, step=step, value=p.lower,
                                    description=p.name, readout_format=".3g",
                                    continuous_update=False, style={"description_width": "190px"},
-                                   layout=w.Layout(width="430px"), tooltip=p.meaning)
+                                   layout=w.Layout(width="430px"), tooltip=_tooltip(p))
             slider.observe(self._on_change, names="value")
             note = w.HTML(layout=w.Layout(width="230px"))
             self.sliders[p.name], self._notes[p.name] = slider, note

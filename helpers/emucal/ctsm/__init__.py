@@ -8,7 +8,11 @@ to CIME on the cluster, one module per step:
    :func:`~emucal.ctsm.members.prepare_ensemble` writes, for every parameter
    set, a folder with the files that make a single-basin CTSM case run with
    those values, and a shell script of CIME commands that clones the base
-   case and submits it. Nothing is submitted from Python.
+   case and submits it. Nothing is submitted from Python. The member that
+   runs the base case unedited is recorded at the base case's own values
+   (:func:`~emucal.ctsm.members.base_values` lists them beside the space's
+   defaults), and :func:`~emucal.ctsm.members.ensemble_params` turns the
+   tables of many basins into training inputs.
 2. :mod:`emucal.ctsm.history` reads the runs back:
    :func:`~emucal.ctsm.history.read_history` reads the daily history files
    the runs write and returns them in the layout of
@@ -31,11 +35,14 @@ Model. Earth Syst. 11, 4245-4287 (history fields, parameter files).
 """
 
 from .history import HISTORY_VARIABLES, incomplete_members, read_history
-from .members import NAMELIST_DEFAULTS, example_case, fortran_number, prepare_ensemble
+from .members import (NAMELIST_DEFAULTS, base_values, ensemble_params, example_case, fortran_number,
+                      prepare_ensemble)
 
 __all__ = [
     "HISTORY_VARIABLES",
     "NAMELIST_DEFAULTS",
+    "base_values",
+    "ensemble_params",
     "example_case",
     "fortran_number",
     "incomplete_members",

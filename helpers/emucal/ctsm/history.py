@@ -290,7 +290,13 @@ def read_history(
         First and last day to return (anything pandas reads as a date).
         With both, a run is complete when it has every day between them
         (but 29 February when no run has one, as in CTSM's ``noleap``
-        calendar). Default: the days that any run of the basin has.
+        calendar). Default: the days that any run of the basin has. Members
+        that start from a restart file spun up with the base case's
+        parameters (``finidat``) spend their first months moving their
+        water stores towards their own parameters: set ``start`` a year
+        after the runs' ``RUN_STARTDATE`` to leave that year out, as Tang et
+        al. did (``ignore_month = 12`` in their case configuration,
+        NCAR/CTSM_calibration ``create_CAMELS_config_MOASMO_bigrange.py``).
 
     Returns
     -------

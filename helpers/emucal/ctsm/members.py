@@ -59,9 +59,27 @@ The conventions are those of Tang et al.'s ``MOASMO_parameters.py``
 NaN, and the default member
     A NaN leaves that parameter as the base case has it. A row equal to
     :attr:`~emucal.parameters.ParameterSpace.defaults` (member 0 of
-    :func:`emucal.sampling.sample`) is the base case itself: nothing is
-    edited or copied, and its ``user_nl_clm`` is the base case's, as Tang et
-    al.'s member 0 (``MOASMO_parameters.py``, ``adddefault``).
+    :func:`emucal.sampling.sample`), or to the base case's own values, is
+    the base case itself: nothing is edited or copied, and its
+    ``user_nl_clm`` is the base case's, as Tang et al.'s member 0
+    (``MOASMO_parameters.py``, ``adddefault``).
+The base case's own values
+    That member runs with the base files' values, not with the table's
+    defaults: the basin's own ``FMAX`` and ``zbedrock`` (its surface
+    dataset), and whatever the base paramfile holds, which differs between
+    CTSM versions and physics options. :func:`base_values` reads them, by
+    the conventions above (the mean of an array's entries that count, a
+    shifted temperature in degC, ``zbedrock`` as CTSM uses it), and lists
+    them beside the space's defaults and ranges.
+    :func:`prepare_ensemble` records them (``plan.attrs["base_values"]``,
+    ``base_values.csv`` in ``out_dir``) and gives every member's row the
+    values its run uses, and :func:`ensemble_params` turns the plans of
+    many basins into training inputs where the base-case member sits at
+    each basin's own values. Tang et al. did the same: member 0's
+    ``Value`` is the case's own (``MOASMO_parameters.py`` lines 130-155 and
+    220-231, ``read_save_load_all_default_parameters``), and the emulators
+    train on the mean of each member's values
+    (``run_multiple_paramsets_Derecho.py`` line 209).
 ``kind="shift"`` (``precip_repartition_nonglc_all_rain_t``)
     The parameter is set to the sampled value, and the parameters in
     :attr:`~emucal.parameters.Parameter.bound_with` (the other three
@@ -113,7 +131,8 @@ import xarray as xr
 
 from ..parameters import Parameter, ParameterSpace, _version_key
 
-__all__ = ["NAMELIST_DEFAULTS", "fortran_number", "prepare_ensemble", "example_case"]
+__all__ = ["NAMELIST_DEFAULTS", "base_values", "ensemble_params", "example_case", "fortran_number",
+           "prepare_ensemble"]
 
 #: CTSM's namelist defaults for the parameters that a shift moves, in degC
 #: (``namelist_defaults_ctsm.xml``, CLM5 physics). Used only when the base
@@ -126,6 +145,7 @@ NAMELIST_DEFAULTS = {
 }
 
 _STAMP = ".emucal-member.json"  # what a finished member folder was made from
+_BASE_FILE = "base_values.csv"  # the base case's values, in out_dir
 _PART_MARK = ".emucal-part"  # marks a member folder that emucal is still writing
 _FILL_LIMIT = 1e30  # CTSM's fill value is 1e36; anything this large is not data
 _KELVIN = 273.15
@@ -228,6 +248,19 @@ def _valid(da: xr.DataArray, values: np.ndarray) -> np.ndarray:
 
 def _is_kelvin(da: xr.DataArray) -> bool:
     return str(da.attrs.get("units", "")).strip().lower() in {"k", "kelvin", "deg_k", "degk"}
+
+
+def _counted_mean(da: xr.DataArray, zeros_in_mean: bool) -> float:
+    """Mean of the entries of a raw variable that a sampled value stands for (NaN if none).
+
+    All valid entries of a scalar; of an array, the valid non-zero ones
+    (zeros too with ``zeros_in_mean``), as :func:`_edit_array` scales them.
+    """
+    raw = np.asarray(da.values, dtype=np.float64)
+    used = _valid(da, raw)
+    if raw.size > 1 and not zeros_in_mean:
+        used &= raw != 0
+    return float(raw[used].mean()) if used.any() else float("nan")
 
 
 # ======================================================== applying one parameter
@@ -457,9 +490,11 @@ def prepare_ensemble(
     ``hist_nhtfrq = 0, -24`` and ``hist_fincl2 = 'QRUNOFF', ...``). For each
     member ``N``, the folder ``out_dir/member_NNNN/`` receives:
 
-    - a copy of ``paramfile`` with the member's values (``NETCDF3_CLASSIC``);
-    - a copy of the surface dataset with the member's ``FMAX``/``zbedrock``,
-      if the space has parameters that live there;
+    - a copy of ``paramfile`` with the member's values: a byte copy with
+      only those variables rewritten, so it keeps the base file's netCDF
+      format, variable types and attributes;
+    - a copy of the surface dataset with the member's ``FMAX``/``zbedrock``
+      (made the same way), if the space has parameters that live there;
     - ``user_nl_clm``: the base case's file, with the member's lines appended
       (``paramfile = '...'``, ``fsurdat = '...'`` and the namelist parameters
       of ``ctsm_version``); earlier lines of the base file that set the same
@@ -475,7 +510,9 @@ def prepare_ensemble(
     ones (each folder records what it was made from in
     ``.emucal-member.json``). A folder made from other samples or settings
     is never overwritten, and nothing emucal did not write is deleted. The
-    base files are only read.
+    base files are only read. ``out_dir/base_values.csv`` records the base
+    case's values (the table of :func:`base_values`); a later call into the
+    same ``out_dir`` whose base files hold other values is refused.
 
     Parameters
     ----------
@@ -530,12 +567,18 @@ def prepare_ensemble(
     pandas.DataFrame
         One row per member (index ``member``): the paths ``folder``, ``case``
         (the case the script creates), ``script``, ``user_nl_clm``,
-        ``paramfile``, ``surfdata`` (None when no surface parameter is
-        sampled) and ``parameters``, then the sampled value of each
-        parameter. ``attrs["locations"]`` maps each parameter to where
+        ``paramfile``, ``surfdata`` (None when the member has no edited
+        copy) and ``parameters``; ``base_case`` (True for a member that is
+        the base case unedited); then the value of each parameter in the
+        member's run: the sampled value, or the base case's own value where
+        the member keeps it (the base-case member, NaN entries).
+        ``attrs["base_values"]`` maps each parameter to the base case's
+        value (:func:`base_values`), ``attrs["locations"]`` to where
         ``ctsm_version`` reads it. Each member's ``parameters.csv`` lists
         every edit: parameter, sampled value, kind, location, variable, file,
         and the mean of the variable before (``base``) and after (``new``).
+        :func:`ensemble_params` turns the tables of many basins into
+        training inputs.
 
     Raises
     ------
@@ -553,14 +596,21 @@ def prepare_ensemble(
     Notes
     -----
     A row equal to ``space.defaults`` (row 0 of
-    :func:`emucal.sampling.sample`) is the base case exactly: its folder has
-    the base case's ``user_nl_clm`` and no edited files (``paramfile`` and
-    ``surfdata`` are None in the table), as Tang et al.'s member 0. A NaN in
-    any other row leaves that parameter as the base case has it.
+    :func:`emucal.sampling.sample`), or to the base case's own values, is
+    the base case exactly: its folder has the base case's ``user_nl_clm``
+    and no edited files (``paramfile`` and ``surfdata`` are None in the
+    table), as Tang et al.'s member 0. Its row in the table holds the base
+    case's values, not the space's defaults: the basin's own ``FMAX`` and
+    ``zbedrock`` and the base paramfile's values, which is where an
+    emulator must place that run. A NaN in any other row leaves that
+    parameter as the base case has it. A warning names base values that lie
+    outside the space's ranges, and base values the case does not say.
 
     When the base case runs with hillslope hydrology (``use_hillslope``, as
     Tang et al. did), CTSM ignores ``baseflow_scalar`` and ``n_baseflow`` and
-    a warning says so; likewise ``zbedrock`` with ``use_bedrock = .false.``.
+    a warning says so; likewise ``zbedrock`` with ``use_bedrock = .false.``
+    or in hillslope columns whose soil thickness comes from
+    ``hillslope_soil_profile_method`` other than ``'Uniform'``.
 
     Examples
     --------
@@ -585,56 +635,39 @@ def prepare_ensemble(
                  else base_case.parent)
     xmlchange = dict(xmlchange or {})
 
-    where = {p.name: p.location(ctsm_version) for p in space}
-    by_place = {place: [p for p in space if where[p.name] == place]
-                for place in ("paramfile", "namelist", "surface")}
+    where, by_place = _places(space, ctsm_version)
 
-    # the base case's own settings: a different paramfile is worth a warning
+    # the base case's own settings: a different paramfile is worth a warning, and then every
+    # member (the base-case member too) reads the given file, so that its values are the record
     case_paramfile, found_in = _case_setting_text(base_case, "paramfile")
-    if case_paramfile is not None and Path(case_paramfile).name != paramfile.name:
+    redirect_param = case_paramfile is not None and Path(case_paramfile).name != paramfile.name
+    if redirect_param:
         warnings.warn(f"The base case reads the parameter file {case_paramfile} ({found_in}), "
-                      f"but the members get copies of {paramfile}.", stacklevel=2)
+                      f"but the members get copies of {paramfile}; the members that leave it "
+                      "unedited (the base-case member too) are pointed at it.", stacklevel=2)
 
     # base files, read once
     base_param = _open_copy(paramfile)
-    surf_path, base_surf = None, None
+    surf_path, base_surf, redirect_surf = None, None, False
     if by_place["surface"]:
+        case_surf, _ = _case_setting_text(base_case, "fsurdat")
         if surfdata is None:
-            text, _ = _case_setting_text(base_case, "fsurdat")
-            if text is None:
+            if case_surf is None:
                 raise ValueError(
                     f"The parameters {[p.name for p in by_place['surface']]} live in the surface "
                     f"dataset, but the base case sets no fsurdat that can be found; pass surfdata=.")
-            surfdata = text
+            surfdata = case_surf
         surf_path = Path(surfdata).expanduser().resolve()
         if not surf_path.is_file():
             raise FileNotFoundError(f"The surface dataset {surf_path} does not exist.")
         base_surf = _open_copy(surf_path)
-    for place, ds, path in (("paramfile", base_param, paramfile), ("surface", base_surf, surf_path)):
-        needed = [n for p in by_place[place]
-                  for n in (p.name, *(p.bound_with if p.kind == "shift" else ()))]
-        missing = [n for n in needed if n not in ds.data_vars] if needed else []
-        if missing:
-            what = "parameter file" if place == "paramfile" else "surface dataset"
-            raise KeyError(
-                f"{ctsm_version} reads {missing} from the {what}, but {path} has no such "
-                f"variable (it has {sorted(map(str, ds.data_vars))}). Check ctsm_version "
-                "and the file.")
-    namelist_base = {}
-    for p in by_place["namelist"]:
-        if p.kind == "value":  # no base value needed; recorded when the case has one
-            value, _ = _case_setting(base_case, p.name)
-            namelist_base[p.name] = float(value) if value is not None else np.nan
-            continue
-        for name in [p.name] + (list(p.bound_with) if p.kind == "shift" else []):
-            value, _ = _case_setting(base_case, name)
-            if value is None:
-                if name not in NAMELIST_DEFAULTS:
-                    raise ValueError(
-                        f"{name}: {p.kind} needs its base value, but the base case sets none "
-                        "(user_nl_clm, Buildconf/clmconf/lnd_in) and emucal knows no CTSM default.")
-                value = NAMELIST_DEFAULTS[name]
-            namelist_base[name] = float(value)
+        redirect_surf = case_surf is not None and Path(case_surf).name != surf_path.name
+        if redirect_surf:
+            warnings.warn(f"The base case reads the surface dataset {case_surf}, but the members "
+                          f"get copies of {surf_path}; the members that leave it unedited (the "
+                          "base-case member too) are pointed at it.", stacklevel=2)
+    _check_variables(by_place, base_param, paramfile, base_surf, surf_path, ctsm_version)
+    namelist_base, namelist_from = _namelist_bases(by_place, base_case)
     base_user_nl = ((base_case / "user_nl_clm").read_text().splitlines()
                     if (base_case / "user_nl_clm").is_file() else [])
 
@@ -667,14 +700,22 @@ def prepare_ensemble(
 
     bedrock = _bedrock_settings(base_param, paramfile, [p.name for p in by_place["surface"]])
     _warn_ignored(space, base_case)
+    base = _base_table(space, where, base_param, paramfile, base_surf, surf_path, namelist_base,
+                       namelist_from, bedrock, zeros_in_mean)
+    base_row = base["base"].to_numpy(dtype=float)
+    if not dry_run:
+        _record_base(out_dir, base)
 
     rows = []
     for member, values in table.iterrows():
         tag = _member_tag(member)
         folder = out_dir / tag
-        sampled = values
-        if np.allclose(values.to_numpy(), space.defaults, equal_nan=True, rtol=0, atol=0):
-            values = values * np.nan  # the default member is the base case, unedited
+        is_base = _is_base_row(values.to_numpy(dtype=float), space.defaults, base_row)
+        if is_base:
+            values = values * np.nan  # the base case, unedited
+        # the values this member's run uses: the sample, or the base case's where it has none
+        used = pd.Series(np.where(np.isnan(values.to_numpy(dtype=float)), base_row, values),
+                         index=values.index)
         targets = {"paramfile": folder / f"{paramfile.stem}.{tag}.nc",
                    "namelist": folder / "user_nl_clm"}
         if surf_path is not None:
@@ -687,8 +728,10 @@ def prepare_ensemble(
         changed = {c["location"] for c in member_changes}
         targets = {place: path for place, path in targets.items()
                    if place == "namelist" or place in changed}
-        settings = {**({"paramfile": _quoted(targets["paramfile"])} if "paramfile" in targets else {}),
-                    **({"fsurdat": _quoted(targets["surface"])} if "surface" in targets else {}),
+        read_param = targets.get("paramfile", paramfile if redirect_param else None)
+        read_surf = targets.get("surface", surf_path if redirect_surf else None)
+        settings = {**({"paramfile": _quoted(read_param)} if read_param is not None else {}),
+                    **({"fsurdat": _quoted(read_surf)} if read_surf is not None else {}),
                     **settings}
 
         fill = {"member": member, "folder": folder, "case": cases[member]}
@@ -701,7 +744,7 @@ def prepare_ensemble(
             "member": member, "folder": folder, "case": cases[member],
             "script": folder / "run_case.sh", "user_nl_clm": folder / "user_nl_clm",
             "paramfile": targets.get("paramfile"), "surfdata": targets.get("surface"),
-            "parameters": folder / "parameters.csv", **sampled.to_dict(),
+            "parameters": folder / "parameters.csv", "base_case": bool(is_base), **used.to_dict(),
         }
         rows.append(row)
         if dry_run or member in finished:
@@ -735,8 +778,151 @@ def prepare_ensemble(
         os.replace(part, folder)
 
     plan = pd.DataFrame(rows).set_index("member")
-    plan.attrs.update(ctsm_version=ctsm_version, locations=where, dry_run=bool(dry_run))
+    plan.attrs.update(ctsm_version=ctsm_version, locations=where, dry_run=bool(dry_run),
+                      base_values={n: float(v) for n, v in base["base"].items()})
+    _warn_recorded(plan, space, base)
     return plan
+
+
+def _places(space: ParameterSpace, ctsm_version: str):
+    """Where ``ctsm_version`` reads each parameter, and the parameters of each place."""
+    where = {p.name: p.location(ctsm_version) for p in space}
+    by_place = {place: [p for p in space if where[p.name] == place]
+                for place in ("paramfile", "namelist", "surface")}
+    return where, by_place
+
+
+def _check_variables(by_place, base_param, paramfile, base_surf, surf_path, ctsm_version) -> None:
+    """A KeyError naming the variables that a base file lacks."""
+    for place, ds, path in (("paramfile", base_param, paramfile), ("surface", base_surf, surf_path)):
+        if ds is None:
+            continue
+        needed = [n for p in by_place[place]
+                  for n in (p.name, *(p.bound_with if p.kind == "shift" else ()))]
+        missing = [n for n in needed if n not in ds.data_vars]
+        if missing:
+            what = "parameter file" if place == "paramfile" else "surface dataset"
+            raise KeyError(
+                f"{ctsm_version} reads {missing} from the {what}, but {path} has no such "
+                f"variable (it has {sorted(map(str, ds.data_vars))}). Check ctsm_version "
+                "and the file.")
+
+
+def _namelist_bases(by_place, base_case: Path | None) -> tuple[dict, dict]:
+    """Base values of the namelist parameters (and bound ones) and where each was read.
+
+    The base case's ``user_nl_clm``, then its ``lnd_in``; for a shifted
+    temperature that neither sets, CTSM's namelist default. A ``value``
+    parameter that the case does not set is NaN (its value is CTSM's namelist
+    default, which the case's ``lnd_in`` lists once ``preview_namelists`` ran).
+    """
+    base, source = {}, {}
+    for p in by_place["namelist"]:
+        for name in [p.name] + (list(p.bound_with) if p.kind == "shift" else []):
+            value, path = _case_setting(base_case, name) if base_case is not None else (None, None)
+            if value is None and p.kind == "shift":
+                if name not in NAMELIST_DEFAULTS:
+                    raise ValueError(
+                        f"{name}: {p.kind} needs its base value, but the base case sets none "
+                        "(user_nl_clm, Buildconf/clmconf/lnd_in) and emucal knows no CTSM default.")
+                value, path = NAMELIST_DEFAULTS[name], "CTSM namelist default"
+            base[name] = float(value) if value is not None else np.nan
+            source[name] = str(path) if path is not None else ""
+    return base, source
+
+
+def _unit_position(p: Parameter, value: float) -> float:
+    """Where ``value`` lies in ``p``'s range on its sampling scale: 0 lower, 1 upper (unclipped)."""
+    if not np.isfinite(value):
+        return float("nan")
+    if p.log:
+        if value <= 0:
+            return float("nan")
+        return float(np.log(value / p.lower) / np.log(p.upper / p.lower))
+    return float((value - p.lower) / (p.upper - p.lower))
+
+
+def _base_table(space, where, base_param, paramfile, base_surf, surf_path, namelist_base,
+                namelist_from, bedrock, zeros_in_mean) -> pd.DataFrame:
+    """The base case's value of every parameter, as a sampled value would stand for it."""
+    rows = []
+    for p in space:
+        place, variable, source, value = where[p.name], p.name, "", float("nan")
+        if place == "namelist":
+            value, source = namelist_base.get(p.name, np.nan), namelist_from.get(p.name, "")
+        elif place == "paramfile":
+            da = base_param[p.name]
+            value = _counted_mean(da, zeros_in_mean or p.kind == "shift")
+            if p.kind == "shift" and _is_kelvin(da) and p.units == "degC":
+                value -= _KELVIN  # the sample is in degC, the file in K
+            source = str(paramfile)
+        elif p.name == "zbedrock" and bedrock["override"]:
+            value = float(np.asarray(base_param["zbedrock"].values, float).ravel()[0])
+            source = str(paramfile)
+        elif base_surf is not None:
+            value, source = _counted_mean(base_surf[p.name], zeros_in_mean), str(surf_path)
+        if p.name == "zbedrock" and bedrock["sf"] != 1.0:
+            value *= bedrock["sf"]  # CTSM multiplies the depth by the paramfile's zbedrock_sf
+            variable = "zbedrock x zbedrock_sf"
+        rows.append({"parameter": p.name, "default": np.nan if p.default is None else p.default,
+                     "base": value, "lower": p.lower, "upper": p.upper,
+                     "unit": _unit_position(p, value),
+                     "in_range": bool(p.lower <= value <= p.upper),
+                     "location": place, "variable": variable, "file": source})
+    return pd.DataFrame(rows).set_index("parameter")
+
+
+def _is_base_row(values: np.ndarray, defaults: np.ndarray, base: np.ndarray) -> bool:
+    """Whether a sampled row is the base case: the defaults, or the base values (NaN: either)."""
+    if np.array_equal(values, defaults, equal_nan=True):
+        return True
+    return bool(np.all(np.isnan(values) | np.isclose(values, base, rtol=1e-12, atol=0)))
+
+
+def _record_base(out_dir: Path, base: pd.DataFrame) -> None:
+    """Write ``base_values.csv`` in ``out_dir``; refuse one that records other base values."""
+    path = out_dir / _BASE_FILE
+    table = base
+    if path.is_file():
+        old = pd.read_csv(path, index_col="parameter")
+        common = old.index.intersection(base.index)
+        before, now = old.loc[common, "base"].to_numpy(float), base.loc[common, "base"].to_numpy(float)
+        differ = ~np.isclose(before, now, rtol=1e-12, atol=0, equal_nan=True)
+        if differ.any():
+            listed = ", ".join(f"{n}: {b:.6g} there, {x:.6g} now"
+                               for n, b, x in zip(common[differ], before[differ], now[differ]))
+            raise ValueError(
+                f"{path} records other base values than this call's base files hold ({listed}); "
+                "the members of one out_dir share one base case. Choose another out_dir.")
+        if base.index.difference(old.index).empty:
+            return
+        table = pd.concat([old, base.loc[base.index.difference(old.index, sort=False)]])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    part = path.with_name(path.name + ".part")
+    table.to_csv(part)
+    os.replace(part, path)
+
+
+def _warn_recorded(plan: pd.DataFrame, space: ParameterSpace, base: pd.DataFrame) -> None:
+    """Warn when a member's recorded values are unknown or lie outside the space's ranges."""
+    values = plan[space.names]
+    unknown = [n for n in space.names if values[n].isna().any()]
+    if unknown:
+        warnings.warn(
+            f"The base case's value of {unknown} is not known (the case sets none in user_nl_clm or "
+            "Buildconf/clmconf/lnd_in), so members that keep it (the base-case member, NaN "
+            "entries) are recorded as NaN. Run ./preview_namelists in the base case, which writes "
+            "every namelist value to Buildconf/clmconf/lnd_in, and prepare again.", UserWarning,
+            stacklevel=3)
+    outside = [f"{n} = {base.loc[n, 'base']:.4g} (range {space[n].lower:g} to {space[n].upper:g})"
+               for n in space.names if np.isfinite(base.loc[n, "base"]) and not base.loc[n, "in_range"]
+               and ((values[n] < space[n].lower) | (values[n] > space[n].upper)).any()]
+    if outside:
+        warnings.warn(
+            f"Members that keep the base case's values (the base-case member, NaN entries) lie "
+            f"outside the space: {'; '.join(outside)}. An emulator over the space's unit cube cannot "
+            "place them: widen the range (space.with_range) or leave those members out of training.",
+            UserWarning, stacklevel=3)
 
 
 def _bedrock_settings(base_param: xr.Dataset, paramfile: Path, surface_names) -> dict:
@@ -780,6 +966,234 @@ def _warn_ignored(space: ParameterSpace, base_case: Path) -> None:
         warnings.warn("The base case sets use_bedrock = .false.: CTSM then ignores zbedrock "
                       "(initVerticalMod.F90), so perturbing it changes nothing.", UserWarning,
                       stacklevel=3)
+    profile, _ = _case_setting_text(base_case, "hillslope_soil_profile_method")
+    if ("zbedrock" in sampled and logical("use_hillslope", False) and profile is not None
+            and profile.strip().lower() != "uniform"):
+        warnings.warn(
+            f"The base case sets use_hillslope = .true. with hillslope_soil_profile_method = "
+            f"'{profile.strip()}': after reading zbedrock, CTSM resets the bedrock layer of every "
+            "active hillslope column (HillslopeHydrologyMod.F90, SetHillslopeSoilThickness: from "
+            "the hillslope file's hillslope_bedrock_depth for 'FromFile', from soil depths of "
+            "2.0 m upland and 8.5 m lowland, set in clm_instMod.F90, for 'SetLowlandUpland' and "
+            "'Linear'), so perturbing zbedrock changes nothing there. Only 'Uniform' (the "
+            "default) keeps the depth from zbedrock.", UserWarning, stacklevel=3)
+
+
+def base_values(space: ParameterSpace, paramfile: str | os.PathLike, *, ctsm_version: str,
+                surfdata: str | os.PathLike | None = None,
+                base_case: str | os.PathLike | None = None,
+                zeros_in_mean: bool = False) -> pd.DataFrame:
+    """The values a CTSM case runs with, beside the space's defaults and ranges.
+
+    Reads each parameter where ``ctsm_version`` reads it and reduces it as
+    :func:`prepare_ensemble` reads a sampled value: a scalar as it is; an
+    array (``medlynslope`` per PFT, ``FMAX`` per gridcell) as the mean of
+    its entries that count (non-zero ones, or all with ``zeros_in_mean``);
+    a shifted temperature in degC; ``zbedrock`` as CTSM uses it (the
+    paramfile's ``zbedrock`` where it is >= 0, times ``zbedrock_sf``;
+    ``initVerticalMod.F90``). These are the values of the base-case member
+    of an ensemble, which :func:`prepare_ensemble` records for training.
+
+    The base case's values need not be
+    :meth:`~emucal.parameters.ParameterSpace.tang2025`'s defaults, which
+    are those of Tang et al.'s table for their CTSM (``clm5_1`` physics,
+    compset ``I2000Clm51Sp``) and, for ``FMAX``, a typical value: each
+    basin's surface dataset has its own ``FMAX`` and ``zbedrock``, and the
+    paramfile depends on the version and physics (``clm5_1`` was removed in
+    ctsm5.3.014; from ctsm5.4.040 a hillslope case reads its own paramfile,
+    ``ctsm60-HH_params``). The ranges are absolute: a sampled value replaces
+    the base value (or becomes the array's mean), so a different base value
+    does not move the range, it moves the base-case member within it
+    (``unit``). A base value outside its range (``in_range`` False) puts that
+    member outside the unit cube the sampler, the emulators and the search
+    work in: widen the range (:meth:`~emucal.parameters.ParameterSpace.with_range`)
+    or leave the member out of training. A range that no longer brackets
+    the base value with room on both sides may also miss the values near
+    it that a calibration would start from.
+
+    Parameters
+    ----------
+    space
+        The parameters (:class:`~emucal.parameters.ParameterSpace`).
+    paramfile
+        A CTSM parameter file (netCDF), e.g. the ``paramfile`` of the case's
+        ``Buildconf/clmconf/lnd_in``.
+    ctsm_version
+        The CTSM tag that reads the files, e.g. ``"ctsm5.3.012"``
+        (:meth:`~emucal.parameters.Parameter.location`).
+    surfdata
+        The surface dataset, for ``FMAX`` and ``zbedrock``. Default: the
+        ``fsurdat`` of ``base_case``, if given and found; else these are NaN.
+    base_case
+        A CIME case folder, for namelist parameters (its ``user_nl_clm``,
+        then ``Buildconf/clmconf/lnd_in``). Without it, or where the case
+        sets none, a namelist value is NaN and a shifted temperature has
+        CTSM's namelist default (:data:`NAMELIST_DEFAULTS`).
+    zeros_in_mean
+        Count zero entries of an array in its mean, as Tang et al. did.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per parameter (index ``parameter``): ``default`` (the
+        space's; NaN for ``zbedrock``), ``base`` (the file's value),
+        ``lower``, ``upper``, ``unit`` (where ``base`` lies in the range on
+        the parameter's sampling scale, 0 at ``lower`` and 1 at ``upper``,
+        not clipped), ``in_range``, ``location``, ``variable`` and ``file``
+        (where it was read).
+
+    Raises
+    ------
+    FileNotFoundError
+        A file that does not exist.
+    KeyError
+        A parameter that ``ctsm_version`` reads from a file is not in it.
+
+    Examples
+    --------
+    >>> table = base_values(ParameterSpace.tang2025(), "ctsm60-HH_params.c260518.nc",
+    ...                     ctsm_version="ctsm5.4.053",
+    ...                     surfdata="surfdata_01013500.nc")  # doctest: +SKIP
+    >>> table.loc[~table.in_range, ["default", "base", "lower", "upper"]]  # doctest: +SKIP
+    """
+    _version_key(ctsm_version)
+    paramfile = Path(paramfile).expanduser().resolve()
+    if not paramfile.is_file():
+        raise FileNotFoundError(f"The parameter file {paramfile} does not exist.")
+    case = None
+    if base_case is not None:
+        case = Path(base_case).expanduser().resolve()
+        if not case.is_dir():
+            raise FileNotFoundError(f"The base case {case} does not exist.")
+    where, by_place = _places(space, ctsm_version)
+    if surfdata is None and case is not None and by_place["surface"]:
+        text, _ = _case_setting_text(case, "fsurdat")
+        if text is not None and Path(text).expanduser().is_file():
+            surfdata = text
+    base_param = _open_copy(paramfile)
+    surf_path, base_surf = None, None
+    if surfdata is not None and by_place["surface"]:
+        surf_path = Path(surfdata).expanduser().resolve()
+        if not surf_path.is_file():
+            raise FileNotFoundError(f"The surface dataset {surf_path} does not exist.")
+        base_surf = _open_copy(surf_path)
+    _check_variables(by_place, base_param, paramfile, base_surf, surf_path, ctsm_version)
+    bedrock = _bedrock_settings(base_param, paramfile, [p.name for p in by_place["surface"]])
+    namelist_base, namelist_from = _namelist_bases(by_place, case)
+    return _base_table(space, where, base_param, paramfile, base_surf, surf_path, namelist_base,
+                       namelist_from, bedrock, zeros_in_mean)
+
+
+def ensemble_params(space: ParameterSpace, plans: Mapping[str, pd.DataFrame]) -> xr.Dataset:
+    """The parameter values of a CTSM ensemble over many basins, for training emulators.
+
+    Each basin's ensemble is one :func:`prepare_ensemble` table; the
+    base-case member (and any value a member keeps from the base case) has
+    each basin's own base values, which differ between basins (``FMAX``,
+    ``zbedrock``) where the samples do not. The result has the layout of
+    :func:`emucal.ensemble.run_ensemble`: ``params(member, param)`` with NaN
+    where the value is each basin's own, and ``defaults(basin, param)``
+    holding those values. Merge it with the skill of the runs, and
+    :func:`emucal.emulators.sse_data` and :func:`~emucal.emulators.lse_data`
+    place every run, the base-case member included, where it ran;
+    ``defaults`` is also what a :class:`emucal.calibrate.Runner` around CTSM
+    takes as its ``defaults``. Tang et al. trained on the same values: the
+    mean of each member's values, the case's own for member 0
+    (``run_multiple_paramsets_Derecho.py`` line 209; ``MOASMO_parameters.py``
+    lines 220-231).
+
+    Parameters
+    ----------
+    space
+        The parameters of the ensemble.
+    plans
+        ``{basin: table}``, the tables :func:`prepare_ensemble` returned for
+        each basin (call it again with ``dry_run=True`` to get a table back
+        for members written earlier).
+
+    Returns
+    -------
+    xarray.Dataset
+        ``params(member, param)`` and ``defaults(basin, param)``, coordinates
+        ``member``, ``basin``, ``param``.
+
+    Raises
+    ------
+    ValueError
+        A table that is not from :func:`prepare_ensemble`; a member whose
+        values differ between basins other than by the basins' base values
+        (different samples per basin); a base value that is needed but
+        unknown.
+
+    Warns
+    -----
+    UserWarning
+        When a basin's base value lies outside the space's range.
+
+    Examples
+    --------
+    >>> plans = {b: prepare_ensemble(space, samples, cases[b], params[b], f"ens/{b}",
+    ...                              ctsm_version="ctsm5.3.012") for b in basins}  # doctest: +SKIP
+    >>> train = xr.merge([ensemble_params(space, plans), skill])  # doctest: +SKIP
+    >>> x, y = emulators.sse_data(train, space)  # doctest: +SKIP
+    """
+    if not isinstance(plans, Mapping) or not plans:
+        raise ValueError("plans must be a non-empty mapping {basin: table of prepare_ensemble}.")
+    names = list(space.names)
+    basins = [str(b) for b in plans]
+    tables = list(plans.values())
+    for b, plan in zip(basins, tables):
+        if (not isinstance(plan, pd.DataFrame) or "base_values" not in plan.attrs
+                or any(n not in plan.columns for n in names)):
+            raise ValueError(f"plans[{b!r}] is not a table of prepare_ensemble for these parameters "
+                             f"(it needs the columns {names} and attrs['base_values']).")
+    members = sorted({int(m) for plan in tables for m in plan.index})
+    defaults = np.array([[plan.attrs["base_values"].get(n, np.nan) for n in names] for plan in tables],
+                        dtype=float)
+    values = np.full((len(basins), len(members), len(names)), np.nan)
+    present = np.zeros((len(basins), len(members)), dtype=bool)
+    row = {m: i for i, m in enumerate(members)}
+    for j, plan in enumerate(tables):
+        idx = [row[int(m)] for m in plan.index]
+        values[j, idx] = plan[names].to_numpy(dtype=float)
+        present[j, idx] = True
+    params = np.full((len(members), len(names)), np.nan)
+    for i, m in enumerate(members):
+        v, d = values[present[:, i], i], defaults[present[:, i]]
+        same = np.all((v == v[:1]) | (np.isnan(v) & np.isnan(v[:1])), axis=0)
+        at_base = np.all(np.isclose(v, d, rtol=1e-12, atol=0) | (np.isnan(v) & np.isnan(d)), axis=0)
+        bad = ~same & ~at_base
+        if bad.any():
+            k = int(np.argmax(bad))
+            got = {b: float(x) for b, x in zip(np.asarray(basins)[present[:, i]], v[:, k])}
+            raise ValueError(f"Member {m} has {names[k]} = {got} in different basins, which are "
+                             "neither one sampled value nor each basin's base value; prepare every "
+                             "basin from the same samples.")
+        params[i] = np.where(same, v[0], np.nan)
+    resolved = np.where(np.isnan(params)[None], defaults[:, None, :], params[None])
+    unknown = np.isnan(resolved) & present[..., None]
+    if unknown.any():
+        j, _, k = np.argwhere(unknown)[0]
+        raise ValueError(f"Basin {basins[j]}: the base case's {names[k]} is not known (its case "
+                         "sets none), and members keep it. Run ./preview_namelists in the base "
+                         "case (it writes Buildconf/clmconf/lnd_in) and prepare again, with "
+                         "dry_run=True for members already written.")
+    lower, upper = space.lower, space.upper
+    outside = present[..., None] & ((resolved < lower) | (resolved > upper))
+    if outside.any():
+        found = sorted({(basins[j], names[k]) for j, _, k in np.argwhere(outside)})
+        listed = ", ".join(f"{b}: {n} = {defaults[basins.index(b), names.index(n)]:.4g}"
+                           for b, n in found[:10]) + (" ..." if len(found) > 10 else "")
+        warnings.warn(f"Base values outside the space's ranges ({listed}): the runs that keep them "
+                      "lie outside the unit cube, and emulators.sse_data refuses them. Widen the "
+                      "ranges (space.with_range) or drop those members.", UserWarning, stacklevel=2)
+    return xr.Dataset({
+        "params": (("member", "param"), params, {
+            "long_name": "parameter values of the runs (NaN: the basin's base value, in defaults)"}),
+        "defaults": (("basin", "param"), defaults, {
+            "long_name": "each basin's base case values (what NaN in params stands for)"}),
+    }, coords={"member": members, "basin": np.asarray(basins, dtype=str), "param": names},
+        attrs={"model": "CTSM", "source": "emucal.ctsm.prepare_ensemble tables"})
 
 
 def _case_setting_text(base_case: Path, name: str):
@@ -797,7 +1211,10 @@ def example_case(folder: str | os.PathLike, *, ctsm_version: str = "ctsm5.3.012"
     """Write a stand-in CTSM base case to try :func:`prepare_ensemble` without CTSM.
 
     The files have CTSM's structure but not CTSM's content: a CIME case
-    folder with ``env_case.xml`` and ``user_nl_clm``, a parameter file that
+    folder with ``env_case.xml``, ``user_nl_clm`` and a
+    ``Buildconf/clmconf/lnd_in`` that sets the namelist parameters of
+    ``ctsm_version`` (at their defaults; the repartition temperatures at
+    :data:`NAMELIST_DEFAULTS`), a parameter file that
     holds every parameter of ``space`` that ``ctsm_version`` reads from the
     paramfile (at its default; ``medlynslope`` for 17 PFTs, bare soil 0 and
     the others equal to the default), and a one-gridcell surface dataset
@@ -826,6 +1243,18 @@ def example_case(folder: str | os.PathLike, *, ctsm_version: str = "ctsm5.3.012"
         "'QVEGE', 'QVEGT', 'QSOIL'\n"
         f"paramfile = '{paramfile.resolve()}'\n"
         f"fsurdat = '{surfdata.resolve()}'\n")
+    namelist = []
+    for p in space:
+        if p.location(ctsm_version) == "namelist":
+            names = (p.name, *p.bound_with)
+            pairs = ([(n, NAMELIST_DEFAULTS[n]) for n in names] if p.kind == "shift"
+                     else [(p.name, p.default)])
+            namelist += [f" {name} = {fortran_number(value)}" for name, value in pairs]
+    (case / "Buildconf" / "clmconf" / "lnd_in").write_text(
+        "&clm_inparm\n"
+        f" paramfile = '{paramfile.resolve()}'\n"
+        f" fsurdat = '{surfdata.resolve()}'\n"
+        + "".join(line + "\n" for line in namelist) + "/\n")
     variables = {}
     for p in space:
         if p.location(ctsm_version) != "paramfile":

@@ -1,14 +1,21 @@
-"""The notebooks' own code: helpers live in one place.
+"""The notebooks' own code: the method on the page, one copy of the truth.
 
-A function or class that two chapters need belongs in ``emucal``; one that a
-single chapter needs stays in that chapter. These static checks (no
-execution) fail when
+A chapter writes the algorithm it teaches in its visible cells. Where a later
+chapter, the explorer or a benchmark needs it, the cell starts with the marker
+``#@save emucal.<module>`` (d2l's pattern) and ``emucal.<module>`` holds the
+same definitions: the chapter is the source, the package keeps a copy with type
+hints and a NumPy docstring. These static checks (no execution) fail when
 
+- a saved cell holds anything but imports and definitions, or names a module
+  that does not exist,
+- a saved definition differs from the package's (docstrings and type hints
+  aside), or the package lacks it,
 - two notebooks define a function or class of the same name,
 - two notebooks define the same function under different names (the same
   body once names of arguments and locals are ignored), or
-- a notebook defines a function that ``emucal`` already exports, by name or
-  by body (a copy of package logic that would drift from it).
+- a notebook defines, outside a saved cell, a function that ``emucal``
+  already exports, by name or by body (a copy of package logic that would
+  drift from it).
 """
 
 from __future__ import annotations
@@ -50,19 +57,87 @@ def _body_key(node) -> str:
     return ast.dump(Rename().visit(args)) + ast.dump(module) if args else ast.dump(module)
 
 
-def notebook_definitions(notebooks=NOTEBOOKS):
-    """``{notebook: [definition nodes]}`` of every code cell (IPython magics left out)."""
+SAVE_MARKER = "#@save"
+
+
+def _cell_tree(cell) -> ast.Module:
+    lines = [ln for ln in cell.source.splitlines() if not ln.lstrip().startswith(("%", "!"))]
+    return ast.parse("\n".join(lines))
+
+
+def saved_module(cell) -> str | None:
+    """``"emucal.x"`` when the cell's first line is ``#@save emucal.x``, else None."""
+    first = cell.source.lstrip().split("\n", 1)[0].split()
+    if cell.cell_type != "code" or not first or first[0] != SAVE_MARKER:
+        return None
+    if len(first) != 2:
+        raise ValueError(f"a saved cell starts with '{SAVE_MARKER} emucal.<module>'; got {first}")
+    return first[1]
+
+
+def notebook_definitions(notebooks=NOTEBOOKS, *, saved: bool = False):
+    """``{notebook: [definition nodes]}`` of the code cells (IPython magics left out):
+    the cells outside ``#@save`` cells, or with ``saved=True`` those of the saved cells."""
     found = {}
     for notebook in notebooks:
         cells = nbformat.read(REPO / f"{notebook}.ipynb", as_version=4).cells
-        nodes = []
-        for cell in cells:
-            if cell.cell_type != "code":
-                continue
-            lines = [ln for ln in cell.source.splitlines() if not ln.lstrip().startswith(("%", "!"))]
-            nodes += _definitions(ast.parse("\n".join(lines)))
-        found[notebook] = nodes
+        found[notebook] = [node for cell in cells if cell.cell_type == "code"
+                           and (saved_module(cell) is not None) == saved
+                           for node in _definitions(_cell_tree(cell))]
     return found
+
+
+def saved_cells(notebooks=NOTEBOOKS):
+    """``[(notebook, module name, cell tree)]`` of every ``#@save`` cell."""
+    return [(notebook, saved_module(cell), _cell_tree(cell))
+            for notebook in notebooks
+            for cell in nbformat.read(REPO / f"{notebook}.ipynb", as_version=4).cells
+            if saved_module(cell) is not None]
+
+
+def _plain(node) -> str:
+    """The definition's code without its docstrings and type hints."""
+    node = ast.parse(ast.unparse(node)).body[0]
+    for n in ast.walk(node):
+        if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            if n.body and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant) \
+                    and isinstance(n.body[0].value.value, str):
+                n.body = n.body[1:] or [ast.Pass()]
+            if not isinstance(n, ast.ClassDef):
+                n.returns = None
+        if isinstance(n, ast.arg):
+            n.annotation = None
+    return ast.dump(node)
+
+
+def saved_differences(cells) -> list[str]:
+    """What differs between the saved cells and the package."""
+    import importlib
+
+    out = []
+    for notebook, module_name, tree in cells:
+        if not module_name.startswith("emucal."):
+            out.append(f"{notebook}: '{SAVE_MARKER} {module_name}' names no emucal module")
+            continue
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            out.append(f"{notebook}: '{SAVE_MARKER} {module_name}' names no emucal module")
+            continue
+        for node in tree.body:
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                continue
+            if not isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                out.append(f"{notebook}: a saved cell holds '{ast.unparse(node)[:40]}'; saved cells "
+                           "hold imports and definitions only")
+                continue
+            if not hasattr(module, node.name):
+                out.append(f"{notebook} saves {node.name}, which {module_name} lacks")
+                continue
+            mine = ast.parse(textwrap.dedent(inspect.getsource(getattr(module, node.name)))).body[0]
+            if _plain(mine) != _plain(node):
+                out.append(f"{notebook}:{node.name} differs from {module_name}.{node.name}")
+    return out
 
 
 def repeated_definitions(found) -> list[str]:
@@ -115,6 +190,31 @@ def test_no_helper_is_defined_in_two_notebooks():
 
 def test_no_notebook_copies_a_function_of_emucal():
     assert copies_of_the_package(notebook_definitions(), package_functions()) == []
+
+
+def test_saved_cells_and_the_package_hold_the_same_code():
+    assert saved_differences(saved_cells()) == []
+
+
+def test_the_chapters_write_the_methods_they_teach():
+    saved = {nb: {node.name for node in nodes}
+             for nb, nodes in notebook_definitions(saved=True).items()}
+    assert {"matern52", "BatchedGP", "fit_gp", "gp_predict"} <= saved["book/04_emulators"]
+
+
+def test_the_saved_check_catches_a_change():
+    from emucal import emulators
+
+    source = textwrap.dedent(inspect.getsource(emulators.gp_predict))
+    same = ast.parse("import torch\n" + source.replace("(model, x)", "(model: object, x)"))
+    assert saved_differences([("nb", "emucal.emulators", same)]) == []
+    changed = ast.parse(source.replace("clamp_min(0)", "clamp_min(1e-9)"))
+    assert saved_differences([("nb", "emucal.emulators", changed)]) == [
+        "nb:gp_predict differs from emucal.emulators.gp_predict"]
+    assert saved_differences([("nb", "emucal.nowhere", same)]) == [
+        "nb: '#@save emucal.nowhere' names no emucal module"]
+    assert saved_differences([("nb", "emucal.emulators", ast.parse("x = 1"))]) == [
+        "nb: a saved cell holds 'x = 1'; saved cells hold imports and definitions only"]
 
 
 def test_the_checks_catch_a_renamed_copy():

@@ -57,6 +57,7 @@ Tang, G., Wood, A. W. and Swenson, S. (2025). Water Resour. Res. 61, e2024WR0395
 
 from __future__ import annotations
 
+import functools
 import time
 import warnings
 from pathlib import Path
@@ -77,17 +78,25 @@ __all__ = [
     "lse_features",
     "sse_data",
     "LSE_ATTRIBUTES",
+    "BatchedGP",
     "GPEmulator",
     "RandomForestEmulator",
     "SparseGPEmulator",
     "cross_validate",
+    "fit_gp",
+    "gp_predict",
     "kfold",
     "load",
     "make_lse",
+    "matern52",
 ]
 
 #: Largest training set for which :func:`make_lse` uses an exact GP.
 EXACT_GP_MAX_N = 1000
+
+#: GPyTorch solves with conjugate gradients above 800 training points by
+#: default; the emulators keep the exact Cholesky factor up to this size.
+MAX_CHOLESKY_SIZE = 20_000
 
 #: CAMELS attributes used as large-sample emulator inputs. Tang et al. (2025)
 #: used 27; this subset keeps those that describe what the teaching model
@@ -223,28 +232,108 @@ def _device(device: str) -> torch.device:
 
 
 # --------------------------------------------------------------------- exact GP
-def _lengthscale_prior(d: int, use: bool):
-    """Dimension-scaled log-normal prior on lengthscales (Hvarfner et al. 2024).
+# Saved from chapter 4 (book/04_emulators.ipynb, cells marked "#@save emucal.emulators"):
+# the chapter writes the model, its fit and its prediction; tests/test_notebook_code.py
+# fails when the chapter's cells and these definitions differ.
 
-    ``log(lengthscale) ~ Normal(sqrt(2) + log(d)/2, sqrt(3))``: the more inputs,
-    the longer the typical lengthscale, which keeps a GP with 16 or more ARD
-    lengthscales from overfitting a few hundred runs.
+def matern52(d: int, batch_shape=torch.Size()):
+    """A scaled Matern 5/2 kernel with one lengthscale per input (ARD).
+
+    The lengthscales get the log-normal prior of Hvarfner et al. (2024),
+    ``log(lengthscale) ~ Normal(sqrt(2) + log(d) / 2, sqrt(3))``: the more
+    inputs, the longer the typical lengthscale, which keeps 16 or more ARD
+    lengthscales from overfitting a few hundred runs. Lengthscales stay
+    within 0.01 and 100 (unit-cube units).
+
+    Parameters
+    ----------
+    d
+        Number of inputs.
+    batch_shape
+        One independent kernel per batch member (for example per basin).
     """
-    if not use:
-        return None
-    return gpytorch.priors.LogNormalPrior(loc=np.sqrt(2.0) + np.log(d) / 2.0, scale=np.sqrt(3.0))
+    prior = gpytorch.priors.LogNormalPrior(np.sqrt(2) + np.log(d) / 2, np.sqrt(3))
+    matern = gpytorch.kernels.MaternKernel(
+        nu=2.5, ard_num_dims=d, batch_shape=batch_shape, lengthscale_prior=prior,
+        lengthscale_constraint=gpytorch.constraints.Interval(0.01, 100.0))
+    return gpytorch.kernels.ScaleKernel(matern, batch_shape=batch_shape)
 
 
-def _matern52(d: int, batch_shape, lengthscale_bounds, prior: bool, active_dims=None):
-    """Scaled Matern 5/2 kernel with one lengthscale per input (ARD)."""
-    return gpytorch.kernels.ScaleKernel(
-        gpytorch.kernels.MaternKernel(
-            nu=2.5, ard_num_dims=d, batch_shape=batch_shape,
-            lengthscale_prior=_lengthscale_prior(d, prior),
-            lengthscale_constraint=gpytorch.constraints.Interval(*lengthscale_bounds)),
-        batch_shape=batch_shape, active_dims=active_dims)
+class BatchedGP(gpytorch.models.ExactGP):
+    """Independent exact GPs, one per batch member: a constant mean and :func:`matern52`.
+
+    Inputs ``x`` are ``(..., n, d)`` and outputs ``y`` ``(..., n)``; the
+    leading dimensions (for example one per basin) are the batch. GPyTorch's
+    batched linear algebra then fits and predicts all members at once.
+    """
+
+    def __init__(self, x, y, likelihood):
+        super().__init__(x, y, likelihood)
+        batch_shape = x.shape[:-2]
+        self.mean_module = gpytorch.means.ConstantMean(batch_shape=batch_shape)
+        self.covar_module = matern52(x.shape[-1], batch_shape)
+
+    def forward(self, x):
+        return gpytorch.distributions.MultivariateNormal(self.mean_module(x), self.covar_module(x))
 
 
+def fit_gp(x, y, *, make_model=BatchedGP, noise_floor: float = 1e-4, max_iter: int = 100):
+    """Fit a GP by maximising its marginal likelihood with L-BFGS.
+
+    Parameters
+    ----------
+    x, y
+        float64 tensors ``(..., n, d)`` (inputs in the unit cube) and
+        ``(..., n)`` (standardised outputs); leading dimensions are a batch
+        of independent GPs.
+    make_model
+        Called as ``make_model(x, y, likelihood)``; returns a GPyTorch
+        ``ExactGP`` whose ``covar_module`` is a :func:`matern52` kernel.
+    noise_floor
+        Smallest noise variance (standardised units). The model is
+        deterministic, but skill surfaces are rough at small scales; a floor
+        keeps the fit stable and the intervals honest.
+    max_iter
+        Most L-BFGS iterations (torch stops after ``1.25 * max_iter``
+        evaluations of the loss at most).
+
+    Returns
+    -------
+    The fitted model, in evaluation mode; ``model.likelihood`` is its
+    Gaussian likelihood.
+    """
+    likelihood = gpytorch.likelihoods.GaussianLikelihood(
+        batch_shape=x.shape[:-2], noise_constraint=gpytorch.constraints.GreaterThan(noise_floor))
+    model = make_model(x, y, likelihood)
+    # start smooth and nearly noise-free: from GPyTorch's default noise (0.69)
+    # a GP can settle on "all noise" and predict a constant
+    likelihood.noise = max(1e-2, 2 * noise_floor)
+    model.covar_module.outputscale = 1.0
+    model.covar_module.base_kernel.lengthscale = 1.0
+    model = model.to(x)  # float64, on the device of x
+    mll = gpytorch.mlls.ExactMarginalLogLikelihood(likelihood, model)
+    optimizer = torch.optim.LBFGS(model.parameters(), max_iter=max_iter, tolerance_change=1e-5,
+                                  line_search_fn="strong_wolfe")
+
+    def closure():
+        optimizer.zero_grad()
+        loss = -mll(model(x), y).sum()  # the members are independent: one summed loss
+        loss.backward()
+        return loss
+
+    model.train()
+    optimizer.step(closure)
+    return model.eval()
+
+
+def gp_predict(model, x):
+    """Predictive mean and standard deviation (noise included) of a fitted GP at ``x``."""
+    with torch.no_grad():
+        prediction = model.likelihood(model(x))
+    return prediction.mean, prediction.variance.clamp_min(0).sqrt()
+
+
+# ------------------------------------------------- the GP with a prior mean (chapter 6)
 class _LastInputMean(gpytorch.means.Mean):
     """``a * x[..., -1] + b``, one ``a`` and ``b`` per batch member; optionally ``a ~ N(0, sd^2)``."""
 
@@ -260,18 +349,15 @@ class _LastInputMean(gpytorch.means.Mean):
         return self.weight * x[..., -1] + self.bias
 
 
-class _ExactModel(gpytorch.models.ExactGP):
-    def __init__(self, x, y, likelihood, batch_shape, lengthscale_bounds, prior=True,
-                 mean="constant", weight_sd=None):
+class _LastInputGP(gpytorch.models.ExactGP):
+    """A :class:`BatchedGP` whose mean is :class:`_LastInputMean`; the kernel sees every input but the last."""
+
+    def __init__(self, x, y, likelihood, weight_sd=None):
         super().__init__(x, y, likelihood)
         d = x.shape[-1]
-        if mean == "last_input":  # the kernel sees every input but the last
-            self.mean_module = _LastInputMean(batch_shape, weight_sd)
-            self.covar_module = _matern52(d - 1, batch_shape, lengthscale_bounds, prior,
-                                          active_dims=torch.arange(d - 1))
-        else:
-            self.mean_module = gpytorch.means.ConstantMean(batch_shape=batch_shape)
-            self.covar_module = _matern52(d, batch_shape, lengthscale_bounds, prior)
+        self.mean_module = _LastInputMean(x.shape[:-2], weight_sd)
+        self.covar_module = matern52(d - 1, x.shape[:-2])
+        self.covar_module.active_dims = torch.arange(d - 1)
 
     def forward(self, x):
         return gpytorch.distributions.MultivariateNormal(self.mean_module(x), self.covar_module(x))
@@ -285,17 +371,22 @@ def _predict(em, x: np.ndarray, chunk_size: int, return_std: bool):
     means, stds = [], []
     # the variance costs far more than the mean: GPyTorch skips it unless asked (half the
     # time of a search on the mean)
-    with torch.no_grad(), gpytorch.settings.max_cholesky_size(getattr(em, "max_cholesky_size", 100_000)), \
+    with gpytorch.settings.max_cholesky_size(MAX_CHOLESKY_SIZE), \
             gpytorch.settings.skip_posterior_variances(not return_std), warnings.catch_warnings():
         # predicting at the training inputs is a legitimate use (a prior mean, a fit check)
         warnings.filterwarnings("ignore", category=gpytorch.utils.warnings.GPInputWarning)
         for i in range(0, x.shape[-2], chunk_size):
             part = torch.as_tensor(em.scaler_.x(x[..., i:i + chunk_size, :]),
                                    dtype=torch.float64, device=dev)
-            pred = em.likelihood_(em.model_(part))
-            means.append(pred.mean.cpu().numpy())
+            if isinstance(em.model_, gpytorch.models.ExactGP):
+                mean, std = gp_predict(em.model_, part)
+            else:  # the variational GP keeps its likelihood apart
+                with torch.no_grad():
+                    pred = em.likelihood_(em.model_(part))
+                mean, std = pred.mean, pred.variance.clamp_min(0).sqrt()
+            means.append(mean.cpu().numpy())
             if return_std:
-                stds.append(pred.variance.clamp_min(0).sqrt().cpu().numpy())
+                stds.append(std.cpu().numpy())
     y_mean, y_std = em.scaler_.y_mean, em.scaler_.y_std
     if x.ndim == 2:
         y_mean, y_std = y_mean[..., 0], y_std[..., 0]
@@ -323,40 +414,25 @@ def _check_inputs(em, x: np.ndarray) -> None:
 class GPEmulator(BaseEstimator):
     """Exact Gaussian-process emulator (one GP, or a batch of independent GPs).
 
+    The scikit-learn face of chapter 4's GP: :class:`BatchedGP`, fitted by
+    :func:`fit_gp` and read by :func:`gp_predict`. This class adds what a
+    chapter should not have to show: inputs scaled to the unit cube and
+    outputs standardised (and back), batches fitted in groups, devices,
+    chunked prediction, joint posterior draws and save/load.
+
     Parameters
     ----------
     noise_floor
-        Smallest noise variance, in units of the standardised output. The
-        model is deterministic, but skill surfaces are rough at small scales;
-        a floor keeps the fit stable and the intervals honest.
-    optimizer
-        ``"lbfgs"`` (default; full-batch quasi-Newton with a strong Wolfe
-        line search, stops when the loss changes less than ``tol``) or
-        ``"adam"`` (stops when the loss has not improved by ``tol`` for
-        ``patience`` steps).
+        Smallest noise variance, in units of the standardised output (see
+        :func:`fit_gp`).
     max_iter
-        Most optimiser iterations. An L-BFGS iteration can evaluate the loss
-        more than once (its line search); torch stops after
-        ``1.25 * max_iter`` evaluations at most.
-    lr
-        Adam learning rate (L-BFGS uses 1 with a line search).
-    tol, patience
-        Stopping rule, see ``optimizer``.
-    max_cholesky_size
-        GPyTorch switches from Cholesky to conjugate gradients above 800
-        points by default; below this size we keep the exact Cholesky.
+        Most L-BFGS iterations per fit (see :func:`fit_gp`).
     lower, upper
         Input bounds, mapped to 0 and 1 before fitting. The default, 0 and
         1, is the unit cube of parameters scaled with ``space.to_unit``.
         ``None``: the training data's range, for inputs in their own units
         (for example basin attributes). Predictions outside the bounds warn:
         the GP extrapolates there.
-    lengthscale_bounds
-        Allowed lengthscales, in unit-cube units.
-    lengthscale_prior
-        Put the dimension-scaled log-normal prior of Hvarfner et al. (2024)
-        on the lengthscales (a MAP fit); it keeps many ARD lengthscales from
-        overfitting a few hundred runs.
     mean
         The GP's prior mean: ``"constant"`` (default), or ``"last_input"``:
         ``a * x_last + b``, with ``a`` and ``b`` fitted (per batch member)
@@ -395,35 +471,21 @@ class GPEmulator(BaseEstimator):
     mean_weight_ : ndarray
         With ``mean="last_input"``: the fitted ``a``, in output units per
         unit of the last input (1: that input is trusted as it is).
-    n_iter_ : int
-        Evaluations of the loss and its gradient (L-BFGS) or optimiser steps
-        (Adam), summed over groups; ``fit_time_`` the seconds they took.
+    fit_time_ : float
+        Seconds the fits took, summed over groups.
     """
 
-    def __init__(self, *, noise_floor: float = 1e-4, optimizer: str = "lbfgs",
-                 max_iter: int = 100, lr: float = 0.05, tol: float = 1e-5, patience: int = 20,
-                 max_cholesky_size: int = 20_000, lower=0.0, upper=1.0,
-                 lengthscale_bounds: tuple[float, float] = (0.01, 100.0),
-                 lengthscale_prior: bool = True, mean: str = "constant",
-                 mean_weight_sd: float | None = None, device: str = "cpu",
-                 seed: int = 0, group_size: int | None = 4):
-        if optimizer not in ("lbfgs", "adam"):
-            raise ValueError(f"optimizer must be 'lbfgs' or 'adam', not {optimizer!r}.")
+    def __init__(self, *, noise_floor: float = 1e-4, max_iter: int = 100, lower=0.0, upper=1.0,
+                 mean: str = "constant", mean_weight_sd: float | None = None,
+                 device: str = "cpu", seed: int = 0, group_size: int | None = 4):
         if mean not in ("constant", "last_input"):
             raise ValueError(f"mean must be 'constant' or 'last_input', not {mean!r}.")
         if mean_weight_sd is not None and not mean_weight_sd > 0:
             raise ValueError(f"mean_weight_sd must be positive or None; got {mean_weight_sd!r}.")
         self.noise_floor = noise_floor
-        self.optimizer = optimizer
         self.max_iter = max_iter
-        self.lr = lr
-        self.tol = tol
-        self.patience = patience
-        self.max_cholesky_size = max_cholesky_size
         self.lower = lower
         self.upper = upper
-        self.lengthscale_bounds = lengthscale_bounds
-        self.lengthscale_prior = lengthscale_prior
         self.mean = mean
         self.mean_weight_sd = mean_weight_sd
         self.device = device
@@ -445,39 +507,25 @@ class GPEmulator(BaseEstimator):
         batch_shape = torch.Size(x.shape[:-2])
         tx = torch.as_tensor(self.scaler_.x(x), dtype=torch.float64, device=dev)
         ty = torch.as_tensor(self.scaler_.y(y), dtype=torch.float64, device=dev)
-        likelihood = gpytorch.likelihoods.GaussianLikelihood(
-            batch_shape=batch_shape,
-            noise_constraint=gpytorch.constraints.GreaterThan(self.noise_floor))
-        weight_sd = None
-        if self.mean == "last_input" and self.mean_weight_sd is not None:
-            # a in output units is weight * y_std / span: the prior's sd in standardised units
-            weight_sd = torch.as_tensor(self.mean_weight_sd * self._last_span(x)
-                                        / self.scaler_.y_std[..., 0], dtype=torch.float64)[..., None]
-        model = _ExactModel(tx, ty, likelihood, batch_shape, self.lengthscale_bounds,
-                            self.lengthscale_prior, self.mean, weight_sd)
-        _initialise(model, likelihood)
-        model = model.to(device=dev, dtype=torch.float64)
-        likelihood = likelihood.to(device=dev, dtype=torch.float64)
-        model.train()
-        likelihood.train()
-        mll = gpytorch.mlls.ExactMarginalLogLikelihood(likelihood, model)
-
-        def loss_fn():
-            return -mll(model(tx), ty).sum()
-
+        make_model = BatchedGP
+        if self.mean == "last_input":
+            weight_sd = None
+            if self.mean_weight_sd is not None:
+                # a in output units is weight * y_std / span: the prior's sd in standardised units
+                weight_sd = torch.as_tensor(self.mean_weight_sd * self._last_span(x)
+                                            / self.scaler_.y_std[..., 0], dtype=torch.float64)[..., None]
+            make_model = functools.partial(_LastInputGP, weight_sd=weight_sd)
         start = time.perf_counter()
-        with gpytorch.settings.max_cholesky_size(self.max_cholesky_size):
-            self.n_iter_, self.loss_ = _optimise(model.parameters(), loss_fn, self.optimizer,
-                                                 self.max_iter, self.lr, self.tol, self.patience)
+        with gpytorch.settings.max_cholesky_size(MAX_CHOLESKY_SIZE):
+            model = fit_gp(tx, ty, make_model=make_model, noise_floor=self.noise_floor,
+                           max_iter=self.max_iter)
         self.fit_time_ = time.perf_counter() - start
-        model.eval()
-        likelihood.eval()
-        self.model_, self.likelihood_ = model, likelihood
+        self.model_, self.likelihood_ = model, model.likelihood
         self.batch_shape_ = tuple(batch_shape)
         self.n_features_in_ = x.shape[-1]
         self.lengthscales_ = (model.covar_module.base_kernel.lengthscale.detach().cpu()
                               .numpy().reshape(*batch_shape, -1))
-        self.noise_ = likelihood.noise.detach().cpu().numpy().reshape(tuple(batch_shape))
+        self.noise_ = model.likelihood.noise.detach().cpu().numpy().reshape(tuple(batch_shape))
         if self.mean == "last_input":  # a in f = a g + delta, in the units of y and of g
             weight = model.mean_module.weight.detach().cpu().numpy().reshape(tuple(batch_shape))
             self.mean_weight_ = weight * self.scaler_.y_std[..., 0] / self._last_span(x)
@@ -504,9 +552,7 @@ class GPEmulator(BaseEstimator):
         self.noise_ = np.concatenate([g.noise_ for g in groups])
         if self.mean == "last_input":
             self.mean_weight_ = np.concatenate([g.mean_weight_ for g in groups])
-        self.n_iter_ = sum(getattr(g, "n_iter_", 0) for g in groups)
         self.fit_time_ = sum(getattr(g, "fit_time_", 0.0) for g in groups)
-        self.loss_ = sum(getattr(g, "loss_", 0.0) for g in groups)
 
     def sample_y(self, X, n_samples: int = 1, seed: int = 0) -> np.ndarray:
         """Draw functions from the posterior at the points ``X``, jointly.
@@ -551,7 +597,7 @@ class GPEmulator(BaseEstimator):
 
         dev = next(self.model_.parameters()).device
         generator = torch.Generator(device="cpu").manual_seed(int(seed))
-        with torch.no_grad(), gpytorch.settings.max_cholesky_size(self.max_cholesky_size), \
+        with torch.no_grad(), gpytorch.settings.max_cholesky_size(MAX_CHOLESKY_SIZE), \
                 warnings.catch_warnings():
             # close candidates make the joint covariance nearly singular: jitter is expected
             warnings.filterwarnings("ignore", category=gpytorch.utils.warnings.NumericalWarning)
@@ -608,7 +654,7 @@ class GPEmulator(BaseEstimator):
 
     @classmethod
     def _restore(cls, state) -> "GPEmulator":
-        params = _from_plain(dict(state["params"]))
+        params = _settings(cls, state)
         params["device"] = "cpu"
         params.setdefault("group_size", None)  # files saved before groups existed
         self = cls(**params)
@@ -621,11 +667,12 @@ class GPEmulator(BaseEstimator):
         likelihood = gpytorch.likelihoods.GaussianLikelihood(
             batch_shape=batch_shape,
             noise_constraint=gpytorch.constraints.GreaterThan(self.noise_floor)).double()
-        weight_sd = (torch.ones(*batch_shape, 1, dtype=torch.float64)  # values from the state
-                     if self.mean == "last_input" and self.mean_weight_sd is not None else None)
-        model = _ExactModel(state["train_x"], state["train_y"], likelihood, batch_shape,
-                            self.lengthscale_bounds, self.lengthscale_prior, self.mean,
-                            weight_sd).double()
+        if self.mean == "last_input":
+            weight_sd = (torch.ones(*batch_shape, 1, dtype=torch.float64)  # values from the state
+                         if self.mean_weight_sd is not None else None)
+            model = _LastInputGP(state["train_x"], state["train_y"], likelihood, weight_sd).double()
+        else:
+            model = BatchedGP(state["train_x"], state["train_y"], likelihood).double()
         model.load_state_dict(state["model"])
         likelihood.load_state_dict(state["likelihood"])
         model.eval()
@@ -639,51 +686,6 @@ class GPEmulator(BaseEstimator):
         return self
 
 
-def _initialise(model, likelihood) -> None:
-    """Start from a smooth signal with little noise (GPyTorch's default starts at
-    noise 0.69 of the standardised variance, from where a batch member can settle
-    on "all noise" and predict a constant)."""
-    likelihood.noise = max(1e-2, 2 * float(likelihood.noise_covar.raw_noise_constraint.lower_bound))
-    model.covar_module.outputscale = 1.0
-    model.covar_module.base_kernel.lengthscale = 1.0
-
-
-def _optimise(parameters, loss_fn: Callable, optimizer: str, max_iter: int, lr: float,
-              tol: float, patience: int) -> tuple[int, float]:
-    parameters = [p for p in parameters if p.requires_grad]
-    if optimizer == "lbfgs":
-        opt = torch.optim.LBFGS(parameters, lr=1.0, max_iter=max_iter, tolerance_change=tol,
-                                tolerance_grad=1e-7, line_search_fn="strong_wolfe")
-        count = [0]
-
-        def closure():
-            opt.zero_grad()
-            loss = loss_fn()
-            loss.backward()
-            count[0] += 1
-            return loss
-
-        opt.step(closure)
-        with torch.no_grad():
-            final = float(loss_fn())
-        return count[0], final
-    opt = torch.optim.Adam(parameters, lr=lr)
-    best, since, it = np.inf, 0, 0
-    for it in range(1, max_iter + 1):
-        opt.zero_grad()
-        loss = loss_fn()
-        loss.backward()
-        opt.step()
-        value = loss.item()
-        if not np.isfinite(best) or value < best - tol * max(1.0, abs(best)):
-            best, since = value, 0
-        else:
-            since += 1
-            if since >= patience:
-                break
-    return it, best
-
-
 def _check_fitted(estimator, attribute: str) -> None:
     if not hasattr(estimator, attribute):
         raise RuntimeError(f"This {type(estimator).__name__} is not fitted yet; call fit(X, y) first.")
@@ -691,13 +693,13 @@ def _check_fitted(estimator, attribute: str) -> None:
 
 # ----------------------------------------------------------------- sparse GP
 class _SparseModel(gpytorch.models.ApproximateGP):
-    def __init__(self, inducing, lengthscale_bounds, prior=True):
+    def __init__(self, inducing):
         distribution = gpytorch.variational.CholeskyVariationalDistribution(inducing.shape[0])
         strategy = gpytorch.variational.VariationalStrategy(
             self, inducing, distribution, learn_inducing_locations=True)
         super().__init__(strategy)
         self.mean_module = gpytorch.means.ConstantMean()
-        self.covar_module = _matern52(inducing.shape[-1], torch.Size(), lengthscale_bounds, prior)
+        self.covar_module = matern52(inducing.shape[-1])
 
     def forward(self, x):
         return gpytorch.distributions.MultivariateNormal(self.mean_module(x), self.covar_module(x))
@@ -718,7 +720,7 @@ class SparseGPEmulator(BaseEstimator):
         ``patience`` epochs.
     lr
         Adam learning rate.
-    noise_floor, lower, upper, lengthscale_bounds, device, seed
+    noise_floor, lower, upper, device, seed
         As in :class:`GPEmulator`.
 
     Attributes
@@ -728,9 +730,8 @@ class SparseGPEmulator(BaseEstimator):
 
     def __init__(self, *, n_inducing: int = 256, batch_size: int = 1024, max_epochs: int = 100,
                  lr: float = 0.05, tol: float = 1e-4, patience: int = 5,
-                 noise_floor: float = 1e-4, lower=None, upper=None,
-                 lengthscale_bounds: tuple[float, float] = (0.01, 100.0),
-                 lengthscale_prior: bool = True, device: str = "cpu", seed: int = 0):
+                 noise_floor: float = 1e-4, lower=None, upper=None, device: str = "cpu",
+                 seed: int = 0):
         self.n_inducing = n_inducing
         self.batch_size = batch_size
         self.max_epochs = max_epochs
@@ -740,8 +741,6 @@ class SparseGPEmulator(BaseEstimator):
         self.noise_floor = noise_floor
         self.lower = lower
         self.upper = upper
-        self.lengthscale_bounds = lengthscale_bounds
-        self.lengthscale_prior = lengthscale_prior
         self.device = device
         self.seed = seed
 
@@ -760,10 +759,12 @@ class SparseGPEmulator(BaseEstimator):
         n = tx.shape[0]
         m = min(self.n_inducing, n)
         inducing = tx[torch.randperm(n, generator=gen)[:m]].clone()
-        model = _SparseModel(inducing, self.lengthscale_bounds, self.lengthscale_prior)
+        model = _SparseModel(inducing)
         likelihood = gpytorch.likelihoods.GaussianLikelihood(
             noise_constraint=gpytorch.constraints.GreaterThan(self.noise_floor))
-        _initialise(model, likelihood)
+        likelihood.noise = max(1e-2, 2 * self.noise_floor)  # as in fit_gp
+        model.covar_module.outputscale = 1.0
+        model.covar_module.base_kernel.lengthscale = 1.0
         model = model.to(device=dev, dtype=torch.float64)
         likelihood = likelihood.to(device=dev, dtype=torch.float64)
         model.train()
@@ -819,13 +820,12 @@ class SparseGPEmulator(BaseEstimator):
 
     @classmethod
     def _restore(cls, state) -> "SparseGPEmulator":
-        params = _from_plain(dict(state["params"]))
+        params = _settings(cls, state)
         params["device"] = "cpu"
         self = cls(**params)
         self.scaler_ = _Scaler.__new__(_Scaler)
         self.scaler_.__dict__.update(_from_plain(state["scaler"]))
-        model = _SparseModel(torch.zeros(state["inducing_shape"], dtype=torch.float64),
-                             self.lengthscale_bounds, self.lengthscale_prior).double()
+        model = _SparseModel(torch.zeros(state["inducing_shape"], dtype=torch.float64)).double()
         likelihood = gpytorch.likelihoods.GaussianLikelihood(
             noise_constraint=gpytorch.constraints.GreaterThan(self.noise_floor)).double()
         model.load_state_dict(state["model"])
@@ -860,6 +860,28 @@ def _from_plain(obj):
     if isinstance(obj, torch.Tensor):
         return obj.numpy()
     return obj
+
+
+# settings that earlier versions saved and this one fixes: files keep loading when
+# they hold these values, the only ones those versions' emulators were ever fitted with
+_FIXED_SETTINGS = {"optimizer": "lbfgs", "lr": 0.05, "tol": (1e-5, 1e-4), "patience": (20, 5),
+                   "max_cholesky_size": 20_000, "lengthscale_bounds": (0.01, 100.0),
+                   "lengthscale_prior": True}
+
+
+def _settings(cls, state) -> dict:
+    """The saved settings of an emulator file, checked against what ``cls`` takes."""
+    params = _from_plain(dict(state["params"]))
+    known = cls().get_params()
+    for name in [p for p in params if p not in known]:
+        value, fixed = params.pop(name), _FIXED_SETTINGS.get(name)
+        allowed = fixed if isinstance(fixed, tuple) and name != "lengthscale_bounds" else (fixed,)
+        value = tuple(value) if isinstance(value, (list, np.ndarray)) else value
+        if name not in _FIXED_SETTINGS or value not in allowed:
+            raise ValueError(f"This emulator file has the setting {name}={value!r}, which "
+                             f"{cls.__name__} of this emucal version does not have; refit the "
+                             f"emulator and save it again.")
+    return params
 
 
 def _save_state(state: dict, path) -> Path:

@@ -5,7 +5,10 @@ from __future__ import annotations
 import hashlib
 import socket
 import zipfile
+from pathlib import Path
+from types import SimpleNamespace
 
+import pooch
 import pytest
 
 from emucal import data
@@ -17,6 +20,14 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@pytest.fixture(autouse=True)
+def pooch_waits(monkeypatch):
+    """The seconds pooch waits before each retry, recorded instead of slept."""
+    waits: list[float] = []
+    monkeypatch.setattr(pooch.core, "time", SimpleNamespace(sleep=waits.append))
+    return waits
 
 
 def test_registry_file_lists_every_mirrored_name_with_its_hash():
@@ -58,7 +69,7 @@ def test_unknown_name_says_how_to_list_valid_ones(synthetic):
     assert "camels_attributes_v2.0/camels_topo.txt" in str(err.value)  # the suggestion
 
 
-def test_hash_mismatch_redownloads_once_then_names_both_hashes(synthetic):
+def test_hash_mismatch_redownloads_once_then_names_both_hashes(synthetic, pooch_waits):
     served = synthetic.mirror / NAME
     served.write_text(served.read_text() + "\n# tampered")
     found = hashlib.sha256(served.read_bytes()).hexdigest()
@@ -66,9 +77,23 @@ def test_hash_mismatch_redownloads_once_then_names_both_hashes(synthetic):
         data.fetch(NAME)
     message = str(err.value)
     assert NAME in message and synthetic.hashes[NAME] in message and found in message
-    assert synthetic.server.requests_seen == [f"/{NAME}", f"/{NAME}"]
+    assert f"{synthetic.url}/{NAME}" in message and "rebuild it with 'emucal mirror'" in message
+    assert synthetic.server.requests_seen == [f"/{NAME}"] * (1 + data.RETRIES) == [f"/{NAME}"] * 2
+    assert pooch_waits == [1]  # pooch's retry_if_failed: one wait, one more download
     # nothing that a later call could take as cached
     assert not any(p.is_file() for p in synthetic.cache.rglob("camels_topo*"))
+
+
+def test_without_a_mirror_each_name_comes_from_its_own_url(synthetic, monkeypatch):
+    urls = {name: f"{synthetic.url}/{name}" for name in synthetic.hashes}
+    monkeypatch.setattr(data, "_read_registry", lambda: (synthetic.hashes, urls))
+    monkeypatch.delenv("EMUCAL_MIRROR")
+    assert data.fetch(NAME).read_bytes() == (synthetic.mirror / NAME).read_bytes()
+    other = "camels_attributes_v2.0/camels_clim.txt"
+    urls[other] = f"{synthetic.url}/{NAME}"  # a name whose upstream now serves another file
+    with pytest.raises(ValueError, match="upstream file has changed"):
+        data.fetch(other)
+    assert synthetic.server.requests_seen == [f"/{NAME}"] * 3
 
 
 def test_corrupted_cache_is_downloaded_again(synthetic):
@@ -98,6 +123,8 @@ def test_upstream_url_is_used_without_mirror(synthetic, monkeypatch):
 def test_cache_dir_follows_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("EMUCAL_DATA_DIR", str(tmp_path / "here"))
     assert data.cache_dir() == tmp_path / "here"
+    monkeypatch.setenv("EMUCAL_DATA_DIR", "")
+    assert data.cache_dir() == Path(pooch.os_cache("emucal")).resolve()
     monkeypatch.setenv("EMUCAL_MIRROR", "http://127.0.0.1:8000/")
     assert data.mirror_url() == "http://127.0.0.1:8000"
     monkeypatch.setenv("EMUCAL_MIRROR", "")
@@ -142,10 +169,12 @@ def test_extract_members_replaces_a_truncated_copy_and_leaves_no_temporaries(tmp
     assert [p.name for p in target.parent.iterdir()] == ["one.txt"]
 
 
-def test_mirror_without_a_scheme_names_the_variable(synthetic, monkeypatch):
-    monkeypatch.setenv("EMUCAL_MIRROR", "127.0.0.1:8000")
-    with pytest.raises(ValueError, match="EMUCAL_MIRROR='127.0.0.1:8000' is not a URL"):
-        data.fetch(NAME)
+def test_mirror_that_is_not_an_http_url_names_the_variable(synthetic, monkeypatch):
+    for mirror in ["127.0.0.1:8000", "localhost:8000", "ftp://host", "http://"]:
+        monkeypatch.setenv("EMUCAL_MIRROR", mirror)
+        with pytest.raises(ValueError, match=f"EMUCAL_MIRROR='{mirror}' is not a URL"):
+            data.fetch(NAME)
+    assert synthetic.server.requests_seen == []
 
 
 def test_offline_with_a_corrupt_cached_copy_says_so(synthetic, monkeypatch):

@@ -35,69 +35,40 @@ import time
 import zipfile
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pooch
 import requests
 
-__all__ = [
-    "FULL_ZIP",
-    "cache_dir",
-    "extract_members",
-    "fetch",
-    "mirror_url",
-    "registry",
-    "registry_urls",
-]
+__all__ = ["FULL_ZIP", "cache_dir", "extract_members", "fetch", "mirror_url", "registry",
+           "registry_urls"]
 
 #: Registry name of the full CAMELS-US time-series archive (3.4 GB).
 FULL_ZIP = "basin_timeseries_v1p2_metForcing_obsFlow.zip"
+#: Downloads tried again after a failure or a hash mismatch (pooch's ``retry_if_failed``).
+RETRIES = 1
+#: Temporary files (pooch's ``tmp*``) of a download that stopped are removed after this many seconds.
+STALE_SECONDS = 600
 
-_REGISTRY_FILE = "camels.txt"
-
-# pooch logs one line per downloaded file; the sample is ~40 files, so keep it quiet.
-pooch.get_logger().setLevel("WARNING")
-
-
-def _registry_path() -> Path:
-    """Locate the registry file: inside an installed wheel, or in the repository."""
-    here = Path(__file__).resolve().parent
-    candidates = [
-        here / "registry" / _REGISTRY_FILE,  # installed wheel (force-included)
-        here.parents[1] / "data_registry" / _REGISTRY_FILE,  # editable install
-    ]
-    for path in candidates:
-        if path.is_file():
-            return path
-    raise FileNotFoundError(
-        f"The emucal data registry {_REGISTRY_FILE!r} was not found in "
-        f"{[str(c) for c in candidates]}. Reinstall emucal (pip install -e .)."
-    )
+pooch.get_logger().setLevel("WARNING")  # not one line per file of the ~40 in the sample
 
 
 @lru_cache(maxsize=1)
 def _read_registry() -> tuple[dict[str, str], dict[str, str]]:
-    hashes: dict[str, str] = {}
-    urls: dict[str, str] = {}
-    for number, line in enumerate(_registry_path().read_text().splitlines(), 1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        parts = line.split()
-        if len(parts) != 3:
-            raise ValueError(
-                f"Line {number} of the registry must be 'name hash url', got {line!r}."
-            )
-        name, sha256, url = parts
-        hashes[name] = sha256
-        urls[name] = url
-    return hashes, urls
+    """``({name: sha256}, {name: upstream url})`` from the registry file, read by pooch."""
+    here = Path(__file__).resolve().parent  # an installed wheel, else the repository
+    paths = [here / "registry" / "camels.txt", here.parents[1] / "data_registry" / "camels.txt"]
+    found = [path for path in paths if path.is_file()]
+    if not found:
+        raise FileNotFoundError(f"The emucal data registry is in none of {[str(p) for p in paths]}; "
+                                "reinstall emucal (pip install -e .).")
+    store = pooch.create(path="", base_url="")
+    store.load_registry(found[0])
+    return store.registry, store.urls
 
 
 def registry() -> dict[str, str]:
-    """Return the registry as ``{name: sha256}``.
-
-    These are the only names :func:`fetch` accepts.
-    """
+    """Return the registry as ``{name: sha256}``: the only names :func:`fetch` accepts."""
     return dict(_read_registry()[0])
 
 
@@ -106,10 +77,18 @@ def registry_urls() -> dict[str, str]:
     return dict(_read_registry()[1])
 
 
+def _pooch(mirror: str | None = None) -> pooch.Pooch:
+    """The cache as pooch sees it: ``EMUCAL_DATA_DIR`` (pooch's ``env``), names resolved to
+    ``<mirror>/<name>`` when a mirror is given, else to each name's upstream URL."""
+    hashes, urls = _read_registry()
+    return pooch.create(path=pooch.os_cache("emucal"), env="EMUCAL_DATA_DIR", base_url=mirror or "",
+                        registry=dict(hashes), urls={} if mirror else dict(urls),
+                        retry_if_failed=RETRIES)
+
+
 def cache_dir() -> Path:
     """Return the cache folder: ``$EMUCAL_DATA_DIR`` or pooch's per-user cache."""
-    configured = os.environ.get("EMUCAL_DATA_DIR")
-    return Path(configured).expanduser() if configured else Path(pooch.os_cache("emucal"))
+    return _pooch().abspath
 
 
 def mirror_url() -> str | None:
@@ -118,63 +97,16 @@ def mirror_url() -> str | None:
     Raises
     ------
     ValueError
-        If the variable is set to something that is not an ``http://``,
-        ``https://`` or ``ftp://`` URL.
+        If the variable is set to something that is not an ``http://`` or
+        ``https://`` URL.
     """
-    mirror = os.environ.get("EMUCAL_MIRROR", "").strip().rstrip("/")
-    if mirror and not re.match(r"^(https?|ftp)://[^/\s]+", mirror):
+    given = os.environ.get("EMUCAL_MIRROR", "")
+    mirror = given.strip().rstrip("/")
+    if mirror and not (urlsplit(mirror).scheme in ("http", "https") and urlsplit(mirror).netloc):
         raise ValueError(
-            f"EMUCAL_MIRROR={mirror!r} is not a URL: give the scheme and host, for example "
+            f"EMUCAL_MIRROR={given!r} is not a URL: give the scheme and host, for example "
             "EMUCAL_MIRROR=http://192.168.1.10:8000 (or unset it to download from upstream).")
     return mirror or None
-
-
-#: Temporary files of a download that stopped (pooch names them tmp*) older than
-#: this many seconds are removed by the next fetch: a live download writes more
-#: often than that.
-STALE_SECONDS = 600
-
-
-def _remove_stale_downloads(folder: Path) -> None:
-    """Delete ``tmp*`` files that an interrupted download left in ``folder``."""
-    if not folder.is_dir():
-        return
-    now = time.time()
-    for path in folder.glob("tmp*"):
-        try:
-            if path.is_file() and now - path.stat().st_mtime > STALE_SECONDS:
-                path.unlink()
-        except OSError:  # taken by another process meanwhile
-            pass
-
-
-def _pooch() -> pooch.Pooch:
-    hashes, urls = _read_registry()
-    mirror = mirror_url()
-    return pooch.create(
-        path=cache_dir(),
-        # With a mirror, every name resolves to <mirror>/<name>; otherwise each
-        # name has its own upstream URL and base_url is never used.
-        base_url=(mirror + "/") if mirror else "https://invalid.example/",
-        registry=hashes,
-        urls={} if mirror else urls,
-        retry_if_failed=0,
-        allow_updates=True,
-    )
-
-
-def _check_name(name: str) -> None:
-    if name in registry():
-        return
-    close = [n for n in registry() if Path(n).name == Path(name).name]
-    hint = f" Did you mean {close[0]!r}?" if close else ""
-    raise KeyError(
-        f"{name!r} is not in the emucal data registry.{hint} "
-        "List the valid names with sorted(emucal.data.registry())."
-    )
-
-
-_HASH_MISMATCH = re.compile(r"but got (\w+)")
 
 
 def fetch(name: str, *, progressbar: bool | None = None) -> Path:
@@ -198,8 +130,9 @@ def fetch(name: str, *, progressbar: bool | None = None) -> Path:
     KeyError
         If ``name`` is not in the registry.
     ValueError
-        If the downloaded file's hash differs from the registry twice in a row
-        (a corrupted mirror or upstream change); the message names both hashes.
+        If the downloaded file's hash differs from the registry's in every one
+        of ``1 + RETRIES`` downloads; the message names the file, the URL, both
+        hashes and what to do.
     ConnectionError
         If the file is not cached and cannot be downloaded; the message names
         the URL that failed and how to use a mirror instead.
@@ -208,44 +141,49 @@ def fetch(name: str, *, progressbar: bool | None = None) -> Path:
     -----
     pooch writes each download to a temporary file and moves it into the cache
     only after the hash matched, so an interrupted or corrupted download never
-    leaves a file that a later call would take as cached. A cached file whose
-    hash no longer matches is downloaded again.
+    leaves a file that a later call would take as cached; a cached file whose
+    hash no longer matches is downloaded again. Temporary files that a killed
+    download left are removed after :data:`STALE_SECONDS`.
     """
-    _check_name(name)
-    store = _pooch()
-    target = Path(store.abspath) / name
-    _remove_stale_downloads(target.parent)
-    if progressbar is None:
-        progressbar = name == FULL_ZIP
-    downloader = pooch.HTTPDownloader(progressbar=progressbar, timeout=60)
-    url = store.get_url(name)
-    expected = store.registry[name]
-    last_error: Exception | None = None
-    for _attempt in range(2):  # one re-download after a hash mismatch
+    if name not in registry():
+        close = [n for n in registry() if Path(n).name == Path(name).name]
+        raise KeyError(f"{name!r} is not in the emucal data registry."
+                       + (f" Did you mean {close[0]!r}?" if close else "")
+                       + " List the valid names with sorted(emucal.data.registry()).")
+    mirror = mirror_url()
+    store = _pooch(mirror)
+    url, target = store.get_url(name), store.abspath / name
+    now = time.time()
+    for stale in target.parent.glob("tmp*") if target.parent.is_dir() else []:
         try:
-            return Path(store.fetch(name, downloader=downloader))
-        except ValueError as err:  # pooch raises ValueError on a hash mismatch
-            if "hash" not in str(err).lower():
-                raise
-            last_error = err
-        except requests.exceptions.RequestException as err:
-            cached = ("The copy in the cache, " + str(target) + ", does not match the registry's "
-                      "hash (corrupt or from another version), so it was not used"
-                      if target.is_file() else f"It is not in the cache {cache_dir()} either")
-            raise ConnectionError(
-                f"Could not download {name!r} from {url} ({type(err).__name__}: {err}). "
-                f"{cached}. Check the network, "
-                "or point EMUCAL_MIRROR at a mirror that serves the registry names "
-                "(for example EMUCAL_MIRROR=http://127.0.0.1:8000 after "
-                "'python -m http.server 8000' in a folder made by 'emucal mirror')."
-            ) from err
-    found = _HASH_MISMATCH.search(str(last_error))
-    raise ValueError(
-        f"The file {name!r} downloaded from {url} has SHA-256 "
-        f"{found.group(1) if found else 'unknown'}, but the registry expects "
-        f"{expected}. It was downloaded twice with the same result, so the source "
-        "has changed or the mirror holds a different file; nothing was cached."
-    ) from last_error
+            if stale.is_file() and now - stale.stat().st_mtime > STALE_SECONDS:
+                stale.unlink()
+        except OSError:  # taken by another process meanwhile
+            pass
+    # made here, so that inside the try pooch's only ValueError is a hash that does not match
+    downloader = pooch.HTTPDownloader(progressbar=name == FULL_ZIP if progressbar is None
+                                      else progressbar)
+    try:
+        return Path(store.fetch(name, downloader=downloader))
+    except requests.exceptions.RequestException as err:
+        cached = (f"The copy in the cache, {target}, does not match the registry's hash (corrupt "
+                  "or from another version), so it was not used" if target.is_file() else
+                  f"It is not in the cache {store.abspath} either")
+        raise ConnectionError(
+            f"Could not download {name!r} from {url} ({type(err).__name__}: {err}). {cached}. "
+            "Check the network, or point EMUCAL_MIRROR at a mirror that serves the registry names "
+            "(for example EMUCAL_MIRROR=http://127.0.0.1:8000 after 'python -m http.server 8000' "
+            "in a folder made by 'emucal mirror')."
+        ) from err
+    except ValueError as err:
+        todo = ("The mirror holds another file: rebuild it with 'emucal mirror', or unset "
+                "EMUCAL_MIRROR to download from upstream." if mirror else
+                "The upstream file has changed: check it, and report it to the emucal authors.")
+        raise ValueError(
+            f"{name!r} downloaded from {url} does not match the registry's SHA-256 "
+            f"{store.registry[name]} in {1 + RETRIES} downloads (pooch: {err}); nothing was "
+            f"cached. {todo}"
+        ) from err
 
 
 def extract_members(

@@ -147,6 +147,7 @@ def test_unknown_basin_fails_with_status_2_before_the_big_download(synthetic, id
 
 
 def test_no_mirror_and_no_network_says_to_set_emucal_mirror(synthetic, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(emucal.data, "RETRIES", 0)  # no retry wait: the host is unreachable
     monkeypatch.delenv("EMUCAL_MIRROR")  # the synthetic registry's upstream host does not resolve
     assert cli.main(["fetch", "--cache", str(tmp_path / "empty"), "-q"]) == 1
     err = capsys.readouterr().err
@@ -155,6 +156,7 @@ def test_no_mirror_and_no_network_says_to_set_emucal_mirror(synthetic, tmp_path,
 
 
 def test_unreachable_mirror_names_the_mirror(synthetic, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(emucal.data, "RETRIES", 0)  # no retry wait: the host is unreachable
     dead = _dead_url()
     monkeypatch.setenv("EMUCAL_MIRROR", dead)
     assert cli.main(["mirror", str(tmp_path / "m"), "--cache", str(tmp_path / "empty"), "-q"]) == 1

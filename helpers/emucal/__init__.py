@@ -20,7 +20,7 @@ One module per step of the workflow (see the book's API page):
 - :mod:`emucal.workshop`: a mirror of the data, Natural Earth offline, handouts without solutions
   (the ``emucal`` command, :mod:`emucal.cli`, calls it).
 
-:func:`size_thread_pools` sizes PyTorch's and numba's thread pools to the CPUs
+:func:`size_thread_pools` sizes PyTorch's, numba's and the BLAS/OpenMP thread pools to the CPUs
 the process may use (cgroup quota, affinity, ``EMUCAL_THREADS``); the emulators
 and the model call it before heavy work.
 """

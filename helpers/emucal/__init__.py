@@ -12,6 +12,7 @@ One module per step of the workflow (see the book's API page):
 - :mod:`emucal.ensemble`: running samples x basins in chunks, resumable, locally or on dask.
 - :mod:`emucal.emulators`: GPyTorch emulators (per-basin batch GP, large-sample GP) and baselines.
 - :mod:`emucal.calibrate`: emulator search, iterative refinement, the DDS baseline.
+- :mod:`emucal.regionalise`: large-sample emulators in the loop, parameters for ungauged basins.
 - :mod:`emucal.sensitivity`: Sobol' indices of the model or of an emulator (SALib).
 - :mod:`emucal.explorer`: the interactive sensitivity explorer (ipywidgets; Voila).
 - :mod:`emucal.metrics`: KGE, KGE', normKGE, NSE and water-year windows.
@@ -36,7 +37,8 @@ except PackageNotFoundError:  # running from a source tree without installing
     __version__ = "0+unknown"
 
 _MODULES = ("calibrate", "camels", "ctsm", "data", "diagnostics", "emulators", "ensemble", "explorer",
-            "metrics", "model", "parameters", "plotting", "sampling", "sensitivity", "workshop")
+            "metrics", "model", "parameters", "plotting", "regionalise", "sampling", "sensitivity",
+            "workshop")
 __all__ = [*_MODULES, "THREADS_VARIABLE", "ThreadPools", "__version__", "size_thread_pools",
            "usable_cpus"]
 

@@ -75,14 +75,17 @@ import xarray as xr
 from tqdm.auto import tqdm
 
 from . import metrics as skill_metrics
+from .metrics import to_norm
 from ._io import write_netcdf_atomic
 from .emulators import GPEmulator, RandomForestEmulator, kfold, lse_features, make_lse
 from .model import prepare_inputs, run_columns
 from .parameters import ParameterSpace
 
 __all__ = [
-    "Runner", "best", "dds", "donor_transfer", "iterate", "model_runner", "pick_distinct", "posterior",
-    "regionalise", "search", "thompson", "trust_steps",
+    "Runner", "best", "best_so_far", "candidates_near_best", "checkpoint", "dds", "dds_move", "describe", "donor_transfer",
+    "fill_defaults", "fit_sse", "iterate", "loop", "make_history", "model_runner", "nearest_best",
+    "pick_distinct", "posterior", "regionalise", "search", "tang_batch", "thompson",
+    "thompson_batch", "trust_steps",
 ]
 
 
@@ -274,7 +277,7 @@ def _resolve_defaults(run: Runner, params: np.ndarray) -> np.ndarray:
 # ------------------------------------------------------------------- search
 def search(predict: Callable[[np.ndarray], np.ndarray], n_basin: int, n_dim: int, *,
            popsize: int = 150, generations: int = 60, f: float = 0.7, cr: float = 0.9,
-           seed: int = 0, init: np.ndarray | None = None):
+           seed: int = 0):
     """Maximise an emulator's mean in the unit cube, for all basins at once (DE/rand/1/bin).
 
     Parameters
@@ -291,9 +294,6 @@ def search(predict: Callable[[np.ndarray], np.ndarray], n_basin: int, n_dim: int
         Differential weight and crossover probability (Storn and Price 1997).
     seed
         Random seed.
-    init
-        Optional starting points ``(basin, k, n_dim)`` (e.g. the best runs so
-        far) placed in the initial population.
 
     Returns
     -------
@@ -304,9 +304,6 @@ def search(predict: Callable[[np.ndarray], np.ndarray], n_basin: int, n_dim: int
     """
     rng = np.random.default_rng(seed)
     pop = rng.uniform(size=(n_basin, popsize, n_dim))
-    if init is not None:
-        k = min(init.shape[1], popsize)
-        pop[:, :k] = init[:, :k]
     fit = predict(pop)
     idx = np.arange(popsize)
     for _ in range(generations):
@@ -369,25 +366,38 @@ def thompson(emulator, unit: np.ndarray, skill: np.ndarray, n: int, *, n_candida
     if n > n_candidates:
         raise ValueError(f"n ({n}) must not exceed n_candidates ({n_candidates}).")
     rng = np.random.default_rng(seed)
+    candidates = candidates_near_best(unit, skill, n_candidates, perturb, step, rng)
+    draws = emulator.sample_y(candidates, n_samples=n, seed=seed)  # (basin, n, n_candidates)
+    order = np.argsort(-draws, axis=-1)
+    out = np.empty((len(unit), n, unit.shape[-1]))
+    for b in range(len(unit)):
+        taken = set()
+        for j in range(n):  # draw j's best candidate, the next best when that one is taken
+            pick = next(int(i) for i in order[b, j] if int(i) not in taken)
+            taken.add(pick)
+            out[b, j] = candidates[b, pick]
+    return out
+
+
+def candidates_near_best(unit, skill, n_candidates, perturb, step, rng):
+    """Candidates around each basin's best run, made the way DDS makes its moves.
+
+    Each parameter of the best run moves with probability ``perturb`` (at
+    least one does) by a normal step of ``step`` times its range (one number,
+    or one per basin), reflected at the bounds of the unit cube.
+
+    Returns
+    -------
+    ndarray ``(basin, n_candidates, param)``
+    """
     n_basin, _, d = unit.shape
     best = unit[np.arange(n_basin), np.nan_to_num(skill, nan=-np.inf).argmax(axis=1)]
     mask = rng.uniform(size=(n_basin, n_candidates, d)) < perturb
     forced = rng.integers(d, size=(n_basin, n_candidates))
     mask[np.arange(n_basin)[:, None], np.arange(n_candidates)[None, :], forced] = True
     step = np.broadcast_to(np.asarray(step, float), (n_basin,))[:, None, None]
-    cand = best[:, None, :] + np.where(mask, step * rng.standard_normal(mask.shape), 0.0)
-    cand = np.abs(cand)
-    cand = np.where(cand > 1, 2 - cand, cand).clip(0, 1)
-    draws = emulator.sample_y(cand, n_samples=n, seed=seed)  # (basin, n, n_candidates)
-    order = np.argsort(-draws, axis=-1)
-    out = np.empty((n_basin, n, d))
-    for b in range(n_basin):
-        taken: set[int] = set()
-        for j in range(n):
-            pick = next(int(i) for i in order[b, j] if int(i) not in taken)
-            taken.add(pick)
-            out[b, j] = cand[b, pick]
-    return out
+    candidates = np.abs(best[:, None, :] + np.where(mask, step * rng.standard_normal(mask.shape), 0.0))
+    return np.where(candidates > 1, 2 - candidates, candidates).clip(0, 1)
 
 
 def trust_steps(best_skill: np.ndarray, *, start: float = 0.2, smallest: float = 0.0125,
@@ -460,8 +470,243 @@ def pick_distinct(candidates: np.ndarray, n: int, *, min_distance: float = 0.05,
     return out
 
 
+# ------------------------------------------------------------------- the loop
+# Saved from chapter 5 (book/05_calibration.ipynb, cells marked "#@save emucal.calibrate"):
+# the chapter writes the loop, its proposal rules and DDS; tests/test_notebook_code.py
+# fails when the chapter's cells and these definitions differ.
+
+def fit_sse(unit, skill, seed=0):
+    """One GP per basin (:class:`~emucal.emulators.GPEmulator`) on normKGE.
+
+    Parameters
+    ----------
+    unit
+        ``(basin, n, param)``: the runs so far, in the unit cube.
+    skill
+        ``(basin, n)``: their KGE'. A failed run (NaN) counts as the worst
+        possible run, normKGE -1, so that the search learns to avoid it.
+    seed
+        Seed of the fit.
+    """
+    target = to_norm(np.where(np.isfinite(skill), skill, -1e6)).clip(-1, 1)
+    return GPEmulator(seed=seed).fit(unit, target)
+
+
+def best_so_far(skill, iteration):
+    """``(basin, iteration)``: the best skill up to and including each iteration (0: the initial design)."""
+    return np.stack([np.nanmax(np.where(iteration <= k, skill, -np.inf), axis=1)
+                     for k in range(int(iteration.max()) + 1)], axis=1)
+
+
+def tang_batch(unit, skill, iteration, *, n, fit=fit_sse, popsize=60, generations=60, seed=0):
+    """Propose ``n`` runs per basin as Tang et al.'s code does: ``n`` independent searches.
+
+    ``run_ga_optimization`` in ``MOASMO_parameters.py`` of
+    NCAR/CTSM_calibration runs one search of the emulator's predicted mean
+    per new run, each from its own random population, and runs the best point
+    of each. Here the searches are :func:`search` (their GA: population 60, 60
+    generations), all basins' and all searches' populations in one batched
+    call of the emulator per generation; predictions above 1 (normKGE's best)
+    count as 1.
+
+    Parameters
+    ----------
+    unit, skill, iteration
+        The runs so far: ``(basin, k, param)`` in the unit cube, their skill
+        ``(basin, k)`` and iteration ``(basin, k)``.
+    n
+        New runs per basin.
+    fit
+        ``fit(unit, skill, seed)`` returns an emulator with ``predict(u)``
+        for ``u`` ``(basin, m, param)``; by default :func:`fit_sse`.
+    popsize, generations, seed
+        Size of each search and the seed (the iteration is added to it).
+
+    Returns
+    -------
+    ndarray ``(basin, n, param)``, best predicted first.
+    """
+    it = int(iteration.max()) + 1
+    predict = fit(unit, skill, seed=seed + it).predict
+    n_basin, _, d = unit.shape
+
+    def predict_all(u):  # (basin * n, popsize, d): one search per new run
+        return np.minimum(predict(u.reshape(n_basin, -1, d)).reshape(len(u), -1), 1.0)
+
+    population, fitness = search(predict_all, n_basin * n, d, popsize=popsize,
+                                 generations=generations, seed=seed + 1000 * it)
+    winners = population[:, 0].reshape(n_basin, n, d)
+    order = np.argsort(-fitness[:, 0].reshape(n_basin, n), axis=1, kind="stable")
+    return np.take_along_axis(winners, order[..., None], axis=1)
+
+
+def nearest_best(unit, skill, k):
+    """Indices ``(basin, k)`` of each basin's ``k`` runs nearest its best run (unit-cube distance)."""
+    if k is None or k >= unit.shape[1]:
+        return np.broadcast_to(np.arange(unit.shape[1]), skill.shape)
+    best = unit[np.arange(len(unit)), np.nan_to_num(skill, nan=-np.inf).argmax(axis=1)]
+    distance = np.linalg.norm(unit - best[:, None, :], axis=-1)
+    return np.sort(np.argsort(distance, axis=1, kind="stable")[:, :k], axis=1)
+
+
+def thompson_batch(unit, skill, iteration, *, n, n_local=None, n_candidates=1024, perturb=0.2,
+                   fit=fit_sse, seed=0):
+    """Propose ``n`` runs per basin by Thompson sampling in a trust region (after TuRBO).
+
+    Each basin's emulator learns from its ``n_local`` runs nearest its best
+    run (all runs with ``None``); its step size follows :func:`trust_steps`;
+    :func:`thompson` draws the batch among perturbations of the best run.
+
+    Parameters
+    ----------
+    unit, skill, iteration, n, fit, seed
+        As in :func:`tang_batch`; ``fit`` must return an emulator with
+        ``sample_y`` (joint posterior draws).
+    n_local
+        Runs each basin's emulator learns from, nearest its best run.
+    n_candidates, perturb
+        Candidates per basin and the probability that a parameter moves
+        (see :func:`thompson`).
+
+    Returns
+    -------
+    ndarray ``(basin, n, param)``
+    """
+    it = int(iteration.max()) + 1
+    near = nearest_best(unit, skill, n_local)
+    local = np.take_along_axis(unit, near[..., None], axis=1)
+    emulator = fit(local, np.take_along_axis(skill, near, axis=1), seed=seed + it)
+    step = trust_steps(best_so_far(skill, iteration))
+    return thompson(emulator, unit, skill, n, n_candidates=n_candidates, perturb=perturb,
+                    step=step, seed=seed + 1000 * it)
+
+
+def loop(run, space, initial, propose, n_iterations, save=None):
+    """Emulator-based calibration: fit, propose, run, append, ``n_iterations`` times.
+
+    Parameters
+    ----------
+    run
+        The model as a :class:`Runner` (parameter sets ``(basin, n, param)``
+        in, skill ``(basin, n)`` out).
+    space
+        The :class:`~emucal.parameters.ParameterSpace`.
+    initial
+        The initial design, ``(n, param)`` for every basin or ``(basin, n,
+        param)``; NaN stands for a basin's own default (``run.defaults``). Or
+        a history returned earlier: the loop continues it.
+    propose
+        ``propose(unit, skill, iteration)`` returns the next runs ``(basin,
+        m, param)`` in the unit cube, for example :func:`tang_batch` or
+        :func:`thompson_batch` with their settings bound by
+        :func:`functools.partial`.
+    n_iterations
+        Iterations in all (a continued history counts the ones it has).
+    save
+        Called with the history after the initial design and after every
+        iteration (see :func:`checkpoint`).
+
+    Returns
+    -------
+    xarray.Dataset
+        Every run: ``params(basin, member, param)``, ``skill(basin, member)``,
+        ``iteration(basin, member)`` (0: the initial design), and
+        ``best_skill(basin, after_iteration)``.
+    """
+    history = initial
+    if not isinstance(initial, xr.Dataset):
+        params = fill_defaults(run, initial)
+        history = make_history(params, run(params), np.zeros(params.shape[:2], int), space, run.basins)
+        if save is not None:
+            save(history)
+    for it in range(int(history.iteration.max()) + 1, n_iterations + 1):
+        unit = space.to_unit(history.params.values)
+        new_unit = propose(unit, history.skill.values, history.iteration.values)
+        new = space.from_unit(new_unit.reshape(-1, len(space))).reshape(new_unit.shape)
+        history = make_history(np.concatenate([history.params.values, new], axis=1),
+                               np.concatenate([history.skill.values, run(new)], axis=1),
+                               np.concatenate([history.iteration.values,
+                                               np.full(new.shape[:2], it)], axis=1),
+                               space, run.basins)
+        if save is not None:
+            save(history)
+    return history
+
+
+def fill_defaults(run, params):
+    """Parameter sets ``(basin, n, param)`` from ``(n, param)`` or ``(basin, n, param)``,
+    each NaN replaced by the basin's own default (``run.defaults``)."""
+    run = _as_runner(run)
+    params = np.asarray(params, dtype=float)
+    if params.ndim == 2:
+        params = np.broadcast_to(params, (run.n_basin,) + params.shape)
+    return _resolve_defaults(run, params).copy()
+
+
+def make_history(params, skill, iteration, space, basins) -> xr.Dataset:
+    """The history of a calibration as :func:`loop` returns it."""
+    return xr.Dataset({
+        "params": (("basin", "member", "param"), params),
+        "skill": (("basin", "member"), skill),
+        "iteration": (("basin", "member"), iteration),
+        "best_skill": (("basin", "after_iteration"), best_so_far(skill, iteration)),
+    }, coords={"param": space.names, "after_iteration": np.arange(int(iteration.max()) + 1),
+               "basin": basins})
+
+
+def describe(fn) -> str:
+    """A stable text for a proposal rule: a function's name, with the settings a
+    :func:`functools.partial` binds (so that a checkpoint can tell two rules apart)."""
+    import functools
+
+    if isinstance(fn, functools.partial):
+        bound = {k: describe(v) if callable(v) else v for k, v in sorted(fn.keywords.items())}
+        return f"{describe(fn.func)}({', '.join(map(repr, fn.args))}; {bound})"
+    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', type(fn).__name__)}"
+
+
+def checkpoint(path, run, space, initial, propose):
+    """Resume :func:`loop` from a netCDF file, and save to it after every iteration.
+
+    Returns ``(start, save)``: the history stored at ``path`` if there is one
+    (checked to belong to this runner, initial design and proposal rule), else
+    ``initial``; and the ``save`` function to give :func:`loop`::
+
+        start, save = calibrate.checkpoint("loop.nc", run, space, initial, propose)
+        history = calibrate.loop(run, space, start, propose, 3, save=save)
+
+    Call it again with the same file after an interruption: the loop carries
+    on where it stopped, with the numbers of a run that was never
+    interrupted. A file written with other settings is refused.
+    """
+    run = _as_runner(run)
+    settings = dict(kind="loop", runner=run.fingerprint or None, propose=describe(propose),
+                    initial=_fingerprint(fill_defaults(run, initial)), param=list(space.names))
+    saved = _load_checkpoint(path, settings)
+    return (initial if saved is None else saved), (lambda h: _save_checkpoint(h, path, settings))
+
+
 # ----------------------------------------------------------------- iterate
 _to_norm = skill_metrics.to_norm
+_FAILED = ("floor", "drop")
+
+
+def _training_target(skill: np.ndarray, failed: str = "floor") -> np.ndarray:
+    """normKGE, what the emulators learn, from KGE' ``skill``; a failed run is one with NaN skill.
+
+    ``failed="floor"``: a failed run counts as the worst possible run,
+    normKGE -1. ``failed="drop"``: its target is NaN, and the caller leaves
+    it out of the emulator's training data, as Tang et al.'s code did
+    (``MOASMO_parameters.py`` and ``MOASMO_parameter_allbasin_emulator.py``
+    of NCAR/CTSM_calibration drop every run whose metric is NaN).
+    """
+    if failed not in _FAILED:
+        raise ValueError(f"failed must be 'floor' (a failed run counts as normKGE -1) or 'drop' "
+                         f"(failed runs are left out of the training data), not {failed!r}.")
+    skill = np.asarray(skill, float)
+    if failed == "drop":
+        return _to_norm(np.where(np.isfinite(skill), skill, np.nan)).clip(-1, 1)
+    return _to_norm(np.where(np.isfinite(skill), skill, -1e6)).clip(-1, 1)
 
 
 def best(history: xr.Dataset, *, after_iteration: int | None = None,
@@ -520,7 +765,7 @@ def iterate(run: Runner, space: ParameterSpace, initial: np.ndarray, *, n_iterat
             seed: int = 0, popsize: int = 150, generations: int = 60,
             acquisition: str = "mean", n_candidates: int = 1024, perturb: float = 0.2,
             step: float | str = 0.2, n_local: int | None = None, lse_refit: int = 1,
-            target: str = "norm_kge",
+            target: str = "norm_kge", failed: str = "floor",
             history: xr.Dataset | None = None, checkpoint: str | os.PathLike | None = None,
             progress: bool = True) -> xr.Dataset:
     """Iterative emulator-based calibration (MO-ASMO style, one objective).
@@ -587,6 +832,16 @@ def iterate(run: Runner, space: ParameterSpace, initial: np.ndarray, *, n_iterat
         each basin's normKGE ranks mapped to standard normal quantiles. The
         ranks keep which runs are better, which is all a search needs, and
         stop a few very poor runs from dominating the fit.
+    failed
+        What the emulators learn from a failed run (NaN skill: a model run
+        that crashed, or flow that never varies). ``"floor"``: it counts as
+        the worst possible run, normKGE -1, so the search learns to avoid
+        where it failed. ``"drop"``: it is left out of the training data, as
+        Tang et al.'s code does. The per-basin emulators are fitted as one
+        batch with the same number of runs in every basin, so with
+        ``"drop"`` each basin keeps its valid runs nearest its best run, as
+        many as the basin with the fewest valid runs has (with ``n_local``,
+        at most that many). Every run, failed or not, stays in the history.
     n_candidates, perturb
         Candidates per basin and per-parameter perturbation probability for
         ``acquisition="thompson"``; ``perturb="dds"`` follows DDS's schedule,
@@ -649,6 +904,7 @@ def iterate(run: Runner, space: ParameterSpace, initial: np.ndarray, *, n_iterat
                          f"parameters ({2 * len(space)}), or None; got {n_local!r}.")
     if int(lse_refit) != lse_refit or lse_refit < 1:
         raise ValueError(f"lse_refit must be a whole number of iterations, at least 1; got {lse_refit!r}.")
+    _training_target(np.zeros(1), failed)  # checks failed
     if emulator in ("lse", "lse_rf", "lse_or_sse", "hierarchical") and basin_attrs is None:
         raise ValueError("The large-sample emulator needs basin_attrs (basin, n_attr).")
     if emulator == "hierarchical" and len(basin_attrs) < 2:
@@ -675,6 +931,7 @@ def iterate(run: Runner, space: ParameterSpace, initial: np.ndarray, *, n_iterat
                     target=target_kind, **({} if n_local is None else {"n_local": int(n_local)}),
                     **({} if step == 0.2 else {"step": step}),
                     **({} if lse_refit == 1 else {"lse_refit": int(lse_refit)}),
+                    **({} if failed == "floor" else {"failed": failed}),
                     attrs=None if basin_attrs is None else _fingerprint(basin_attrs))
     saved = _load_checkpoint(checkpoint, settings)
     history = saved if saved is not None else history
@@ -696,12 +953,15 @@ def iterate(run: Runner, space: ParameterSpace, initial: np.ndarray, *, n_iterat
                disable=not progress)
     for it in bar:
         unit = space.to_unit(params)
-        target = _to_norm(np.where(np.isfinite(skill), skill, -1e6)).clip(-1, 1)
+        target = _training_target(skill, failed)  # failed="drop": NaN where a run failed
+        valid = np.isfinite(target)
         if target_kind == "copula":
             from scipy.stats import norm, rankdata
 
-            target = norm.ppf(rankdata(target, axis=1) / (target.shape[1] + 1))
-        near = _nearest_best(unit, skill, n_local)  # (basin, k): the runs the per-basin GPs see
+            target = norm.ppf(rankdata(target, axis=1, nan_policy="omit")
+                              / (valid.sum(axis=1, keepdims=True) + 1))
+        # (basin, k): the runs the per-basin GPs see
+        near = _nearest_best(unit, skill, n_local, valid=None if valid.all() else valid)
         local_unit = np.take_along_axis(unit, near[..., None], axis=1)
         if emulator == "sse":
             em = GPEmulator(seed=seed + it).fit(
@@ -811,9 +1071,12 @@ def _fit_lse(unit: np.ndarray, target: np.ndarray, basin_attrs: np.ndarray, *, f
     for k, held in enumerate(groups):
         train = np.setdiff1d(np.arange(n_basin), held) if folds else held
         x = lse_features(unit[train].reshape(-1, d), np.repeat(basin_attrs[train], n_run, axis=0))
+        y = target[train].ravel()
+        if not np.isfinite(y).all():  # iterate(failed="drop"): failed runs are NaN, left out
+            x, y = x[np.isfinite(y)], y[np.isfinite(y)]
         model = (RandomForestEmulator(100, max_depth=40, seed=seed + k)
                  if forest else make_lse(len(x), seed=seed + k))
-        out.append((held, model.fit(x, target[train].ravel())))
+        out.append((held, model.fit(x, y)))
     return out
 
 
@@ -827,13 +1090,27 @@ def _predict_lse(models: list, unit: np.ndarray, basin_attrs: np.ndarray) -> np.
     return out.clip(-1, 1)
 
 
-def _nearest_best(unit: np.ndarray, skill: np.ndarray, k: int | None) -> np.ndarray:
-    """Indices ``(basin, k)`` of each basin's ``k`` runs nearest its best run (all runs if ``k`` is None)."""
+def _nearest_best(unit: np.ndarray, skill: np.ndarray, k: int | None,
+                  valid: np.ndarray | None = None) -> np.ndarray:
+    """Indices ``(basin, k)`` of each basin's ``k`` runs nearest its best run (all runs if ``k`` is None).
+
+    ``valid`` ``(basin, run)``: the runs that may be chosen (``None``: all).
+    Every basin gets the same number of runs (the per-basin emulators are
+    one batch), so ``k`` is at most the fewest valid runs of any basin.
+    """
     n_basin, n_run, _ = unit.shape
-    if k is None or k >= n_run:
+    if valid is not None:
+        fewest = int(valid.sum(axis=1).min())
+        if fewest < 2:
+            raise ValueError(f"Basin {int(valid.sum(axis=1).argmin())} has {fewest} run(s) that did not "
+                             "fail; an emulator needs at least 2. Use failed='floor' or run more.")
+        k = min(n_run if k is None else k, fewest)
+    if valid is None and (k is None or k >= n_run):
         return np.broadcast_to(np.arange(n_run), (n_basin, n_run))
     best = unit[np.arange(n_basin), np.nan_to_num(skill, nan=-np.inf).argmax(axis=1)]
     dist = np.linalg.norm(unit - best[:, None, :], axis=-1)
+    if valid is not None:
+        dist = np.where(valid, dist, np.inf)
     return np.sort(np.argsort(dist, axis=1, kind="stable")[:, :k], axis=1)
 
 
@@ -948,109 +1225,74 @@ def _history(params, skill, iteration, space, basins) -> xr.Dataset:
 
 
 # --------------------------------------------------------------------- DDS
-def dds(run: Runner, space: ParameterSpace, n_evaluations: int, *, r: float = 0.2, seed: int = 0, start: np.ndarray | None = None,
-        batch: int = 1, checkpoint: str | os.PathLike | None = None, checkpoint_every: int = 500,
-        progress: bool = True) -> xr.Dataset:
-    """Dynamically Dimensioned Search (Tolson and Shoemaker 2007), all basins in parallel.
+def dds_move(best_u, p_move, r, rng):
+    """DDS's candidates: each basin's best point, every parameter moved with probability ``p_move``.
 
-    Each basin runs its own DDS: start from the basin's default (``run.defaults``
-    where the runner has them, else ``space.defaults``) or ``start``, then
-    at evaluation ``i`` perturb each parameter with probability
-    ``1 - ln(i)/ln(n_evaluations)`` (at least one) by ``r`` times its range
-    (normal steps, reflected at the bounds, in the unit cube), and keep the
-    candidate if it is better. ``batch > 1`` evaluates several independent
-    perturbations of the current best per step and keeps the best of them
-    (fewer, larger model calls; ``batch=1`` is the original algorithm).
+    Parameters
+    ----------
+    best_u
+        ``(basin, param)``: each basin's best point, in the unit cube.
+    p_move
+        ``(k,)``: the probability that a parameter moves, one per candidate
+        (at least one parameter of each candidate moves).
+    r
+        Standard deviation of a move, as a fraction of the range.
+    rng
+        A :class:`numpy.random.Generator`.
 
-    With ``checkpoint`` (a netCDF file), the search saves its runs, its
-    current best and the state of its random generator at least every
-    ``checkpoint_every`` evaluations and at the end; called again with the
-    same file it continues from there and gives the same result as an
-    uninterrupted search.
+    Returns
+    -------
+    ndarray ``(basin, k, param)``: the candidates, reflected at the bounds of the cube.
+    """
+    n_basin, d = best_u.shape
+    move = rng.uniform(size=(n_basin, len(p_move), d)) < p_move[None, :, None]
+    none, forced = ~move.any(axis=2), rng.integers(d, size=(n_basin, len(p_move)))
+    move[none, forced[none]] = True  # at least one parameter moves
+    candidates = np.abs(best_u[:, None, :] + np.where(move, r * rng.standard_normal(move.shape), 0))
+    return np.where(candidates > 1, 2 - candidates, candidates).clip(0, 1)  # reflect at the bounds
+
+
+def dds(run, space, n_evaluations, *, r=0.2, batch=1, seed=0):
+    """Dynamically Dimensioned Search (Tolson and Shoemaker 2007), one search per basin, all at once.
+
+    Each basin starts from its default (``space.defaults``, with the basin's
+    own where that is NaN: :func:`fill_defaults`). At evaluation ``i`` every parameter moves with
+    probability ``1 - ln(i) / ln(n_evaluations)`` (:func:`dds_move`); the
+    candidate replaces the best point if it is better. With ``batch > 1`` a
+    step runs that many perturbations of the best point and keeps the best of
+    them (fewer, larger model calls; ``batch=1`` is the original algorithm).
+    A failed run (NaN skill) counts as the worst.
 
     Returns
     -------
     xarray.Dataset
-        As :func:`iterate`, with ``best_skill(basin, evaluation)`` after each
-        evaluation.
+        ``params(basin, member, param)``, ``skill(basin, member)`` and
+        ``best_skill(basin, evaluation)`` after each evaluation.
     """
-    run = _as_runner(run)
-    n_basin = run.n_basin
-    if int(n_evaluations) != n_evaluations or n_evaluations < 1:
+    if n_evaluations < 1 or int(n_evaluations) != n_evaluations:
         raise ValueError(f"n_evaluations must be a whole number of runs, at least 1; got {n_evaluations!r}.")
-    if batch < 1:
-        raise ValueError(f"batch must be at least 1; got {batch!r}.")
     rng = np.random.default_rng(seed)
-    d = len(space)
-    if start is None:
-        start = space.defaults if run.defaults is None else run.defaults
-    x0 = space.to_unit(_resolve_defaults(run, np.broadcast_to(
-        np.asarray(start, float), (n_basin, len(space)))[:, None, :].copy())[:, 0])
-    settings = dict(kind="dds", n_evaluations=n_evaluations, n_basin=n_basin, r=r, seed=seed,
-                    runner=run.fingerprint or None,
-                    batch=batch, start=_fingerprint(x0))
-    saved = _load_checkpoint(checkpoint, settings)
-    if saved is None:
-        best_u = np.broadcast_to(x0, (n_basin, d)).copy()
-        best_f = np.asarray(run(space.from_unit(best_u)[:, None, :]), float)[:, 0]
-        best_f = np.where(np.isfinite(best_f), best_f, -np.inf)
-        trace = [best_f.copy()]
-        params, skills = [space.from_unit(best_u)[:, None, :]], [best_f[:, None]]
-    else:
-        best_u, best_f = saved.best_unit.values.copy(), saved.best_value.values.copy()
-        trace = list(saved.best_skill.values.T.copy())
-        params, skills = [saved.params.values], [saved.skill.values]
-        rng.bit_generator.state = json.loads(saved.attrs["rng_state"])
-    done = len(trace)
-    basins = run.basins
-
-    def result(final: bool) -> xr.Dataset:
-        ds = xr.Dataset({
-            "params": (("basin", "member", "param"), np.concatenate(params, axis=1)),
-            "skill": (("basin", "member"), np.concatenate(skills, axis=1)),
-            "best_skill": (("basin", "evaluation"), np.stack(trace, axis=1)),
-        }, coords={"param": space.names, "evaluation": np.arange(1, len(trace) + 1),
-                   "basin": basins})
-        if not final:  # what a resumed search needs besides the runs
-            ds["best_unit"] = (("basin", "param"), best_u)
-            ds["best_value"] = ("basin", best_f)
-            ds.attrs["rng_state"] = json.dumps(rng.bit_generator.state)
-        return ds
-
-    last_saved = done
-    bar = tqdm(total=n_evaluations, initial=done, desc="DDS evaluations", disable=not progress)
-    while done < n_evaluations:
-        k = min(batch, n_evaluations - done)
-        p_perturb = 1.0 - np.log(np.arange(done, done + k) + 1) / np.log(n_evaluations)
-        mask = rng.uniform(size=(n_basin, k, d)) < p_perturb[None, :, None]
-        none = ~mask.any(axis=2)
-        forced = rng.integers(d, size=(n_basin, k))
-        mask[none, forced[none]] = True
-        step = r * rng.standard_normal((n_basin, k, d))
-        cand = best_u[:, None, :] + np.where(mask, step, 0.0)
-        cand = np.where(cand < 0, -cand, cand)
-        cand = np.where(cand > 1, 2 - cand, cand).clip(0, 1)
-        values = space.from_unit(cand.reshape(-1, d)).reshape(n_basin, k, d)
-        f = np.asarray(run(values), float)
-        f = np.where(np.isfinite(f), f, -np.inf)
-        params.append(values)
-        skills.append(f)
-        for j in range(k):
-            better = f[:, j] > best_f
-            best_f = np.where(better, f[:, j], best_f)
-            best_u = np.where(better[:, None], cand[:, j], best_u)
-            trace.append(best_f.copy())
-        done += k
-        bar.update(k)
-        if checkpoint is not None and (done - last_saved >= checkpoint_every or done == n_evaluations):
-            params, skills = [np.concatenate(params, axis=1)], [np.concatenate(skills, axis=1)]
-            _save_checkpoint(result(final=False), checkpoint, settings)
-            last_saved = done
-    bar.close()
-    return result(final=True)
+    best_u = space.to_unit(fill_defaults(run, space.defaults[None])[:, 0])  # each basin's default
+    params = [space.from_unit(best_u)[:, None, :]]
+    skill = [np.where(np.isfinite(f := run(params[0])), f, -np.inf)]
+    best_f, trace = skill[0][:, 0], [skill[0][:, 0]]
+    for done in range(1, n_evaluations, batch):  # evaluations done, then batch (or fewer) more
+        i = np.arange(done, min(done + batch, n_evaluations)) + 1
+        candidates = dds_move(best_u, 1.0 - np.log(i) / np.log(n_evaluations), r, rng)
+        params.append(space.from_unit(candidates.reshape(-1, len(space))).reshape(candidates.shape))
+        skill.append(np.where(np.isfinite(f := run(params[-1])), f, -np.inf))
+        for j in range(len(i)):
+            better = skill[-1][:, j] > best_f
+            best_f = np.where(better, skill[-1][:, j], best_f)
+            best_u = np.where(better[:, None], candidates[:, j], best_u)
+            trace.append(best_f)
+    return xr.Dataset({
+        "params": (("basin", "member", "param"), np.concatenate(params, axis=1)),
+        "skill": (("basin", "member"), np.concatenate(skill, axis=1)),
+        "best_skill": (("basin", "evaluation"), np.stack(trace, axis=1)),
+    }, coords={"param": space.names, "evaluation": np.arange(1, len(trace) + 1), "basin": run.basins})
 
 
-# ---------------------------------------------------------------- posterior
 def posterior(predict: Callable, space: ParameterSpace, basins, *, tau: float = 0.05,
               n_chains: int = 16, n_steps: int = 2000, burn: int = 1000, thin: int = 10,
               seed: int = 0, init: np.ndarray | None = None) -> xr.Dataset:
@@ -1142,7 +1384,7 @@ def posterior(predict: Callable, space: ParameterSpace, basins, *, tau: float = 
 # ------------------------------------------------------------ regionalise
 def regionalise(history: xr.Dataset, basin_attrs: np.ndarray, space: ParameterSpace, *,
                 emulator: str = "lse", among: str = "cube", n_splits: int = 5, seed: int = 0,
-                popsize: int = 150, generations: int = 60,
+                popsize: int = 150, generations: int = 60, failed: str = "floor",
                 checkpoint: str | os.PathLike | None = None) -> xr.Dataset:
     """Parameters for basins treated as ungauged, from a large-sample emulator (spatial CV).
 
@@ -1187,6 +1429,10 @@ def regionalise(history: xr.Dataset, basin_attrs: np.ndarray, space: ParameterSp
         Folds over basins and the seed of the split, training and search.
     popsize, generations
         Size of the emulator search (:func:`search`).
+    failed
+        A run with NaN skill (it failed) counts as normKGE -1 (``"floor"``)
+        or is left out of the emulator's training data (``"drop"``, as Tang
+        et al.'s code does); see :func:`iterate`.
     checkpoint
         A netCDF file: the result is saved after every fold, and a call with
         the same file skips the folds already done.
@@ -1208,12 +1454,13 @@ def regionalise(history: xr.Dataset, basin_attrs: np.ndarray, space: ParameterSp
     skill = history.skill.transpose("basin", "member").values
     n_basin, n_run, d = params.shape
     unit = space.to_unit(params.reshape(-1, d)).reshape(n_basin, n_run, d)
+    target = _training_target(skill, failed)  # failed="drop": NaN where a run failed
     skill = np.nan_to_num(np.asarray(skill, float), nan=-1e6)
-    target = _to_norm(skill).clip(-1, 1)
     folds = kfold(n_basin, n_splits, seed=seed)
     settings = dict(kind="regionalise", n_splits=n_splits, seed=seed, popsize=popsize,
                     **({} if emulator == "lse" else {"emulator": emulator}),
                     **({} if among == "cube" else {"among": among}),
+                    **({} if failed == "floor" else {"failed": failed}),
                     generations=generations, params=_fingerprint(params), skill=_fingerprint(skill),
                     attrs=_fingerprint(basin_attrs))
     saved = _load_checkpoint(checkpoint, settings)
@@ -1227,9 +1474,12 @@ def regionalise(history: xr.Dataset, basin_attrs: np.ndarray, space: ParameterSp
             continue  # done before an interruption
         train = np.setdiff1d(np.arange(n_basin), held)
         x = lse_features(unit[train].reshape(-1, d), np.repeat(basin_attrs[train], n_run, axis=0))
+        y = target[train].ravel()
+        if not np.isfinite(y).all():  # failed="drop": the failed runs are left out
+            x, y = x[np.isfinite(y)], y[np.isfinite(y)]
         em = (RandomForestEmulator(100, max_depth=40, seed=seed + k)
               if emulator == "lse_rf" else make_lse(len(x), seed=seed + k))
-        em.fit(x, target[train].ravel())
+        em.fit(x, y)
         attrs_held = basin_attrs[held]
 
         def predict(u, em=em, attrs_held=attrs_held):

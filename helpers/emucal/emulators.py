@@ -79,6 +79,8 @@ __all__ = [
     "sse_data",
     "LSE_ATTRIBUTES",
     "BatchedGP",
+    "PriorMean",
+    "PriorMeanGP",
     "GPEmulator",
     "RandomForestEmulator",
     "SparseGPEmulator",
@@ -334,14 +336,30 @@ def gp_predict(model, x):
 
 
 # ------------------------------------------------- the GP with a prior mean (chapter 6)
-class _LastInputMean(gpytorch.means.Mean):
-    """``a * x[..., -1] + b``, one ``a`` and ``b`` per batch member; optionally ``a ~ N(0, sd^2)``."""
+# Saved from chapter 6 (book/06_large_sample.ipynb, cells marked "#@save emucal.emulators").
+
+class PriorMean(gpytorch.means.Mean):
+    """The mean ``a * x[..., -1] + b``, one ``a`` and ``b`` per batch member.
+
+    The last input column holds a prior prediction (a large-sample
+    emulator's), so ``a`` says how far each basin trusts it: Kennedy and
+    O'Hagan's autoregressive model, ``f(x) = a g(x) + delta(x)``.
+
+    Parameters
+    ----------
+    batch_shape
+        One ``a`` and ``b`` per batch member (basin).
+    weight_sd
+        ``None``, or the standard deviation of a normal prior on ``a``,
+        centred at 0 (standardised units, one per batch member), which shrinks
+        ``a`` towards the plain GP unless the runs clearly support the prior.
+    """
 
     def __init__(self, batch_shape, weight_sd=None):
         super().__init__()
         self.register_parameter("weight", torch.nn.Parameter(torch.zeros(*batch_shape, 1)))
         self.register_parameter("bias", torch.nn.Parameter(torch.zeros(*batch_shape, 1)))
-        if weight_sd is not None:  # standardised units, one sd per batch member
+        if weight_sd is not None:
             self.register_prior("weight_prior", gpytorch.priors.NormalPrior(
                 torch.zeros_like(weight_sd), weight_sd), "weight")
 
@@ -349,15 +367,15 @@ class _LastInputMean(gpytorch.means.Mean):
         return self.weight * x[..., -1] + self.bias
 
 
-class _LastInputGP(gpytorch.models.ExactGP):
-    """A :class:`BatchedGP` whose mean is :class:`_LastInputMean`; the kernel sees every input but the last."""
+class PriorMeanGP(gpytorch.models.ExactGP):
+    """:class:`BatchedGP` with a :class:`PriorMean`; the kernel sees every input but the last."""
 
     def __init__(self, x, y, likelihood, weight_sd=None):
         super().__init__(x, y, likelihood)
         d = x.shape[-1]
-        self.mean_module = _LastInputMean(x.shape[:-2], weight_sd)
+        self.mean_module = PriorMean(x.shape[:-2], weight_sd)
         self.covar_module = matern52(d - 1, x.shape[:-2])
-        self.covar_module.active_dims = torch.arange(d - 1)
+        self.covar_module.active_dims = torch.arange(d - 1)  # the prior enters the mean only
 
     def forward(self, x):
         return gpytorch.distributions.MultivariateNormal(self.mean_module(x), self.covar_module(x))
@@ -514,7 +532,7 @@ class GPEmulator(BaseEstimator):
                 # a in output units is weight * y_std / span: the prior's sd in standardised units
                 weight_sd = torch.as_tensor(self.mean_weight_sd * self._last_span(x)
                                             / self.scaler_.y_std[..., 0], dtype=torch.float64)[..., None]
-            make_model = functools.partial(_LastInputGP, weight_sd=weight_sd)
+            make_model = functools.partial(PriorMeanGP, weight_sd=weight_sd)
         start = time.perf_counter()
         with gpytorch.settings.max_cholesky_size(MAX_CHOLESKY_SIZE):
             model = fit_gp(tx, ty, make_model=make_model, noise_floor=self.noise_floor,
@@ -670,7 +688,7 @@ class GPEmulator(BaseEstimator):
         if self.mean == "last_input":
             weight_sd = (torch.ones(*batch_shape, 1, dtype=torch.float64)  # values from the state
                          if self.mean_weight_sd is not None else None)
-            model = _LastInputGP(state["train_x"], state["train_y"], likelihood, weight_sd).double()
+            model = PriorMeanGP(state["train_x"], state["train_y"], likelihood, weight_sd).double()
         else:
             model = BatchedGP(state["train_x"], state["train_y"], likelihood).double()
         model.load_state_dict(state["model"])

@@ -25,13 +25,17 @@ Tang, G., Wood, A. W. and Swenson, S. (2025). Water Resour. Res. 61, e2024WR0395
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
-from .calibrate import _fingerprint, thompson_batch
+from .calibrate import _fingerprint, donor_transfer, regionalise, thompson_batch  # noqa: F401 (moving here)
 from .emulators import GPEmulator, RandomForestEmulator, kfold, lse_features, make_lse
 from .metrics import to_norm
 
-__all__ = ["LargeSample", "fit_with_prior_mean", "hierarchical_batch", "lse_by_folds", "lse_forest"]
+__all__ = ["LargeSample", "WithPriorMean", "donor_transfer", "fit_with_prior_mean", "hierarchical_batch",
+           "hierarchical_rule",
+           "lse_by_folds", "lse_forest", "lse_rows", "regionalise"]
 
 
 class LargeSample:
@@ -60,8 +64,12 @@ class LargeSample:
         return out.clip(-1, 1)
 
 
-def _training_rows(unit, skill, basin_attrs, basins):
-    """LSE rows (parameters and attributes) and normKGE of the runs of ``basins``; a failed run is -1."""
+def lse_rows(unit, skill, basin_attrs, basins):
+    """LSE training rows: parameters and attributes, and normKGE, of the runs of ``basins`` (indices).
+
+    ``unit`` ``(basin, n, param)`` in the unit cube and ``skill`` (KGE')
+    ``(basin, n)``; a failed run (NaN) counts as the worst, normKGE -1.
+    """
     n_run, d = unit.shape[1:]
     x = lse_features(unit[basins].reshape(-1, d), np.repeat(basin_attrs[basins], n_run, axis=0))
     y = to_norm(np.where(np.isfinite(skill[basins]), skill[basins], -1e6)).clip(-1, 1).ravel()
@@ -93,7 +101,7 @@ def lse_forest(unit, skill, seed=0, *, basin_attrs):
     """
     every = np.arange(len(unit))
     forest = RandomForestEmulator(100, max_depth=40, seed=seed)
-    return LargeSample([(every, forest.fit(*_training_rows(unit, skill, basin_attrs, every)))],
+    return LargeSample([(every, forest.fit(*lse_rows(unit, skill, basin_attrs, every)))],
                        basin_attrs)
 
 
@@ -113,13 +121,17 @@ def lse_by_folds(unit, skill, basin_attrs, seed=0):
     models = []
     for k, held in enumerate(kfold(len(unit), min(5, len(unit)), seed=seed)):
         train = np.setdiff1d(np.arange(len(unit)), held)
-        x, y = _training_rows(unit, skill, basin_attrs, train)
+        x, y = lse_rows(unit, skill, basin_attrs, train)
         models.append((held, make_lse(len(x), seed=seed + k).fit(x, y)))
     return LargeSample(models, basin_attrs)
 
 
-class _PriorMeanGP:
-    """Per-basin GPs on ``[unit, prior(unit)]`` with the mean ``a * prior + b`` (see :func:`fit_with_prior_mean`)."""
+class WithPriorMean:
+    """Per-basin GPs on ``[unit, prior(unit)]`` whose mean is ``a * prior + b`` (:func:`fit_with_prior_mean`).
+
+    ``predict`` and ``sample_y`` take ``unit`` ``(basin, m, param)`` and add
+    the prior's prediction as the last input column themselves.
+    """
 
     def __init__(self, gp, prior):
         self.gp, self.prior = gp, prior
@@ -147,7 +159,7 @@ def fit_with_prior_mean(unit, skill, seed=0, *, prior):
     An emulator with ``predict`` and ``sample_y`` over ``unit`` ``(basin, m, param)``.
     """
     d = unit.shape[-1]
-    emulator = _PriorMeanGP(None, prior)
+    emulator = WithPriorMean(None, prior)
     target = to_norm(np.where(np.isfinite(skill), skill, -1e6)).clip(-1, 1)
     emulator.gp = GPEmulator(mean="last_input", lower=[0.0] * d + [-1.0], upper=[1.0] * (d + 1),
                              seed=seed).fit(emulator._inputs(unit), target)
@@ -184,3 +196,40 @@ def _bind_prior(prior):
     def fit(unit, skill, seed=0):
         return fit_with_prior_mean(unit, skill, seed, prior=prior)
     return fit
+
+
+def hierarchical_rule(basin_attrs, refit_every, **settings):
+    """A proposal rule: chapter 5's Thompson batch, per-basin GPs with the LSE as prior mean.
+
+    The LSE (:func:`lse_by_folds`) learns from every run of every basin, which
+    costs far more than the local per-basin fits, so it is refit only every
+    ``refit_every`` iterations, on the runs there were then; the per-basin
+    GPs (:func:`fit_with_prior_mean`) are refit every iteration. A resumed
+    loop refits at the same iterations, on the same runs.
+
+    Parameters
+    ----------
+    basin_attrs
+        ``(basin, n_attr)``.
+    refit_every
+        Iterations between two fits of the LSE.
+    **settings
+        For :func:`emucal.calibrate.thompson_batch`: ``n``, ``n_local``,
+        ``n_candidates``, ``perturb``, ``seed`` (``seed`` is required).
+
+    Returns
+    -------
+    ``propose(unit, skill, iteration)`` for :func:`emucal.calibrate.loop`.
+    """
+    lse = {}  # the LSE fitted at each iteration one was due
+
+    def propose(unit, skill, iteration):
+        it = int(iteration.max()) + 1
+        due = 1 + (it - 1) // refit_every * refit_every  # the last iteration an LSE was due
+        if due not in lse:
+            seen = iteration[0] < due  # the runs there were then
+            lse[due] = lse_by_folds(unit[:, seen], skill[:, seen], basin_attrs, seed=settings["seed"] + due)
+        fit = functools.partial(fit_with_prior_mean, prior=lse[due].predict)
+        return thompson_batch(unit, skill, iteration, fit=fit, **settings)
+
+    return propose

@@ -252,7 +252,7 @@ def implausibility_matrix(matched: xr.Dataset, *, ax=None, row_labels: Sequence[
 
 def pair_plot(
     space: ParameterSpace,
-    samples,
+    params,
     *,
     names: Sequence[str] | None = None,
     ax_size: float = 1.6,
@@ -271,7 +271,7 @@ def pair_plot(
     ----------
     space
         The parameter space of the sample.
-    samples
+    params
         Shape ``(n_members, len(space))`` in parameter units, or the Dataset
         of :func:`emucal.sampling.sample_dataset`.
     names
@@ -299,9 +299,9 @@ def pair_plot(
     >>> len(fig.axes)
     9
     """
-    if isinstance(samples, xr.Dataset):  # the Dataset of sampling.sample_dataset
-        samples = samples["params"].sel(param=space.names).transpose("member", "param").values
-    x = np.atleast_2d(space.validate(samples))
+    if isinstance(params, xr.Dataset):  # the Dataset of sampling.sample_dataset
+        params = params["params"].sel(param=space.names).transpose("member", "param").values
+    x = np.atleast_2d(space.validate(params))
     names = list(space.names if names is None else names)
     if not names:
         raise ValueError("names must hold at least one parameter.")

@@ -4,12 +4,16 @@ Teaching model, the 19 sample basins, calibration WY1995-2007, KGE'. For each
 setting (initial runs, batch size, local GP or not, perturbation probability)
 and each seed, the median over basins of the best KGE' after 350 runs per
 basin, beside DDS with 350 runs of the same seed. This is the measurement
-behind the ``TS`` settings of ``benchmarks/calibration_table.py``.
+behind the ``TS`` settings of ``benchmarks/calibration_table.py``. The loop
+is ``calibrate.loop`` with ``variants.thompson_step_batch``: chapter 5's
+Thompson batch, with a fixed step or the trust region's, and a fixed
+perturbation probability or DDS's schedule.
 
 Run: python benchmarks/acquisition.py [--seeds 0,1,2] [--setting NAME ...] [--csv FILE]
 """
 
 import argparse
+import functools
 import platform
 import time
 from datetime import datetime, timezone
@@ -17,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+import variants
 
 import emucal
 from emucal import calibrate, camels, sampling
@@ -59,19 +65,19 @@ def checkpoint(name, seed):
 
 records = []
 for seed in seeds:
-    dds = calibrate.dds(run, space, BUDGET, seed=seed, progress=False,
-                        checkpoint=checkpoint("dds350_linear", seed))
+    dds = calibrate.dds(run, space, BUDGET, seed=seed)
     dds_median = float(np.median(dds.skill.max("member")))
     for name in names:
         n_initial, batch, n_local, perturb, step = SETTINGS[name]
         path = checkpoint("acq_" + "".join(c for c in name if c.isalnum()), seed)
         resumed = path is not None and path.exists()  # then the seconds are not the run's cost
         start = time.perf_counter()
-        hist = calibrate.iterate(
-            run, space, sampling.sample(space, n_initial, "lhs", seed=seed),
-            n_iterations=(BUDGET - n_initial) // batch, n_per_iteration=batch,
-            acquisition="thompson", n_local=n_local, perturb=perturb, step=step, seed=seed,
-            checkpoint=path, progress=False)
+        n_iterations = (BUDGET - n_initial) // batch
+        propose = functools.partial(variants.thompson_step_batch, n=batch, n_local=n_local,
+                                    perturb=perturb, step=step, total=n_initial + n_iterations * batch,
+                                    seed=seed)
+        hist = variants.run_loop(run, space, sampling.sample(space, n_initial, "lhs", seed=seed),
+                                 propose, n_iterations, path)
         median = float(np.median(hist.skill.max("member")))
         records.append({"seed": seed, "setting": name, "median KGE' cal": median,
                         "DDS 350": dds_median, "minus DDS 350": median - dds_median,

@@ -5,31 +5,32 @@ validation WY2008-2013; KGE'. Rows, for each seed:
 
 - default parameters; best of the initial 200 runs;
 - Tang et al.'s loop as their code runs it (200 + 3 x 50; each batch the best
-  points of independent searches of the emulator mean, ``acquisition="tang"``;
+  points of independent searches of the emulator mean, ``calibrate.tang_batch``;
   the SSE a GP or a random forest per basin, whichever cross-validates better,
-  ``emulator="sse_gp_or_rf"``; the LSE a random forest on parameters and
-  attributes, ``emulator="lse_rf"``): SSE and LSE iterations 1-3 read as Tang
-  et al. read them (each basin's best run *within* the iteration), and each
-  loop's best so far;
+  ``variants.fit_gp_or_forest``; the LSE a random forest on parameters and
+  attributes, ``regionalise.lse_forest``): SSE and LSE iterations 1-3 read as
+  Tang et al. read them (each basin's best run *within* the iteration), and
+  each loop's best so far;
 - the same loop with the LSE chosen per basin by cross-validation: each
   basin takes its GP, its forest or the random-forest LSE, whichever predicts
-  its held-out runs best (``emulator="lse_or_sse"``), iterations 1-3 and best
-  so far;
+  its held-out runs best (``fit_gp_or_forest`` with ``basin_attrs``),
+  iterations 1-3 and best so far;
 - the loop that uses the emulator's uncertainty: Thompson sampling near each
   basin's best run, with local GPs (``n_local``), a step that adapts to each
-  basin's progress (``step="trust"``), few initial runs and small batches
-  (``TS`` below), with per-basin GPs (SSE);
+  basin's progress (a trust region), few initial runs and small batches
+  (``calibrate.thompson_batch`` with the ``TS`` settings below), with
+  per-basin GPs (SSE);
 - the same loop with the hierarchical emulator: per-basin GPs whose prior
   mean is the large-sample emulator times a weight fitted per basin
-  (``emulator="hierarchical"``), the LSE refit every 11 iterations; compared
-  with the SSE loop after every iteration;
+  (``regionalise.hierarchical_rule``), the LSE refit every 11 iterations;
+  compared with the SSE loop after every iteration;
 - DDS with 350 and 3,500 runs per basin;
 - ungauged basins (spatial 5-fold CV): Tang et al.'s random-forest LSE trained
   on the other basins' runs of the SSE loop, searched over the whole cube
-  (``regionalise(emulator="lse_rf")``) or among the training basins' best
-  runs (``among="donors"``: the LSE chooses the donor), and the two donor
-  transfers (SSE-calibrated parameters of the most similar and of the
-  nearest basin).
+  (``regionalise.regionalise(emulator="lse_rf")``) or among the training
+  basins' best runs (``among="donors"``: the LSE chooses the donor), and the
+  two donor transfers (SSE-calibrated parameters of the most similar and of
+  the nearest basin).
 
 Prints, per row, the mean and standard deviation over seeds of the median
 KGE' (calibration, validation), the basins better than default, Tang et al.'s
@@ -41,14 +42,16 @@ median over 19 basins can tell.
 
 Run: python benchmarks/calibration_table.py [--seeds 0,1,2,3,4] [--scale linear|log]
      [--checkpoints DIR] [--csv FILE] [--skip-hierarchical]
-With --checkpoints, every step saves its progress in DIR, and running the same
-command again after an interruption resumes the protocol where it stopped.
+With --checkpoints, every loop saves its progress in DIR, and running the same
+command again after an interruption resumes the protocol where it stopped
+(DDS, 71 s for 3,500 runs per basin, and the regionalisation run again).
 ``--scale log`` samples and searches the wide-ranging parameters in their
 logarithm (``ParameterSpace.tang2025(scale="log")``); the default is Tang et
 al.'s linear scale.
 """
 
 import argparse
+import functools
 import platform
 import time
 from datetime import datetime, timezone
@@ -58,9 +61,10 @@ import numpy as np
 import pandas as pd
 
 import protocol
+import variants
 
 import emucal
-from emucal import calibrate, sampling
+from emucal import calibrate, regionalise, sampling
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--seeds", default="0", help="comma-separated seeds (default: 0)")
@@ -80,7 +84,7 @@ space, run, validate, n_basin = setup.space, setup.run, setup.validate, setup.n_
 basin_attrs, coords = setup.basin_attrs, setup.coords
 TANG_SEARCH = protocol.TANG_SEARCH
 # the improved loop: 20 + 66 x 5 = 350 runs per basin; chosen with benchmarks/acquisition.py
-TS = dict(n_initial=20, n_per_iteration=5, n_local=100, n_candidates=1024, perturb=0.2, step="trust")
+TS = dict(n_initial=20, n_per_iteration=5, n_local=100, n_candidates=1024, perturb=0.2)
 N_RESAMPLE = 2000  # bootstrap resamples of the basins, for the per-seed intervals
 LSE_REFIT = 11  # the hierarchical loop refits its LSE 6 times in 66 iterations
 # Tang et al.'s CTSM medians of KGE' over 627 CAMELS basins, by the experiment (design) each
@@ -136,24 +140,24 @@ for seed in seeds:
         return out
 
     initial = sampling.sample(space, 200, "lhs", seed=seed)
+
+    def tang(fit):  # Tang et al.'s batch: 50 independent searches of the emulator per basin
+        return functools.partial(calibrate.tang_batch, n=50, fit=fit, **TANG_SEARCH, seed=seed)
+
     sse = timed("SSE loop (Tang)", lambda: protocol.tang_sse_loop(
         setup, seed, checkpoint("sse_gp_or_rf_tang")))
-    lse = timed("LSE loop (Tang)", lambda: calibrate.iterate(
-        run, space, initial, n_iterations=3, n_per_iteration=50, emulator="lse_rf",
-        acquisition="tang", **TANG_SEARCH, basin_attrs=basin_attrs, seed=seed,
-        checkpoint=checkpoint("lse_rf_tang"), progress=False))
-    chosen = timed("LSE or SSE loop (Tang)", lambda: calibrate.iterate(
-        run, space, initial, n_iterations=3, n_per_iteration=50, emulator="lse_or_sse",
-        acquisition="tang", **TANG_SEARCH, basin_attrs=basin_attrs, seed=seed,
-        checkpoint=checkpoint("lse_or_sse_tang"), progress=False))
-    dds350 = timed("DDS 350", lambda: calibrate.dds(run, space, 350, seed=seed,
-                                                    checkpoint=checkpoint("dds350"), progress=False))
-    dds3500 = timed("DDS 3500", lambda: calibrate.dds(run, space, 3500, seed=seed, batch=10,
-                                                      checkpoint=checkpoint("dds3500"), progress=False))
-    lse_cv = timed("LSE spatial CV", lambda: calibrate.regionalise(
+    lse = timed("LSE loop (Tang)", lambda: variants.run_loop(
+        run, space, initial, tang(functools.partial(regionalise.lse_forest, basin_attrs=basin_attrs)),
+        3, checkpoint("lse_rf_tang")))
+    chosen = timed("LSE or SSE loop (Tang)", lambda: variants.run_loop(
+        run, space, initial, tang(functools.partial(variants.fit_gp_or_forest, basin_attrs=basin_attrs)),
+        3, checkpoint("lse_or_sse_tang")))
+    dds350 = timed("DDS 350", lambda: calibrate.dds(run, space, 350, seed=seed))
+    dds3500 = timed("DDS 3500", lambda: calibrate.dds(run, space, 3500, seed=seed, batch=10))
+    lse_cv = timed("LSE spatial CV", lambda: regionalise.regionalise(
         sse, basin_attrs, space, emulator="lse_rf", seed=seed,
         checkpoint=checkpoint("regionalise_rf")))
-    lse_donor = timed("LSE chooses the donor", lambda: calibrate.regionalise(
+    lse_donor = timed("LSE chooses the donor", lambda: regionalise.regionalise(
         sse, basin_attrs, space, emulator="lse_rf", among="donors", seed=seed,
         checkpoint=checkpoint("regionalise_rf_donors")))
     ungauged, fold = lse_cv.params.values, lse_cv.fold.values
@@ -171,21 +175,19 @@ for seed in seeds:
     }
     ts_initial = sampling.sample(space, TS["n_initial"], "lhs", seed=seed)
     n_ts = (350 - TS["n_initial"]) // TS["n_per_iteration"]
-    ts = timed("SSE loop, Thompson, local", lambda: calibrate.iterate(
-        run, space, ts_initial, n_iterations=n_ts, n_per_iteration=TS["n_per_iteration"],
-        acquisition="thompson", n_candidates=TS["n_candidates"], perturb=TS["perturb"],
-        n_local=TS["n_local"], step=TS["step"], seed=seed, checkpoint=checkpoint("ts_local"), progress=False))
+    ts_settings = dict(n=TS["n_per_iteration"], n_local=TS["n_local"], n_candidates=TS["n_candidates"],
+                       perturb=TS["perturb"], seed=seed)
+    ts = timed("SSE loop, Thompson, local", lambda: variants.run_loop(
+        run, space, ts_initial, functools.partial(calibrate.thompson_batch, **ts_settings), n_ts,
+        checkpoint("ts_local")))
     ts_name = (f"SSE loop, Thompson, trust region ({TS['n_initial']} + {n_ts} x "
                f"{TS['n_per_iteration']})")
     rows[ts_name] = best(ts)
     loops = {"SSE": ts}
     if not args.skip_hierarchical:
-        hier = timed("hierarchical loop, Thompson, local", lambda: calibrate.iterate(
-            run, space, ts_initial, n_iterations=n_ts, n_per_iteration=TS["n_per_iteration"],
-            emulator="hierarchical", basin_attrs=basin_attrs, lse_refit=LSE_REFIT,
-            acquisition="thompson", n_candidates=TS["n_candidates"], perturb=TS["perturb"],
-            n_local=TS["n_local"], step=TS["step"], seed=seed,
-            checkpoint=checkpoint("ts_hierarchical"), progress=False))
+        hier = timed("hierarchical loop, Thompson, local", lambda: variants.run_loop(
+            run, space, ts_initial, regionalise.hierarchical_rule(basin_attrs, LSE_REFIT, **ts_settings),
+            n_ts, checkpoint("ts_hierarchical")))
         rows[ts_name.replace("SSE", "hierarchical")] = best(hier)
         loops["hierarchical"] = hier
     for name, hist in loops.items():  # median best so far after every iteration
@@ -197,9 +199,9 @@ for seed in seeds:
     rows["DDS 3500"] = best(dds3500)
     rows["ungauged: LSE, spatial CV"] = ungauged
     rows["ungauged: LSE chooses the donor"] = lse_donor.params.values
-    rows["ungauged: most similar donor"] = calibrate.donor_transfer(
+    rows["ungauged: most similar donor"] = regionalise.donor_transfer(
         calibrated, basin_attrs, fold).params.values
-    rows["ungauged: nearest donor"] = calibrate.donor_transfer(
+    rows["ungauged: nearest donor"] = regionalise.donor_transfer(
         calibrated, coords, fold, metric="distance").params.values
     default_cal = run(rows["default"][:, None, :])[:, 0]
     dds_cal = run(rows["DDS 350"][:, None, :])[:, 0]

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
 import pytest
 import xarray as xr
 
-from emucal import calibrate, emulators, ensemble, sampling
+from emucal import calibrate, ensemble, metrics, sampling
+from emucal.emulators import GPEmulator
 from emucal.parameters import Parameter, ParameterSpace
 
 SPACE = ParameterSpace([Parameter(f"p{i}", 0.5, 0.0, 1.0) for i in range(4)])
@@ -22,21 +24,31 @@ def _toy_skill(params):
 
 
 toy_run = calibrate.Runner(_toy_skill, basins=["a", "b"], names=SPACE.names)
+TANG = functools.partial(calibrate.tang_batch, n=4, popsize=20, generations=15, seed=0)
 
 
-def _runs(params, skill):
-    """Runs as a history: params (basin, member, param) and skill (basin, member)."""
-    return xr.Dataset({"params": (("basin", "member", "param"), params),
-                       "skill": (("basin", "member"), skill)},
-                      coords={"basin": [f"b{i}" for i in range(len(params))], "param": SPACE.names})
+class _Interrupted(RuntimeError):
+    pass
+
+
+def _failing_after(run, n_calls):
+    """A runner that breaks down (like a killed job) after ``n_calls`` model calls."""
+    calls = {"n": 0}
+
+    def wrapped(params):
+        calls["n"] += 1
+        if calls["n"] > n_calls:
+            raise _Interrupted
+        return run(params)
+
+    return dataclasses.replace(run, run=wrapped)
 
 
 def test_search_finds_each_basins_maximum():
-    predict = lambda u: toy_run(u)
-    pop, fit = calibrate.search(predict, 2, 4, popsize=40, generations=80, seed=0)
-    np.testing.assert_allclose(pop[:, 0], OPTIMA, atol=0.02)
+    pop, fit = calibrate.search(toy_run, 2, 4, popsize=30, generations=60, seed=0)
+    np.testing.assert_allclose(pop[:, 0], OPTIMA, atol=0.03)
     assert np.all(np.diff(fit, axis=1) <= 0)  # sorted best first
-    again, _ = calibrate.search(predict, 2, 4, popsize=40, generations=80, seed=0)
+    again, _ = calibrate.search(toy_run, 2, 4, popsize=30, generations=60, seed=0)
     np.testing.assert_array_equal(pop, again)
 
 
@@ -50,30 +62,243 @@ def test_pick_distinct_keeps_candidates_apart():
     assert dist[np.triu_indices(6, 1)].min() >= 0.1
 
 
-def test_iterate_improves_and_resumes():
-    initial = sampling.sample(SPACE, 20, "lhs", seed=1)
-    full = calibrate.iterate(toy_run, SPACE, initial, n_iterations=2, n_per_iteration=5,
-                             popsize=30, generations=30, progress=False)
-    assert full.params.shape == (2, 30, 4) and list(full.after_iteration.values) == [0, 1, 2]
+def test_the_loop_improves_and_a_history_or_a_checkpoint_continues_it(tmp_path):
+    initial = sampling.sample(SPACE, 15, "lhs", seed=1)
+    full = calibrate.loop(toy_run, SPACE, initial, TANG, 2)
+    assert full.params.shape == (2, 23, 4) and list(full.after_iteration.values) == [0, 1, 2]
+    assert full.iteration.values[0].tolist() == [0] * 15 + [1] * 4 + [2] * 4
     best = full.best_skill.values
     assert np.all(np.diff(best, axis=1) >= 0) and np.all(best[:, -1] > best[:, 0])
-    assert np.all(best[:, -1] > 0.95)  # near the optimum of 1
-    first = calibrate.iterate(toy_run, SPACE, initial, n_iterations=1, n_per_iteration=5,
-                              popsize=30, generations=30, progress=False)
-    resumed = calibrate.iterate(toy_run, SPACE, None, n_iterations=2, n_per_iteration=5,
-                                popsize=30, generations=30, history=first, progress=False)
-    np.testing.assert_array_equal(resumed.params.values, full.params.values)
+    np.testing.assert_array_equal(best, calibrate.best_so_far(full.skill.values, full.iteration.values))
+    # a returned history carries on where it stopped
+    first = calibrate.loop(toy_run, SPACE, initial, TANG, 1)
+    np.testing.assert_array_equal(calibrate.loop(toy_run, SPACE, first, TANG, 2).params.values,
+                                  full.params.values)
+    # killed during iteration 2 (the third model call), resumed from its checkpoint
+    path = tmp_path / "loop.nc"
+    start, save = calibrate.checkpoint(path, toy_run, SPACE, initial, TANG)
+    assert start is initial and not path.exists()
+    with pytest.raises(_Interrupted):
+        calibrate.loop(_failing_after(toy_run, 2), SPACE, start, TANG, 2, save=save)
+    start, save = calibrate.checkpoint(path, toy_run, SPACE, initial, TANG)
+    assert int(start.iteration.max()) == 1  # the initial design and iteration 1 were saved
+    resumed = calibrate.loop(toy_run, SPACE, start, TANG, 2, save=save)
+    xr.testing.assert_identical(resumed, full)
+    # a checkpoint of another rule, design or runner is refused, not mixed in
+    for other in [(toy_run, initial, functools.partial(TANG, n=5)), (toy_run, initial[:14], TANG),
+                  (dataclasses.replace(toy_run, fingerprint="another model"), initial, TANG)]:
+        with pytest.raises(ValueError, match="other settings"):
+            calibrate.checkpoint(path, other[0], SPACE, other[1], other[2])
+    path.write_bytes(b"not a netCDF file")
+    with pytest.raises(ValueError, match="(?s)cannot be read.*Delete it"):
+        calibrate.checkpoint(path, toy_run, SPACE, initial, TANG)
+
+
+def test_describe_tells_two_rules_apart():
+    assert calibrate.describe(TANG) != calibrate.describe(functools.partial(TANG, seed=1))
+    assert calibrate.describe(TANG) == calibrate.describe(
+        functools.partial(calibrate.tang_batch, n=4, popsize=20, generations=15, seed=0))
+    assert "fit_sse" in calibrate.describe(functools.partial(TANG, fit=calibrate.fit_sse))
+
+
+def test_tangs_batch_is_the_best_point_of_independent_searches():
+    # two separate peaks per basin: each search climbs one, and the points are ranked
+    class TwoPeaks:
+        def predict(self, u):
+            near = lambda c: np.exp(-40 * ((u - c) ** 2).sum(-1))
+            return 0.9 * near(np.full(4, 0.2)) + 0.6 * near(np.full(4, 0.8))
+
+    fitted = []
+
+    def fit(unit, skill, seed):
+        fitted.append((unit.shape, seed))
+        return TwoPeaks()
+
+    unit = np.random.default_rng(0).uniform(size=(2, 10, 4))
+    iteration = np.zeros((2, 10), int)
+    batch = calibrate.tang_batch(unit, np.zeros((2, 10)), iteration, n=8, fit=fit, popsize=20,
+                                 generations=40, seed=3)
+    assert fitted == [((2, 10, 4), 3 + 1)]  # fitted once on all runs, seeded with the iteration
+    assert batch.shape == (2, 8, 4)
+    predicted = TwoPeaks().predict(batch)
+    assert np.all(np.diff(predicted, axis=1) <= 0)  # best predicted first
+    np.testing.assert_allclose(batch[:, 0], 0.2, atol=0.05)
+    assert all(len(np.unique(batch[b], axis=0)) == 8 for b in range(2))  # eight searches, eight points
+    # each of the n points is the best of its own search: the first search alone finds the same
+    pop, _ = calibrate.search(lambda u: np.minimum(TwoPeaks().predict(u.reshape(2, -1, 4)).reshape(len(u), -1), 1),
+                              16, 4, popsize=20, generations=40, seed=3 + 1000)
+    winners = pop[:, 0].reshape(2, 8, 4)
+    for b in range(2):
+        assert sorted(map(tuple, winners[b])) == sorted(map(tuple, batch[b]))
+
+
+class _Drawn:
+    """A stand-in emulator: posterior draws are ``mean(u) + sd * noise``."""
+
+    def __init__(self, sd):
+        self.sd = sd
+
+    def mean(self, u):
+        return -((u - 0.5) ** 2).sum(-1)
+
+    def sample_y(self, u, n_samples=1, seed=0):
+        noise = np.random.default_rng(seed).standard_normal((u.shape[0], n_samples, u.shape[1]))
+        return self.mean(u)[:, None, :] + self.sd * noise
+
+
+def test_thompson_follows_the_mean_when_sure_and_spreads_out_when_unsure():
+    rng = np.random.default_rng(0)
+    unit = rng.uniform(size=(2, 30, 4))
+    skill = _toy_skill(unit)
+    kw = dict(n_candidates=200, perturb=0.5, step=0.3, seed=1)
+    sure = calibrate.thompson(_Drawn(0.0), unit, skill, 6, **kw)
+    # every draw agrees with the mean: the batch is the six best candidates by the mean
+    candidates = calibrate.candidates_near_best(unit, skill, 200, 0.5, 0.3, np.random.default_rng(1))
+    top = np.take_along_axis(candidates, np.argsort(-_Drawn(0).mean(candidates), axis=1)[:, :6, None], axis=1)
+    np.testing.assert_array_equal(sure, top)
+    unsure = calibrate.thompson(_Drawn(10.0), unit, skill, 6, **kw)
+    assert not np.array_equal(np.sort(unsure, axis=1), np.sort(top, axis=1))
+
+    def spread(batch):
+        return np.linalg.norm(batch[:, :, None] - batch[:, None], axis=-1).mean()
+
+    assert spread(unsure) > spread(sure)
+    assert len(np.unique(unsure.reshape(-1, 4), axis=0)) == 12  # no point proposed twice
+    with pytest.raises(ValueError, match="perturb"):
+        calibrate.thompson(_Drawn(0.0), unit, skill, 6, perturb=0)
+    with pytest.raises(ValueError, match="n_candidates"):
+        calibrate.thompson(_Drawn(0.0), unit, skill, 6, n_candidates=5)
+
+
+def test_thompson_with_a_gp_refines_the_best_run():
+    rng = np.random.default_rng(0)
+    unit = rng.uniform(size=(2, 30, 4))
+    skill = toy_run(unit)
+    em = GPEmulator(seed=0).fit(unit, skill)
+    new = calibrate.thompson(em, unit, skill, 6, n_candidates=128, perturb=0.3, seed=1)
+    assert new.shape == (2, 6, 4) and (new >= 0).all() and (new <= 1).all()
+    assert (toy_run(new).mean(axis=1) > skill.mean(axis=1)).all()  # better on average than the runs so far
+    np.testing.assert_array_equal(new, calibrate.thompson(em, unit, skill, 6, n_candidates=128,
+                                                          perturb=0.3, seed=1))
+
+
+def test_trust_steps_grow_after_successes_and_shrink_after_failures():
+    rising = np.array([[0.1, 0.2, 0.3, 0.4]])  # three improving iterations: double
+    flat = np.array([[0.5, 0.5, 0.5, 0.5]])  # three failures: halve
+    mixed = np.array([[0.5, 0.6, 0.6, 0.7]])  # neither three in a row
+    assert calibrate.trust_steps(rising).tolist() == [0.4]
+    assert calibrate.trust_steps(flat).tolist() == [0.1]
+    assert calibrate.trust_steps(mixed).tolist() == [0.2]
+    assert calibrate.trust_steps(np.full((1, 40), 0.5)).tolist() == [0.0125]  # floored
+    assert calibrate.trust_steps(np.concatenate([rising, flat])).tolist() == [0.4, 0.1]  # per basin
+
+
+def test_thompson_batch_steps_as_the_trust_region_says_and_fits_locally(monkeypatch):
+    # basin 0 improved in each of 12 iterations (step 0.4), basin 1 in none of them (0.0125)
+    rng = np.random.default_rng(2)
+    unit = rng.uniform(size=(2, 40, 4))
+    iteration = np.repeat([[0] * 16 + [k for k in range(1, 13) for _ in range(2)]], 2, axis=0)
+    skill = np.stack([np.linspace(0, 1, 40), np.r_[1.0, np.zeros(39)]])
+    seen = []
+
+    def fit(u, s, seed):
+        seen.append(u)
+        return _Drawn(0.1)
+
+    batch = calibrate.thompson_batch(unit, skill, iteration, n=5, n_local=12, n_candidates=100,
+                                     perturb=1.0, fit=fit, seed=0)
+    assert seen[0].shape == (2, 12, 4)  # each basin's 12 runs nearest its best
+    best = unit[np.arange(2), skill.argmax(axis=1)]
+    distance = np.linalg.norm(unit - best[:, None], axis=-1)
+    np.testing.assert_array_equal(np.sort(seen[0], axis=1), np.sort(
+        np.take_along_axis(unit, np.argsort(distance, axis=1)[:, :12, None], axis=1), axis=1))
+    moved = np.abs(batch - best[:, None]).max(axis=-1)
+    steps = calibrate.trust_steps(calibrate.best_so_far(skill, iteration))
+    assert steps.tolist() == [0.4, 0.0125]
+    assert moved[1].max() < 5 * 0.0125 < moved[0].max()
+
+
+def test_the_thompson_loop_improves():
+    initial = sampling.sample(SPACE, 15, "lhs", seed=1)
+    propose = functools.partial(calibrate.thompson_batch, n=3, n_local=10, n_candidates=100, seed=0)
+    hist = calibrate.loop(toy_run, SPACE, initial, propose, 3)
+    assert hist.params.shape == (2, 24, 4)
+    assert np.all(hist.best_skill.values[:, -1] > hist.best_skill.values[:, 0])
+
+
+def test_nearest_best_takes_the_runs_closest_to_the_best():
+    unit = np.array([[[0.0, 0.0], [0.9, 0.9], [0.5, 0.5], [0.45, 0.5], [1.0, 1.0]]])
+    skill = np.array([[0.1, 0.2, 0.8, 0.3, np.nan]])  # best run: index 2
+    assert calibrate.nearest_best(unit, skill, 2).tolist() == [[2, 3]]
+    assert calibrate.nearest_best(unit, skill, 4).tolist() == [[0, 1, 2, 3]]
+    assert calibrate.nearest_best(unit, skill, None).tolist() == [[0, 1, 2, 3, 4]]
 
 
 def test_dds_improves_monotonically_and_is_seeded():
-    a = calibrate.dds(toy_run, SPACE, 150, seed=3, progress=False)
-    b = calibrate.dds(toy_run, SPACE, 150, seed=3, progress=False)
-    np.testing.assert_array_equal(a.best_skill.values, b.best_skill.values)
-    assert a.best_skill.shape == (2, 150)
+    a = calibrate.dds(toy_run, SPACE, 150, seed=3)
+    b = calibrate.dds(toy_run, SPACE, 150, seed=3)
+    xr.testing.assert_identical(a, b)
+    assert a.best_skill.shape == (2, 150) and a.skill.shape == (2, 150)
     assert np.all(np.diff(a.best_skill.values, axis=1) >= 0)
     assert np.all(a.best_skill.values[:, -1] > 0.97)
-    batched = calibrate.dds(toy_run, SPACE, 150, seed=3, batch=5, progress=False)
-    assert batched.skill.shape == (2, 150)
+    np.testing.assert_array_equal(a.params.values[:, 0], np.broadcast_to(SPACE.defaults, (2, 4)))  # the default first
+    assert not np.array_equal(calibrate.dds(toy_run, SPACE, 150, seed=4).params, a.params)
+    batched = calibrate.dds(toy_run, SPACE, 150, seed=3, batch=7)
+    assert batched.skill.shape == (2, 150) and np.all(batched.best_skill.values[:, -1] > 0.9)
+    np.testing.assert_array_equal(batched.best_skill.values[:, -1], batched.skill.max("member"))
+
+
+@pytest.mark.parametrize("budget", [0, -5, 2.5])
+def test_dds_refuses_a_budget_that_is_not_a_count_of_runs(budget):
+    with pytest.raises(ValueError, match="n_evaluations"):
+        calibrate.dds(toy_run, SPACE, budget)
+
+
+def test_dds_counts_a_failed_run_as_the_worst():
+    fails = dataclasses.replace(toy_run, run=lambda p: np.where(p[..., 0] > 0.6, np.nan, _toy_skill(p)))
+    out = calibrate.dds(fails, SPACE, 60, seed=0)
+    assert np.isneginf(out.skill.values).any()  # failed runs are kept, as the worst
+    top = calibrate.best(out)
+    assert np.isfinite(top.skill).all() and (top.values[:, 0] <= 0.6).all()
+    assert np.all(out.best_skill.values[:, -1] > 0.9)
+
+
+def test_best_reads_a_history_so_far_or_within_an_iteration():
+    initial = sampling.sample(SPACE, 15, "lhs", seed=1)
+    hist = calibrate.loop(toy_run, SPACE, initial, TANG, 2)
+    top = calibrate.best(hist)
+    assert top.dims == ("basin", "param")
+    np.testing.assert_allclose(top.skill, hist.skill.max("member"))
+    np.testing.assert_allclose(toy_run(top.values[:, None])[:, 0], top.skill)
+    first = calibrate.best(hist, within_iteration=1)
+    np.testing.assert_allclose(first.skill, np.where(hist.iteration == 1, hist.skill, -np.inf).max(axis=1))
+    np.testing.assert_allclose(calibrate.best(hist, after_iteration=0).skill,
+                               hist.best_skill.sel(after_iteration=0))
+    with pytest.raises(ValueError, match="No runs in iteration 5"):
+        calibrate.best(hist, within_iteration=5)
+    with pytest.raises(ValueError, match="no iterations"):
+        calibrate.best(calibrate.dds(toy_run, SPACE, 5), after_iteration=1)
+    # member-first order reads the same; another name for the member axis is refused,
+    # rather than returned as every run of every basin
+    np.testing.assert_array_equal(calibrate.best(hist.transpose("member", "param", "basin", ...)), top)
+    with pytest.raises(ValueError, match="rename"):
+        calibrate.best(hist.rename(member="run"))
+    np.testing.assert_allclose(metrics.from_norm(metrics.to_norm(np.array([-5.0, 0.2, 1.0]))),
+                               [-5.0, 0.2, 1.0])
+
+
+def test_fill_defaults_puts_each_basins_default_where_a_set_holds_nan():
+    defaults = np.array([[0.1, 0.2, 0.3, 0.4], [0.5, 0.6, 0.7, 0.8]])
+    run = dataclasses.replace(toy_run, defaults=defaults)
+    design = np.array([[np.nan, 0.9, 0.9, 0.9], [0.0, 0.0, 0.0, 0.0]])
+    filled = calibrate.fill_defaults(run, design)
+    assert filled.shape == (2, 2, 4)
+    np.testing.assert_array_equal(filled[:, 0, 0], [0.1, 0.5])
+    np.testing.assert_array_equal(filled[:, 1], 0.0)
+    with pytest.raises(ValueError, match="no defaults"):
+        calibrate.fill_defaults(toy_run, design)
+    with pytest.raises(TypeError, match="Runner"):
+        calibrate.fill_defaults(_toy_skill, design)
 
 
 def test_model_runner_matches_the_ensemble(toy):
@@ -109,20 +334,30 @@ def test_a_runner_subset_frees_only_the_named_parameters(toy):
         run.subset(["no_such_parameter"])
 
 
-def test_iterate_and_dds_ask_for_a_runner_not_a_bare_function():
+def test_the_loop_and_dds_ask_for_a_runner_not_a_bare_function():
     with pytest.raises(TypeError, match="Runner"):
-        calibrate.dds(_toy_skill, SPACE, 10, progress=False)
+        calibrate.dds(_toy_skill, SPACE, 10)
     with pytest.raises(TypeError, match="Runner"):
-        calibrate.iterate(_toy_skill, SPACE, np.zeros((5, 4)), progress=False)
+        calibrate.loop(_toy_skill, SPACE, np.zeros((5, 4)), TANG, 1)
     with pytest.raises(ValueError, match="defaults"):
         calibrate.Runner(_toy_skill, basins=["a", "b"], names=SPACE.names, defaults=np.zeros((3, 4)))
 
 
-def test_bad_settings_are_explained():
-    with pytest.raises(ValueError, match="emulator must be"):
-        calibrate.iterate(toy_run, SPACE, np.zeros((2, 4)), emulator="nn")
-    with pytest.raises(ValueError, match="basin_attrs"):
-        calibrate.iterate(toy_run, SPACE, np.zeros((2, 4)), emulator="lse")
+def test_a_checkpoint_of_other_basins_or_metric_is_refused(toy, tmp_path):
+    forcing, attrs = toy
+    space = ParameterSpace.tang2025()
+    path = tmp_path / "loop.nc"
+    initial = sampling.sample(space, 3, "lhs", seed=0)
+    run_a = calibrate.model_runner(forcing.isel(basin=[0]), attrs, space, period=(2002, 2003))
+    start, save = calibrate.checkpoint(path, run_a, space, initial, TANG)
+    calibrate.loop(run_a, space, start, TANG, 0, save=save)
+    assert path.exists()
+    run_b = calibrate.model_runner(forcing.isel(basin=[1]), attrs, space, period=(2002, 2003))
+    run_nse = calibrate.model_runner(forcing.isel(basin=[0]), attrs, space, metric="nse",
+                                     period=(2002, 2003))
+    for other in (run_b, run_nse):
+        with pytest.raises(ValueError, match="other settings"):
+            calibrate.checkpoint(path, other, space, initial, TANG)
 
 
 def test_posterior_recovers_a_known_distribution():
@@ -139,6 +374,7 @@ def test_posterior_recovers_a_known_distribution():
     draws, acc = post.params.values, post.acceptance.values  # SPACE spans 0-1: units = unit cube
     assert np.all((acc > 0.1) & (acc < 0.5))
     np.testing.assert_allclose(np.median(draws, axis=1), OPTIMA, atol=0.05)
+
     # a larger emulator doubt widens the posterior
     def doubtful(u, return_std=False):
         return 1.0 - ((u - centre) ** 2).sum(-1), np.full(u.shape[:-1], 0.2)
@@ -146,165 +382,11 @@ def test_posterior_recovers_a_known_distribution():
     wide = calibrate.posterior(doubtful, SPACE, ["a", "b"], tau=0.02, n_steps=1500, burn=700,
                                seed=1).params.values
     assert np.all(wide.std(axis=1).mean(-1) > 2 * draws.std(axis=1).mean(-1))
-
-
-def test_regionalise_transfers_an_attribute_driven_optimum():
-    # the optimum of every parameter is the basin's single attribute: learnable across basins
-    rng = np.random.default_rng(0)
-    n_basin = 10
-    attr = np.linspace(0.15, 0.85, n_basin)[:, None]
-    optimum = np.repeat(attr, 4, axis=1)
-
-    def run(params):
-        return 1.0 - 3.0 * ((np.asarray(params) - optimum[:, None, :]) ** 2).sum(-1)
-
-    params = rng.uniform(size=(n_basin, 40, 4))
-    out = calibrate.regionalise(_runs(params, run(params)), attr, SPACE, n_splits=5, seed=0,
-                                popsize=30, generations=30)
-    chosen, fold = out.params.values, out.fold.values
-    assert out.params.dims == ("basin", "param") and out.basin.values[3] == "b3"
-    assert chosen.shape == (n_basin, 4) and sorted(set(fold)) == [0, 1, 2, 3, 4]
-    ungauged = run(chosen[:, None, :])[:, 0]
-    default = run(np.broadcast_to(SPACE.defaults, (n_basin, 1, 4)))[:, 0]
-    assert np.median(ungauged) > np.median(default)
-    assert np.median(ungauged) > 0.8
-    forest = calibrate.regionalise(_runs(params, run(params)), attr, SPACE, emulator="lse_rf",
-                                   seed=0, popsize=30, generations=30)
-    np.testing.assert_array_equal(forest.fold.values, fold)  # the same split
-    by_forest = run(forest.params.values[:, None, :])[:, 0]
-    assert np.median(by_forest) > np.median(default) and not np.allclose(by_forest, ungauged)
-    with pytest.raises(ValueError, match="emulator must be 'lse' or 'lse_rf'"):
-        calibrate.regionalise(_runs(params, run(params)), attr, SPACE, emulator="rf")
-
-
-def test_regionalise_among_donors_picks_the_donor_the_runs_favour():
-    # the first attribute sets every parameter's optimum; the second is noise, so
-    # the most similar basin by attributes is often the wrong donor
-    rng = np.random.default_rng(1)
-    n_basin = 10
-    attr = np.column_stack([np.linspace(0.15, 0.85, n_basin), rng.permutation(n_basin)])
-    optimum = np.repeat(attr[:, :1], 4, axis=1)
-
-    def run(params):
-        return 1.0 - 3.0 * ((np.asarray(params) - optimum[:, None, :]) ** 2).sum(-1)
-
-    params = rng.uniform(size=(n_basin, 40, 4))
-    runs = _runs(params, run(params))
-    out = calibrate.regionalise(runs, attr, SPACE, among="donors", n_splits=5, seed=0)
-    donor = np.searchsorted(runs.basin.values, out.donor.values)
-    fold = out.fold.values
-    assert np.all(fold[donor] != fold)  # never a basin held out with it
-    best_runs = params[np.arange(n_basin), run(params).argmax(axis=1)]
-    np.testing.assert_array_equal(out.params.values, best_runs[donor])  # a donor's run, as it is
-    by_lse = run(out.params.values[:, None])[:, 0]
-    by_attributes = run(calibrate.donor_transfer(calibrate.best(runs), attr, fold).params.values[:, None])[:, 0]
-    assert np.median(by_lse) > np.median(by_attributes)
-    assert np.mean(np.abs(attr[donor, 0] - attr[:, 0])) < 0.2  # donors with a similar optimum
-    with pytest.raises(ValueError, match="among must be 'cube' or 'donors'"):
-        calibrate.regionalise(runs, attr, SPACE, among="all")
-
-
-class _Interrupted(RuntimeError):
-    pass
-
-
-def _failing_after(run, n_calls):
-    """A runner that breaks down (like a killed job) after ``n_calls`` model calls."""
-    calls = {"n": 0}
-
-    def wrapped(params):
-        calls["n"] += 1
-        if calls["n"] > n_calls:
-            raise _Interrupted
-        return run(params)
-
-    return dataclasses.replace(run, run=wrapped)
-
-
-def test_an_interrupted_protocol_resumes_to_the_same_numbers(tmp_path, monkeypatch):
-    initial = sampling.sample(SPACE, 20, "lhs", seed=1)
-    search = dict(popsize=30, generations=30, progress=False)
-    # iterate: killed during iteration 2, resumed from its checkpoint
-    full = calibrate.iterate(toy_run, SPACE, initial, n_iterations=2, n_per_iteration=5, **search)
-    path = tmp_path / "sse.nc"
-    with pytest.raises(_Interrupted):
-        calibrate.iterate(_failing_after(toy_run, 2), SPACE, initial, n_iterations=2,
-                          n_per_iteration=5, checkpoint=path, **search)
-    resumed = calibrate.iterate(toy_run, SPACE, initial, n_iterations=2, n_per_iteration=5,
-                                checkpoint=path, **search)
-    np.testing.assert_array_equal(resumed.params.values, full.params.values)
-    np.testing.assert_array_equal(resumed.best_skill.values, full.best_skill.values)
-    # a checkpoint of other settings is refused, not mixed in
-    with pytest.raises(ValueError, match="other settings"):
-        calibrate.iterate(toy_run, SPACE, initial, n_iterations=2, n_per_iteration=6,
-                          checkpoint=path, **search)
-
-    # DDS: killed after 7 batches of 5, checkpoints every 10 evaluations
-    full = calibrate.dds(toy_run, SPACE, 100, seed=3, batch=5, progress=False)
-    path = tmp_path / "dds.nc"
-    with pytest.raises(_Interrupted):
-        calibrate.dds(_failing_after(toy_run, 8), SPACE, 100, seed=3, batch=5,
-                      checkpoint=path, checkpoint_every=10, progress=False)
-    calls = []
-
-    def counting(params):
-        calls.append(np.shape(params)[1])
-        return toy_run(params)
-
-    resumed = calibrate.dds(dataclasses.replace(toy_run, run=counting), SPACE, 100, seed=3, batch=5, checkpoint=path,
-                            checkpoint_every=10, progress=False)
-    assert sum(calls) == 100 - 31  # the default and six batches were not run again
-    for name in ("params", "skill", "best_skill"):
-        np.testing.assert_array_equal(resumed[name].values, full[name].values)
-
-    # regionalise: killed in the third fold (its runner is the emulator, so interrupt the search)
-    rng = np.random.default_rng(0)
-    params = rng.uniform(size=(6, 20, 4))
-    skill = 1.0 - ((params - 0.5) ** 2).sum(-1)
-    attr = np.linspace(0, 1, 6)[:, None]
-    kwargs = dict(n_splits=3, seed=0, popsize=20, generations=10)
-    runs = _runs(params, skill)
-    first = calibrate.regionalise(runs, attr, SPACE, **kwargs)
-    path = tmp_path / "reg.nc"
-    real_search = calibrate.search
-    seen = {"n": 0}
-
-    def breaking_search(*args, **kw):
-        seen["n"] += 1
-        if seen["n"] == 3:
-            raise _Interrupted
-        return real_search(*args, **kw)
-
-    monkeypatch.setattr(calibrate, "search", breaking_search)
-    with pytest.raises(_Interrupted):
-        calibrate.regionalise(runs, attr, SPACE, checkpoint=path, **kwargs)
-    seen["n"] = -10  # no more interruptions; count the folds still to do
-    again = calibrate.regionalise(runs, attr, SPACE, checkpoint=path, **kwargs)
-    assert seen["n"] == -9  # only the third fold was searched again
-    xr.testing.assert_identical(again, first)
-
-
-def test_thompson_uses_the_uncertainty_and_refines_the_best_run():
-    from emucal.emulators import GPEmulator
-
-    rng = np.random.default_rng(0)
-    unit = rng.uniform(size=(2, 40, 4))
-    skill = toy_run(unit)
-    em = GPEmulator(seed=0).fit(unit, skill)
-    new = calibrate.thompson(em, unit, skill, 8, n_candidates=256, perturb=0.3, seed=1)
-    assert new.shape == (2, 8, 4) and (new >= 0).all() and (new <= 1).all()
-    assert len(np.unique(new.reshape(-1, 4), axis=0)) == 16  # no point proposed twice
-    # proposals stay near each basin's best run, and are better on average than the runs so far
-    best = unit[np.arange(2), skill.argmax(1)]
-    assert np.abs(new - best[:, None]).max(axis=2).mean() < 0.6
-    assert (toy_run(new).mean(axis=1) > skill.mean(axis=1)).all()
-    again = calibrate.thompson(em, unit, skill, 8, n_candidates=256, perturb=0.3, seed=1)
-    np.testing.assert_array_equal(new, again)
+    with pytest.raises(ValueError, match="burn"):
+        calibrate.posterior(predict, SPACE, ["a", "b"], n_steps=10, burn=10)
 
 
 def test_posterior_draws_match_mean_and_spread():
-    from emucal.emulators import GPEmulator
-
     rng = np.random.default_rng(1)
     x = rng.uniform(size=(3, 30, 2))
     y = np.sin(4 * x[..., 0]) + x[..., 1]
@@ -316,221 +398,3 @@ def test_posterior_draws_match_mean_and_spread():
     np.testing.assert_allclose(draws.mean(axis=1), mean, atol=0.05)
     # the draws are of the latent function: their spread is within the predictive sd
     assert (draws.std(axis=1) <= std * 1.05 + 1e-3).all()
-
-
-def test_iterate_with_thompson_sampling_improves():
-    initial = sampling.sample(SPACE, 20, "lhs", seed=1)
-    hist = calibrate.iterate(toy_run, SPACE, initial, n_iterations=3, n_per_iteration=5,
-                             acquisition="thompson", n_candidates=200, perturb=0.3,
-                             progress=False)
-    assert hist.params.shape == (2, 35, 4)
-    assert np.all(hist.best_skill.values[:, -1] > hist.best_skill.values[:, 0])
-    with pytest.raises(ValueError, match="thompson"):
-        calibrate.iterate(toy_run, SPACE, initial, acquisition="thompson", emulator="lse",
-                          basin_attrs=np.zeros((2, 1)), progress=False)
-    with pytest.raises(ValueError, match="acquisition"):
-        calibrate.iterate(toy_run, SPACE, initial, acquisition="ucb", progress=False)
-
-
-def test_donor_transfer_borrows_from_the_closest_basin_of_another_fold():
-    values = np.arange(5 * 3, dtype=float).reshape(5, 3)
-    calibrated = xr.DataArray(values, dims=("basin", "param"),
-                              coords={"basin": list("vwxyz"), "param": ["p0", "p1", "p2"]})
-    attrs = np.array([[0.0, 0.0], [0.1, 0.0], [5.0, 5.0], [5.2, 5.1], [0.05, 0.02]])
-    fold = np.array([0, 1, 0, 1, 0])
-    out = calibrate.donor_transfer(calibrated, attrs, fold)
-    # basins 0 and 4 (fold 0) borrow from basin 1, basin 1 from its closest, 4, not from 3
-    assert out.donor.values.tolist() == list("wzyxw")
-    np.testing.assert_array_equal(out.params.values, values[[1, 4, 3, 2, 1]])
-    assert out.param.values.tolist() == ["p0", "p1", "p2"]
-    coords = np.array([[45.0, -70.0], [45.1, -70.1], [30.0, -100.0], [44.0, -71.0], [31.0, -99.0]])
-    out = calibrate.donor_transfer(calibrated, coords, fold, metric="distance")
-    assert out.donor.values.tolist() == list("wvyvy")
-    with pytest.raises(ValueError, match="metric"):
-        calibrate.donor_transfer(calibrated, attrs, fold, metric="random")
-    with pytest.raises(TypeError, match="best"):
-        calibrate.donor_transfer(values, attrs, fold)
-
-
-@pytest.mark.parametrize("budget", [0, -5, 2.5])
-def test_dds_refuses_a_budget_that_is_not_a_count_of_runs(budget):
-    with pytest.raises(ValueError, match="n_evaluations"):
-        calibrate.dds(toy_run, SPACE, budget, progress=False)
-
-
-def test_a_checkpoint_of_other_basins_or_metric_is_refused(toy, tmp_path):
-    forcing, attrs = toy
-    space = ParameterSpace.tang2025()
-    path = tmp_path / "dds.nc"
-    run_a = calibrate.model_runner(forcing.isel(basin=[0]), attrs, space, period=(2002, 2003))
-    calibrate.dds(run_a, space, 6, checkpoint=path, checkpoint_every=2, progress=False)
-    run_b = calibrate.model_runner(forcing.isel(basin=[1]), attrs, space, period=(2002, 2003))
-    with pytest.raises(ValueError, match="other settings"):
-        calibrate.dds(run_b, space, 6, checkpoint=path, checkpoint_every=2, progress=False)
-    run_nse = calibrate.model_runner(forcing.isel(basin=[0]), attrs, space, metric="nse",
-                                     period=(2002, 2003))
-    with pytest.raises(ValueError, match="other settings"):
-        calibrate.dds(run_nse, space, 6, checkpoint=path, checkpoint_every=2, progress=False)
-    path.write_bytes(b"not a netCDF file")
-    with pytest.raises(ValueError, match="(?s)cannot be read.*Delete it"):
-        calibrate.dds(run_a, space, 6, checkpoint=path, progress=False)
-
-
-def test_hierarchical_emulator_loop_improves_with_either_acquisition():
-    initial = sampling.sample(SPACE, 20, "lhs", seed=2)
-    attrs = np.array([[0.0], [1.0]])
-    for acquisition in ("mean", "thompson"):
-        hist = calibrate.iterate(toy_run, SPACE, initial, n_iterations=2, n_per_iteration=5,
-                                 emulator="hierarchical", basin_attrs=attrs,
-                                 acquisition=acquisition, n_candidates=128, popsize=30,
-                                 generations=20, progress=False)
-        assert np.all(hist.best_skill.values[:, -1] > hist.best_skill.values[:, 0]), acquisition
-
-
-def test_best_reads_a_history_so_far_or_within_an_iteration():
-    initial = sampling.sample(SPACE, 20, "lhs", seed=1)
-    hist = calibrate.iterate(toy_run, SPACE, initial, n_iterations=2, n_per_iteration=5,
-                             popsize=30, generations=30, progress=False)
-    top = calibrate.best(hist)
-    assert top.dims == ("basin", "param")
-    np.testing.assert_allclose(top.skill, hist.skill.max("member"))
-    np.testing.assert_allclose(toy_run(top.values[:, None])[:, 0], top.skill)
-    first = calibrate.best(hist, within_iteration=1)
-    runs_1 = np.where(hist.iteration == 1, hist.skill, -np.inf)
-    np.testing.assert_allclose(first.skill, runs_1.max(axis=1))
-    np.testing.assert_allclose(calibrate.best(hist, after_iteration=0).skill,
-                               hist.best_skill.sel(after_iteration=0))
-    with pytest.raises(ValueError, match="No runs in iteration 5"):
-        calibrate.best(hist, within_iteration=5)
-    # member-first order reads the same; another name for the member axis is refused,
-    # rather than returned as every run of every basin
-    np.testing.assert_array_equal(calibrate.best(hist.transpose("member", "param", "basin", ...)),
-                                  top)
-    with pytest.raises(ValueError, match="rename"):
-        calibrate.best(hist.rename(member="run"))
-    from emucal import metrics
-    np.testing.assert_allclose(metrics.from_norm(metrics.to_norm(np.array([-5.0, 0.2, 1.0]))),
-                               [-5.0, 0.2, 1.0])
-
-
-def test_local_fit_sees_the_runs_nearest_the_best_and_still_improves():
-    unit = np.array([[[0.0, 0.0], [0.9, 0.9], [0.5, 0.5], [0.45, 0.5], [1.0, 1.0]]])
-    skill = np.array([[0.1, 0.2, 0.8, 0.3, np.nan]])  # best run: index 2
-    assert calibrate._nearest_best(unit, skill, 2).tolist() == [[2, 3]]
-    assert calibrate._nearest_best(unit, skill, None).tolist() == [[0, 1, 2, 3, 4]]
-    initial = sampling.sample(SPACE, 20, "lhs", seed=1)
-    hist = calibrate.iterate(toy_run, SPACE, initial, n_iterations=3, n_per_iteration=5,
-                             acquisition="thompson", n_candidates=200, perturb=0.3, n_local=12,
-                             progress=False)
-    assert np.all(hist.best_skill.values[:, -1] > hist.best_skill.values[:, 0])
-    for bad in (4, 12.5):  # fewer than twice the 4 parameters; not a count
-        with pytest.raises(ValueError, match="n_local"):
-            calibrate.iterate(toy_run, SPACE, initial, n_local=bad, progress=False)
-
-
-def test_tangs_batch_is_the_best_of_independent_searches():
-    # two separate peaks per basin: independent searches find both, and rank them
-    def predict(u):
-        near = lambda c: np.exp(-40 * ((u - c) ** 2).sum(-1))
-        return 0.9 * near(np.full(4, 0.2)) + 0.6 * near(np.full(4, 0.8))
-
-    batch = calibrate._independent_searches(predict, 2, 4, 12, 6, cap=1.0, popsize=20,
-                                            generations=40, seed=0)
-    assert batch.shape == (2, 6, 4)
-    np.testing.assert_allclose(batch[:, 0], 0.2, atol=0.05)  # best first
-    assert np.all(np.diff(predict(batch), axis=1) <= 1e-12)
-    initial = sampling.sample(SPACE, 20, "lhs", seed=1)
-    hist = calibrate.iterate(toy_run, SPACE, initial, n_iterations=2, n_per_iteration=5,
-                             acquisition="tang", popsize=20, generations=20, progress=False)
-    assert np.all(hist.best_skill.values[:, -1] > hist.best_skill.values[:, 0])
-
-
-def test_trust_steps_grow_after_successes_and_shrink_after_failures():
-    rising = np.array([[0.1, 0.2, 0.3, 0.4]])  # three improving iterations: double
-    flat = np.array([[0.5, 0.5, 0.5, 0.5]])  # three failures: halve
-    mixed = np.array([[0.5, 0.6, 0.6, 0.7]])  # neither three in a row
-    assert calibrate.trust_steps(rising).tolist() == [0.4]
-    assert calibrate.trust_steps(flat).tolist() == [0.1]
-    assert calibrate.trust_steps(mixed).tolist() == [0.2]
-    assert calibrate.trust_steps(np.full((1, 40), 0.5)).tolist() == [0.0125]  # floored
-    both = calibrate.trust_steps(np.concatenate([rising, flat]))
-    assert both.tolist() == [0.4, 0.1]  # one step per basin
-    initial = sampling.sample(SPACE, 20, "lhs", seed=1)
-    hist = calibrate.iterate(toy_run, SPACE, initial, n_iterations=4, n_per_iteration=4,
-                             acquisition="thompson", n_candidates=200, step="trust",
-                             progress=False)
-    assert np.all(hist.best_skill.values[:, -1] > hist.best_skill.values[:, 0])
-    with pytest.raises(ValueError, match="step"):
-        calibrate.iterate(toy_run, SPACE, initial, step="wide", progress=False)
-
-
-def test_hierarchical_loop_refits_the_lse_on_schedule_and_resumes_exactly(tmp_path, monkeypatch):
-    initial = sampling.sample(SPACE, 20, "lhs", seed=3)
-    attrs = np.array([[0.0], [1.0]])
-    kw = dict(n_per_iteration=4, emulator="hierarchical", basin_attrs=attrs,
-              acquisition="thompson", n_candidates=64, lse_refit=2, progress=False)
-    sizes = []
-    original = calibrate.make_lse
-
-    def spy(n_train, **k):
-        sizes.append(n_train)
-        return original(n_train, **k)
-
-    monkeypatch.setattr(calibrate, "make_lse", spy)
-    whole = calibrate.iterate(toy_run, SPACE, initial, n_iterations=4, **kw)
-    # refit at iterations 1 and 3 on the runs before each; each basin's LSE has not seen it
-    assert sizes == [20, 20, 28, 28]
-    sizes.clear()
-    path = tmp_path / "h.nc"
-    calibrate.iterate(toy_run, SPACE, initial, n_iterations=2, checkpoint=path, **kw)
-    resumed = calibrate.iterate(toy_run, SPACE, initial, n_iterations=4, checkpoint=path, **kw)
-    np.testing.assert_array_equal(resumed.params.values, whole.params.values)
-    assert sizes == [20, 20, 28, 28]  # the resumed part refits at iteration 3 as planned
-    with pytest.raises(ValueError, match="lse_refit"):
-        calibrate.iterate(toy_run, SPACE, initial, **{**kw, "lse_refit": 0})
-
-
-def test_tangs_emulators_choose_by_cross_validation_and_improve():
-    # a smooth basin (a GP fits it) and a step-shaped one (a forest fits it better)
-    rng = np.random.default_rng(0)
-    x = rng.uniform(size=(2, 60, 4))
-    y = np.stack([np.sin(3 * x[0, :, 0]) + x[0, :, 1], np.where(x[1, :, 2] > 0.5, 1.0, -1.0)])
-    em = calibrate._ChosenByCV(seed=0).fit(x, y)
-    assert em.cv_rmse_.shape == (3, 2) and np.isinf(em.cv_rmse_[2]).all()  # no LSE without attributes
-    assert em.choice_.tolist() == ["gp", "rf"]
-    u = rng.uniform(size=(2, 30, 4))
-    pred = em.predict(u)
-    np.testing.assert_allclose(pred[1], em.forest_.predict(u[[1]])[0])  # the forest's basin
-    np.testing.assert_allclose(pred[0], em.gp_.predict(u)[0])
-    # six basins: the GPs are fitted in two groups, and only groups with a GP basin predict
-    x6, y6 = rng.uniform(size=(6, 40, 4)), rng.normal(size=(6, 40))
-    six = calibrate._ChosenByCV(seed=0)  # fitted state set by hand: one GP basin, five forests
-    six.choice_, six.lse_ = np.array(["rf"] * 5 + ["gp"]), None
-    six.gp_ = emulators.GPEmulator(max_iter=20).fit(x6, y6)
-    six.forest_ = emulators.RandomForestEmulator(seed=0).fit(x6[:5], y6[:5])
-    u6 = rng.uniform(size=(6, 10, 4))
-    pred6 = six.predict(u6)
-    assert len(six.gp_.groups_) == 2
-    np.testing.assert_array_equal(pred6[5], six.gp_.predict(u6)[5])
-    np.testing.assert_array_equal(pred6[:5], six.forest_.predict(u6[:5]))
-    # eight basins share one step-shaped surface: the LSE learns it from all of them
-    x8 = rng.uniform(size=(8, 20, 4))
-    y8 = np.where(x8[..., 2] > 0.5, 1.0, -1.0) + 0.01 * rng.normal(size=(8, 20))
-    attrs8 = np.arange(8.0)[:, None]
-    both = calibrate._ChosenByCV(seed=0, basin_attrs=attrs8).fit(x8, y8)
-    assert (both.cv_rmse_.min(axis=0) <= calibrate._ChosenByCV(seed=0).fit(x8, y8).cv_rmse_.min(axis=0)).all()
-    assert (both.choice_ == "lse").sum() >= 4
-    lse = both.choice_ == "lse"
-    u8 = rng.uniform(size=(8, 10, 4))
-    np.testing.assert_allclose(both.predict(u8)[lse],
-                               calibrate._predict_lse(both.lse_, u8, attrs8)[lse])
-    initial = sampling.sample(SPACE, 20, "lhs", seed=1)
-    attrs = np.array([[0.0], [1.0]])
-    for emulator in ("sse_gp_or_rf", "lse_rf", "lse_or_sse"):
-        hist = calibrate.iterate(toy_run, SPACE, initial, n_iterations=2, n_per_iteration=5,
-                                 emulator=emulator, basin_attrs=attrs, acquisition="tang",
-                                 popsize=20, generations=20, progress=False)
-        assert np.all(hist.best_skill.values[:, -1] > hist.best_skill.values[:, 0]), emulator
-    with pytest.raises(ValueError, match="needs per-basin GPs"):
-        calibrate.iterate(toy_run, SPACE, initial, emulator="lse_rf", basin_attrs=attrs,
-                          acquisition="thompson", progress=False)

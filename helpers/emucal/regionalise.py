@@ -26,12 +26,15 @@ Tang, G., Wood, A. W. and Swenson, S. (2025). Water Resour. Res. 61, e2024WR0395
 from __future__ import annotations
 
 import functools
+import os
 
 import numpy as np
+import xarray as xr
 
-from .calibrate import _fingerprint, donor_transfer, regionalise, thompson_batch  # noqa: F401 (moving here)
+from .calibrate import _fingerprint, _load_checkpoint, _save_checkpoint, search, thompson_batch
 from .emulators import GPEmulator, RandomForestEmulator, kfold, lse_features, make_lse
 from .metrics import to_norm
+from .parameters import ParameterSpace
 
 __all__ = ["LargeSample", "WithPriorMean", "donor_transfer", "fit_with_prior_mean", "hierarchical_batch",
            "hierarchical_rule",
@@ -233,3 +236,192 @@ def hierarchical_rule(basin_attrs, refit_every, **settings):
         return thompson_batch(unit, skill, iteration, fit=fit, **settings)
 
     return propose
+
+
+# ------------------------------------------------------------ basins without flow
+def regionalise(history: xr.Dataset, basin_attrs: np.ndarray, space: ParameterSpace, *,
+                emulator: str = "lse", among: str = "cube", n_splits: int = 5, seed: int = 0,
+                popsize: int = 150, generations: int = 60, failed: str = "floor",
+                checkpoint: str | os.PathLike | None = None) -> xr.Dataset:
+    """Parameters for basins treated as ungauged, from a large-sample emulator (spatial CV).
+
+    The basins are split into ``n_splits`` folds. For each fold, a
+    large-sample emulator is trained on the runs of the *other* basins
+    (parameters and attributes -> normKGE), and the held-out basins get the
+    parameter set that maximises its prediction given their attributes
+    alone: no streamflow of a held-out basin is used. Run the model with the
+    result to score it, as for a basin without a gauge.
+
+    Where that parameter set is looked for is ``among``. In the whole unit
+    cube (``"cube"``, as Tang et al.), the search can end on a peak of the
+    emulator where no training basin ever ran, and with a few dozen training
+    basins such peaks are often artefacts. Among the donors (``"donors"``),
+    the candidates are the best run of each training basin, the parameter sets
+    a donor-basin transfer (:func:`donor_transfer`) would hand over, and the
+    emulator picks the one it predicts best for the held-out basin: a donor
+    chosen by what the runs say about basins like it, not by a distance
+    between attributes.
+
+    Parameters
+    ----------
+    history
+        Runs: ``params(basin, member, param)`` in parameter units and their
+        KGE' ``skill(basin, member)``, e.g. the history of
+        :func:`emucal.calibrate.loop` (``history.isel(member=slice(0, 200))``
+        for its initial design).
+    basin_attrs
+        ``(basin, n_attr)`` attributes (e.g. of
+        :data:`emucal.emulators.LSE_ATTRIBUTES`).
+    space
+        The parameter space.
+    emulator
+        ``"lse"``: the large-sample GP (:func:`emucal.emulators.make_lse`);
+        ``"lse_rf"``: Tang et al.'s random forest (100 trees, depth at most
+        40), as in :func:`lse_forest`. A forest predicts averages of runs it has
+        seen, so its search lands where similar training basins did well; a
+        GP's mean can also peak between and beyond the runs.
+    among
+        ``"cube"``: search the emulator over the unit cube
+        (:func:`emucal.calibrate.search`);
+        ``"donors"``: score the training basins' best runs only (see above).
+    n_splits, seed
+        Folds over basins and the seed of the split, training and search.
+    popsize, generations
+        Size of the emulator search (:func:`emucal.calibrate.search`).
+    failed
+        A run with NaN skill (it failed) counts as normKGE -1 (``"floor"``,
+        as in :func:`lse_rows`) or is left out of the emulator's training
+        data (``"drop"``, as Tang et al.'s code does: ``MOASMO_parameter_allbasin_emulator.py``
+        of NCAR/CTSM_calibration keeps only the runs whose metric is not NaN).
+    checkpoint
+        A netCDF file: the result is saved after every fold, and a call with
+        the same file skips the folds already done.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``params(basin, param)``: the regionalised parameters of every basin,
+        each chosen while it was held out; ``fold(basin)``: the fold in which
+        it was held out; with ``among="donors"``, ``donor(basin)``: the
+        training basin whose best run was chosen.
+    """
+    if emulator not in ("lse", "lse_rf"):
+        raise ValueError(f"emulator must be 'lse' or 'lse_rf', not {emulator!r}.")
+    if among not in ("cube", "donors"):
+        raise ValueError(f"among must be 'cube' or 'donors', not {among!r}.")
+    if failed not in ("floor", "drop"):
+        raise ValueError(f"failed must be 'floor' (a failed run counts as normKGE -1) or 'drop' "
+                         f"(failed runs are left out of the training data), not {failed!r}.")
+    basins = history.basin.values if "basin" in history.coords else np.arange(history.sizes["basin"])
+    params = np.asarray(history.params.transpose("basin", "member", "param").values, float)
+    kge = np.asarray(history.skill.transpose("basin", "member").values, float)  # NaN: a failed run
+    skill = np.nan_to_num(kge, nan=-1e6)
+    n_basin, n_run, d = params.shape
+    unit = space.to_unit(params.reshape(-1, d)).reshape(n_basin, n_run, d)
+    folds = kfold(n_basin, n_splits, seed=seed)
+    settings = dict(kind="regionalise", n_splits=n_splits, seed=seed, popsize=popsize,
+                    **({} if emulator == "lse" else {"emulator": emulator}),
+                    **({} if among == "cube" else {"among": among}),
+                    **({} if failed == "floor" else {"failed": failed}),
+                    generations=generations, params=_fingerprint(params), skill=_fingerprint(skill),
+                    attrs=_fingerprint(basin_attrs))
+    saved = _load_checkpoint(checkpoint, settings)
+    chosen = np.full((n_basin, d), np.nan) if saved is None else saved.chosen.values.copy()
+    fold_of = np.full(n_basin, -1) if saved is None else saved.fold.values.copy()
+    donor = (np.full(n_basin, -1) if saved is None or "donor" not in saved
+             else saved.donor.values.copy())
+    best_run = unit[np.arange(n_basin), skill.argmax(axis=1)]  # each basin's best run
+    for k, held in enumerate(folds):
+        if np.all(fold_of[held] == k):
+            continue  # done before an interruption
+        train = np.setdiff1d(np.arange(n_basin), held)
+        x, y = lse_rows(unit, kge, basin_attrs, train)
+        if failed == "drop":  # as Tang et al.: only the runs that did not fail
+            x, y = x[np.isfinite(kge[train]).ravel()], y[np.isfinite(kge[train]).ravel()]
+        em = (RandomForestEmulator(100, max_depth=40, seed=seed + k)
+              if emulator == "lse_rf" else make_lse(len(x), seed=seed + k))
+        em.fit(x, y)
+        attrs_held = basin_attrs[held]
+
+        def predict(u, em=em, attrs_held=attrs_held):
+            m = u.shape[1]
+            feats = lse_features(u.reshape(-1, d), np.repeat(attrs_held, m, axis=0))
+            return np.minimum(em.predict(feats).reshape(len(attrs_held), m), 1.0)  # normKGE <= 1
+
+        if among == "donors":  # every held-out basin scores every training basin's best run
+            scores = predict(np.broadcast_to(best_run[train], (len(held), len(train), d)).copy())
+            donor[held] = train[scores.argmax(axis=1)]
+            chosen[held] = space.from_unit(best_run[donor[held]])
+        else:
+            pop, _ = search(predict, len(held), d, popsize=popsize, generations=generations,
+                            seed=seed + 100 * k)
+            chosen[held] = space.from_unit(pop[:, 0])
+        fold_of[held] = k
+        _save_checkpoint(xr.Dataset({"chosen": (("basin", "param"), chosen), "fold": ("basin", fold_of),
+                                     "donor": ("basin", donor)}), checkpoint, settings)
+    out = xr.Dataset({"params": (("basin", "param"), chosen), "fold": ("basin", fold_of)},
+                     coords={"basin": basins, "param": list(space.names)})
+    if among == "donors":
+        out["donor"] = ("basin", basins[donor])
+    return out
+
+
+def donor_transfer(calibrated: xr.DataArray, features: np.ndarray, fold, *,
+                   metric: str = "attributes") -> xr.Dataset:
+    """Classic regionalisation: each held-out basin takes the parameters of one donor.
+
+    For every basin, the donor is the closest basin of *another* fold, so that
+    the comparison with :func:`regionalise` uses the same split: no basin
+    borrows from a basin held out with it.
+
+    Parameters
+    ----------
+    calibrated
+        Each basin's calibrated parameters ``(basin, param)``, e.g.
+        ``best(history)``.
+    features
+        ``metric="attributes"``: basin attributes ``(basin, n_attr)``, compared
+        after standardising each column ("the most similar basin").
+        ``metric="distance"``: gauge latitude and longitude in degrees
+        ``(basin, 2)``, compared by great-circle distance ("the nearest basin").
+    fold
+        The fold of each basin ``(basin,)``, e.g. ``regionalise(...).fold``.
+    metric
+        ``"attributes"`` or ``"distance"``.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``params(basin, param)``: the donors' parameters; ``donor(basin)``:
+        each basin's donor basin.
+    """
+    if not isinstance(calibrated, xr.DataArray) or set(calibrated.dims) != {"basin", "param"}:
+        raise TypeError("calibrated must be a DataArray (basin, param), e.g. calibrate.best(history).")
+    basins = calibrated.basin.values if "basin" in calibrated.coords else np.arange(calibrated.sizes["basin"])
+    names = calibrated.param.values if "param" in calibrated.coords else None
+    calibrated = calibrated.transpose("basin", "param").values.astype(float)
+    features = np.asarray(features, float)
+    fold = np.asarray(fold)
+    n_basin = calibrated.shape[0]
+    if features.shape[0] != n_basin or fold.shape != (n_basin,):
+        raise ValueError(f"calibrated, features and fold need one row per basin ({n_basin}); got "
+                         f"{features.shape[0]} and {fold.shape}.")
+    if metric == "attributes":
+        sd = features.std(axis=0)
+        z = (features - features.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
+        dist = np.linalg.norm(z[:, None, :] - z[None, :, :], axis=-1)
+    elif metric == "distance":
+        if features.shape[1] != 2:
+            raise ValueError("metric='distance' needs features (basin, 2): latitude, longitude.")
+        lat, lon = np.deg2rad(features[:, 0]), np.deg2rad(features[:, 1])
+        a = (np.sin((lat[:, None] - lat[None]) / 2) ** 2
+             + np.cos(lat[:, None]) * np.cos(lat[None]) * np.sin((lon[:, None] - lon[None]) / 2) ** 2)
+        dist = 2 * np.arcsin(np.sqrt(np.clip(a, 0, 1)))
+    else:
+        raise ValueError(f"metric must be 'attributes' or 'distance', not {metric!r}.")
+    dist = np.where(fold[:, None] == fold[None, :], np.inf, dist)
+    if np.isinf(dist).all(axis=1).any():
+        raise ValueError("Every basin needs a basin of another fold to borrow from; use 2 folds or more.")
+    donor = dist.argmin(axis=1)
+    return xr.Dataset({"params": (("basin", "param"), calibrated[donor]), "donor": ("basin", basins[donor])},
+                      coords={"basin": basins, **({"param": names} if names is not None else {})})

@@ -3,15 +3,26 @@
 Teaching model, the 19 sample basins; spin-up WY1994, calibration WY1995-2007,
 validation WY2008-2013; KGE'. ``calibration_table.py`` and ``ungauged.py``
 both run :func:`tang_sse_loop`, so that one call, and one checkpoint, serves
-both.
+both. :func:`tang_spatial_cv` is Tang et al.'s spatial cross-validation of
+their random-forest LSE, for ``ungauged.py``.
+
+Search sizes in Tang et al.'s code (NCAR/CTSM_calibration, commit
+46d99b2f1c9c9285e9930a3eec896942fd51ba3c): the per-basin loop runs pymoo's GA
+with population 60 for 60 generations (``MOASMO_parameters.py``, line 644);
+the large-sample emulator's GA has population 100 and 100 generations
+(``MOASMO_parameter_allbasin_emulator.py``, lines 342 and 420).
 """
 
 from types import SimpleNamespace
 
-from emucal import calibrate, camels, emulators, sampling
+import numpy as np
+
+from emucal import calibrate, camels, emulators, metrics, sampling
 from emucal.parameters import ParameterSpace
 
 TANG_SEARCH = dict(popsize=60, generations=60)  # pymoo GA in MOASMO_parameters.py: 60 x 60
+TANG_LSE_SEARCH = dict(popsize=100, generations=100)  # pymoo GA of their LSE: 100 x 100
+N_PROPOSALS = 10  # numruns = 10 proposals per held-out basin in Tang et al.'s spatial CV
 
 
 def setting(scale: str = "linear") -> SimpleNamespace:
@@ -27,9 +38,62 @@ def setting(scale: str = "linear") -> SimpleNamespace:
         coords=attrs.loc[ds.basin.values, ["gauge_lat", "gauge_lon"]].to_numpy(dtype=float))
 
 
-def tang_sse_loop(s: SimpleNamespace, seed: int, checkpoint=None):
-    """Tang et al.'s loop with their per-basin emulator: 200 LHS runs + 3 x 50, GP or forest by CV."""
+def tang_sse_loop(s: SimpleNamespace, seed: int, checkpoint=None, failed: str = "floor"):
+    """Tang et al.'s loop with their per-basin emulator: 200 LHS runs + 3 x 50, GP or forest by CV.
+
+    ``failed``: a failed run counts as normKGE -1 (``"floor"``, emucal's
+    default) or is left out of the emulators' training (``"drop"``, as Tang
+    et al.'s code; ``variants.drop_failed`` is the same for ``calibrate.loop``);
+    see ``calibrate.iterate``.
+    """
     return calibrate.iterate(
         s.run, s.space, sampling.sample(s.space, 200, "lhs", seed=seed), n_iterations=3,
         n_per_iteration=50, emulator="sse_gp_or_rf", seed=seed, acquisition="tang",
-        **TANG_SEARCH, basin_attrs=s.basin_attrs, checkpoint=checkpoint, progress=False)
+        **TANG_SEARCH, basin_attrs=s.basin_attrs, failed=failed, checkpoint=checkpoint,
+        progress=False)
+
+
+def tang_spatial_cv(history, basin_attrs: np.ndarray, space, *, seed: int, n_splits: int = 5):
+    """Tang et al.'s spatial cross-validation of the random-forest LSE.
+
+    For each fold of basins (the folds of ``emucal.regionalise.regionalise``
+    with the same seed), a forest (100 trees, depth at most 40) learns normKGE from
+    the *initial* runs (iteration 0) of the other basins, failed runs left
+    out; each held-out basin then gets ``N_PROPOSALS`` independent searches
+    of the forest (``TANG_LSE_SEARCH``), and the best point of each is a
+    proposal.
+
+    Returns
+    -------
+    params : ndarray ``(basin, N_PROPOSALS, param)``
+        The proposals, in parameter units.
+    fold : ndarray ``(basin,)``
+        The fold in which each basin was held out.
+    """
+    first = np.flatnonzero(history.iteration.transpose("basin", "member").values[0] == 0)
+    initial = history.isel(member=first)
+    params = initial.params.transpose("basin", "member", "param").values
+    skill = initial.skill.transpose("basin", "member").values
+    n_basin, n_run, d = params.shape
+    unit = space.to_unit(params.reshape(-1, d)).reshape(n_basin, n_run, d)
+    target = metrics.to_norm(skill)  # normKGE; NaN where a run failed
+    proposals = np.full((n_basin, N_PROPOSALS, d), np.nan)
+    fold = np.full(n_basin, -1)
+    for k, held in enumerate(emulators.kfold(n_basin, n_splits, seed=seed)):
+        train = np.setdiff1d(np.arange(n_basin), held)
+        x = emulators.lse_features(unit[train].reshape(-1, d),
+                                   np.repeat(basin_attrs[train], n_run, axis=0))
+        y = target[train].ravel()
+        ok = np.isfinite(y)  # Tang et al. drop the failed runs
+        forest = emulators.RandomForestEmulator(100, max_depth=40, seed=seed + k).fit(x[ok], y[ok])
+        attrs = np.repeat(basin_attrs[held], N_PROPOSALS, axis=0)  # one search per row
+
+        def predict(u, forest=forest, attrs=attrs):  # u: (search, m, d) -> (search, m)
+            m = u.shape[1]
+            feats = emulators.lse_features(u.reshape(-1, d), np.repeat(attrs, m, axis=0))
+            return forest.predict(feats).reshape(len(attrs), m)
+
+        pop, _ = calibrate.search(predict, len(attrs), d, **TANG_LSE_SEARCH, seed=seed + 100 * k)
+        proposals[held] = pop[:, 0].reshape(len(held), N_PROPOSALS, d)
+        fold[held] = k
+    return space.from_unit(proposals.reshape(-1, d)).reshape(n_basin, N_PROPOSALS, d), fold

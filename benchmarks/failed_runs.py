@@ -4,7 +4,8 @@ A run fails when it has no skill score: in CTSM a run that crashed, in the
 teaching model a run whose flow never varies (KGE' undefined), which happens
 in a dry basin at some parameter sets. emucal's emulators learn such a run as
 the worst possible one, normKGE -1 (``failed="floor"``, the default); Tang et
-al.'s code leaves it out of the training data (``failed="drop"``):
+al.'s code leaves it out of the training data (``failed="drop"``,
+``variants.drop_failed`` in the loop):
 ``surrogate_model_train_and_pareto_points_oneobjfunc`` in
 ``MOASMO_parameters.py`` (lines 618-619) and the large-sample emulator in
 ``MOASMO_parameter_allbasin_emulator.py`` (lines 768-771, 951-954) of
@@ -17,14 +18,14 @@ For each seed:
 1. the 200-run LHS design of Tang et al.'s SSE loop is run in every basin, and
    its failed runs are counted per basin;
 2. Tang et al.'s SSE loop (``protocol.tang_sse_loop``: 200 + 3 x 50,
-   ``emulator="sse_gp_or_rf"``) runs with each handling in the basins where
+   ``variants.fit_gp_or_forest``) runs with each handling in the basins where
    an initial run failed in any seed (per-basin emulators: what one basin
    learns does not reach another, so these are the basins where the handling
    can matter; ``--all-basins`` runs the loop in all 19, where emucal's
    batched per-basin fits also trim every basin to the fewest valid runs);
    reported: the failed proposals and the basins' best KGE';
 3. the random-forest LSE regionalises with each handling from the initial
-   runs of all 19 basins (``regionalise(emulator="lse_rf")``, spatial 5-fold
+   runs of all 19 basins (``regionalise.regionalise(emulator="lse_rf")``, spatial 5-fold
    CV; the failed runs of a training basin are floored or dropped); reported:
    the median KGE' of the regionalised parameters over the 19 basins and the
    number of basins whose KGE' the handling changed (a held-out basin's own
@@ -63,9 +64,8 @@ setup = protocol.setting()
 space, run, validate, n_basin = setup.space, setup.run, setup.validate, setup.n_basin
 basins = np.asarray(setup.ds.basin.values)
 
-initial = {seed: calibrate.iterate(  # the initial runs of Tang et al.'s loop, in all basins
-    run, space, sampling.sample(space, 200, "lhs", seed=seed), n_iterations=0, progress=False)
-    for seed in seeds}
+initial = {seed: calibrate.loop(  # the initial runs of Tang et al.'s loop, in all basins
+    run, space, sampling.sample(space, 200, "lhs", seed=seed), None, 0) for seed in seeds}
 failed_initial = np.stack([np.isnan(initial[s].skill.values).sum(axis=1) for s in seeds])  # seed x basin
 hit = failed_initial.sum(axis=0) > 0
 print(f"failed initial runs: {int(failed_initial.sum())} of {failed_initial.size * 200} "

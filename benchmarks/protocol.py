@@ -13,9 +13,12 @@ the large-sample emulator's GA has population 100 and 100 generations
 (``MOASMO_parameter_allbasin_emulator.py``, lines 342 and 420).
 """
 
+import functools
 from types import SimpleNamespace
 
 import numpy as np
+
+import variants
 
 from emucal import calibrate, camels, emulators, metrics, sampling
 from emucal.parameters import ParameterSpace
@@ -41,16 +44,18 @@ def setting(scale: str = "linear") -> SimpleNamespace:
 def tang_sse_loop(s: SimpleNamespace, seed: int, checkpoint=None, failed: str = "floor"):
     """Tang et al.'s loop with their per-basin emulator: 200 LHS runs + 3 x 50, GP or forest by CV.
 
-    ``failed``: a failed run counts as normKGE -1 (``"floor"``, emucal's
-    default) or is left out of the emulators' training (``"drop"``, as Tang
-    et al.'s code; ``variants.drop_failed`` is the same for ``calibrate.loop``);
-    see ``calibrate.iterate``.
+    ``calibrate.tang_batch`` with ``variants.fit_gp_or_forest``, saved to and
+    resumed from ``checkpoint``. ``failed``: a failed run counts as normKGE
+    -1 (``"floor"``, emucal's default) or is left out of the emulators'
+    training (``"drop"``, as Tang et al.'s code: ``variants.drop_failed``).
     """
-    return calibrate.iterate(
-        s.run, s.space, sampling.sample(s.space, 200, "lhs", seed=seed), n_iterations=3,
-        n_per_iteration=50, emulator="sse_gp_or_rf", seed=seed, acquisition="tang",
-        **TANG_SEARCH, basin_attrs=s.basin_attrs, failed=failed, checkpoint=checkpoint,
-        progress=False)
+    if failed not in ("floor", "drop"):
+        raise ValueError(f"failed must be 'floor' or 'drop', not {failed!r}.")
+    fit = (variants.fit_gp_or_forest if failed == "floor"
+           else functools.partial(variants.drop_failed, fit=variants.fit_gp_or_forest))
+    propose = functools.partial(calibrate.tang_batch, n=50, fit=fit, **TANG_SEARCH, seed=seed)
+    return variants.run_loop(s.run, s.space, sampling.sample(s.space, 200, "lhs", seed=seed), propose, 3,
+                             checkpoint)
 
 
 def tang_spatial_cv(history, basin_attrs: np.ndarray, space, *, seed: int, n_splits: int = 5):

@@ -20,10 +20,12 @@ not teach. They live here, in the two shapes the loop takes:
 :func:`run_loop` runs the loop with a checkpoint file, freeing each
 iteration's emulator as it goes.
 
-Every variant gives the numbers that ``calibrate.iterate`` gave with the
-matching options before it left the package (``emulator="sse_gp_or_rf"``,
-``"lse_or_sse"``, ``failed="drop"``, ``target="copula"``, a numeric
-``step``, ``perturb="dds"``); ``tests/test_benchmark_variants.py`` tests them.
+Every variant gives, bit for bit, the parameter sets that the package's
+former ``calibrate.iterate`` gave with the matching options
+(``emulator="sse_gp_or_rf"``, ``"lse_or_sse"``, ``failed="drop"``, a
+numeric ``step``, ``perturb="dds"``; checked on 3-6 basins when it was
+removed); ``tests/test_benchmark_variants.py`` and ``tests/test_failed_runs.py``
+test them.
 
 Source of Tang et al.'s choices: ``surrogate_model_train_and_pareto_points_oneobjfunc``
 in ``MOASMO_parameters.py`` (lines 618-619 drop the runs whose metric is NaN;

@@ -27,7 +27,7 @@ toy_run = calibrate.Runner(lambda p: 1.0 - 3.0 * ((np.asarray(p) - OPTIMA[:, Non
 def test_gp_or_forest_takes_per_basin_the_emulator_that_cross_validates_best():
     # a smooth basin (a GP fits it) and a step-shaped one (a forest fits it better)
     rng = np.random.default_rng(0)
-    x = rng.uniform(size=(2, 40, 4))
+    x = rng.uniform(size=(2, 30, 4))
     y = np.stack([np.sin(3 * x[0, :, 0]) + x[0, :, 1], np.where(x[1, :, 2] > 0.5, 1.0, -1.0)])
     em = variants.GPOrForest(seed=0).fit(x, y)
     assert em.cv_rmse_.shape == (3, 2) and np.isinf(em.cv_rmse_[2]).all()  # no LSE without attributes
@@ -50,18 +50,18 @@ def test_gp_or_forest_takes_per_basin_the_emulator_that_cross_validates_best():
 
 
 def test_the_forest_lse_competes_where_basins_share_a_surface():
-    # six basins share one step-shaped surface: the LSE learns it from all of them
+    # four basins share one step-shaped surface: the LSE learns it from all of them
     rng = np.random.default_rng(1)
-    x = rng.uniform(size=(6, 15, 4))
-    y = np.where(x[..., 2] > 0.5, 1.0, -1.0) + 0.01 * rng.normal(size=(6, 15))
-    attrs = np.arange(6.0)[:, None]
-    both = variants.GPOrForest(seed=0, basin_attrs=attrs).fit(x, y)
-    alone = variants.GPOrForest(seed=0).fit(x, y)
+    x = rng.uniform(size=(4, 12, 4))
+    y = np.where(x[..., 2] > 0.5, 1.0, -1.0) + 0.01 * rng.normal(size=(4, 12))
+    attrs = np.arange(4.0)[:, None]
+    both = variants.GPOrForest(n_splits=3, seed=0, basin_attrs=attrs).fit(x, y)
+    alone = variants.GPOrForest(n_splits=3, seed=0).fit(x, y)
     np.testing.assert_array_equal(both.cv_rmse_[:2], alone.cv_rmse_[:2])  # the same folds
     assert (both.cv_rmse_.min(axis=0) <= alone.cv_rmse_.min(axis=0)).all()  # never worse
     lse = both.choice_ == "lse"
     assert lse.sum() >= 3
-    u = rng.uniform(size=(6, 10, 4))
+    u = rng.uniform(size=(4, 10, 4))
     np.testing.assert_array_equal(both.predict(u)[lse], both.lse_.predict(u)[lse])
 
 

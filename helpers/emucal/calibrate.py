@@ -1,50 +1,34 @@
-"""Calibration: search the emulator, run the best candidates, learn, repeat; and a DDS baseline.
+"""Calibration: fit an emulator, propose runs, run them, repeat; and a DDS baseline.
 
-The loop of Tang, Wood & Swenson (2025), after the MO-ASMO method of Gong et
-al. (2016):
+Chapter 5 of the book writes the loop of Tang, Wood and Swenson (2025), after
+the MO-ASMO method of Gong et al. (2016), in cells marked
+``#@save emucal.calibrate``, and this module keeps the same code
+(``tests/test_notebook_code.py`` fails when the two differ):
 
-1. run an initial design (here 200 runs per basin, member 0 the default);
-2. train an emulator of skill (one GP per basin, or one large-sample GP);
-3. search the emulator for parameter sets with high predicted skill and pick
-   a batch (Tang et al.'s code runs one genetic-algorithm search per new run
-   and keeps the best point of each; for their LSE, three times as many
-   searches, keeping the best third);
-4. run the model for the candidates, add the runs to the training data,
-   retrain, and go back to 3 (three iterations in the paper).
+- :func:`loop` runs an initial design, then, ``n_iterations`` times, asks a
+  proposal rule ``propose(unit, skill, iteration)`` for the next runs of every
+  basin, runs them and adds them to the history;
+- the proposal rules: :func:`tang_batch`, Tang et al.'s batch (one search of
+  the emulator's mean per new run, :func:`search`, a differential evolution
+  run for all basins at once), and :func:`thompson_batch`, Thompson sampling
+  (:func:`thompson`) near each basin's best run in a trust region
+  (:func:`trust_steps`, after TuRBO, Eriksson et al. 2019). Both take
+  ``fit(unit, skill, seed)``, which returns the emulator: by default
+  :func:`fit_sse`, one GP per basin;
+- :func:`dds`, Dynamically Dimensioned Search (Tolson and Shoemaker 2007), the
+  standard budget-limited optimiser of hydrological models, run on the model
+  itself as the baseline at an equal number of model runs.
 
-:func:`iterate` runs this loop with Tang et al.'s batch (``acquisition=
-"tang"``), or with Thompson sampling near each basin's best run, which uses
-the emulator's uncertainty (``"thompson"``, optionally in a trust region,
-after TuRBO, Eriksson et al. 2019). Its emulators are one GP per basin
-(``"sse"``), one large-sample GP over all basins (``"lse"``), or per-basin
-GPs whose prior mean is the large-sample GP times a weight fitted per basin
-(``"hierarchical"``, the autoregressive model of Kennedy and O'Hagan 2000);
-Tang et al.'s own code used a GP or a random forest per basin, chosen by
-cross-validation (``"sse_gp_or_rf"``), and a random-forest LSE (``"lse_rf"``).
+Around them the module keeps what the chapter does not show: the
+:class:`Runner` that turns parameter sets into skill (:func:`model_runner`
+for the teaching model), :func:`checkpoint`, which resumes an interrupted
+loop with the numbers of one that never stopped, :func:`best`, which reads a
+history, and :func:`posterior`, which samples the parameters on an emulator.
+The large-sample emulators and regionalisation are in :mod:`emucal.regionalise`.
 
 The best parameter set of a basin is the best *model run* so far, never an
-emulator prediction: the emulator proposes, the model decides.
-
-:func:`search` is a differential evolution (Storn and Price 1997) on the
-emulator's mean, run for all basins at once: every generation asks the
-emulator for the whole population of every basin in one batched call, which
-is far faster than scipy's ``differential_evolution`` basin by basin, and it
-leaves a final population from which a batch of distinct candidates is
-taken. DE is a good fit because the predicted skill surface is cheap,
-smooth but multimodal, and has no gradients we want to trust at the edges
-of the data.
-
-:func:`dds` is Dynamically Dimensioned Search (Tolson and Shoemaker 2007),
-the standard budget-limited optimiser of hydrological models, run directly
-on the model as the baseline at an equal number of model runs.
-
-Every step takes a seed; the same seed gives the same parameter sets. And
-every long step takes a ``checkpoint`` file: :func:`iterate` saves after each
-iteration, :func:`dds` every ``checkpoint_every`` evaluations, and
-:func:`regionalise` after each fold. Call the step again with the same file
-after an interruption and it carries on where it stopped, with the same
-numbers as a run that was never interrupted; a file written with other
-settings is refused rather than silently mixed in.
+emulator prediction: the emulator proposes, the model decides. Every step
+takes a seed; the same seed gives the same parameter sets.
 
 References
 ----------
@@ -53,8 +37,6 @@ global optimization via local Bayesian optimization. NeurIPS 32.
 Gong, W., Duan, Q., Li, J., Wang, C., Di, Z., Ye, A., Miao, C. and Dai, Y. (2016).
 Multiobjective adaptive surrogate modeling-based optimization for parameter
 estimation of large, complex geophysical models. Water Resour. Res. 52, 1984-2008.
-Kennedy, M. C. and O'Hagan, A. (2000). Predicting the output from a complex computer code
-when fast approximations are available. Biometrika 87, 1-13.
 Storn, R. and Price, K. (1997). Differential evolution. J. Glob. Optim. 11, 341-359.
 Tolson, B. A. and Shoemaker, C. A. (2007). Dynamically dimensioned search algorithm
 for computationally efficient watershed model calibration. Water Resour. Res. 43, W01413.
@@ -63,29 +45,25 @@ Tang, G., Wood, A. W. and Swenson, S. (2025). Water Resour. Res. 61, e2024WR0395
 
 from __future__ import annotations
 
-import gc
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import xarray as xr
-from tqdm.auto import tqdm
 
 from . import metrics as skill_metrics
 from .metrics import to_norm
 from ._io import write_netcdf_atomic
-from .emulators import GPEmulator, RandomForestEmulator, kfold, lse_features, make_lse
+from .emulators import GPEmulator
 from .model import prepare_inputs, run_columns
 from .parameters import ParameterSpace
 
 __all__ = [
-    "Runner", "best", "best_so_far", "candidates_near_best", "checkpoint", "dds", "dds_move", "describe", "donor_transfer",
-    "fill_defaults", "fit_sse", "iterate", "loop", "make_history", "model_runner", "nearest_best",
-    "pick_distinct", "posterior", "regionalise", "search", "tang_batch", "thompson",
-    "thompson_batch", "trust_steps",
+    "Runner", "best", "best_so_far", "candidates_near_best", "checkpoint", "dds", "dds_move", "describe",
+    "fill_defaults", "fit_sse", "loop", "make_history", "model_runner", "nearest_best", "pick_distinct",
+    "posterior", "search", "tang_batch", "thompson", "thompson_batch", "trust_steps",
 ]
 
 
@@ -135,7 +113,7 @@ def _fingerprint(array) -> str:
 class Runner:
     """A model as the calibration loop sees it: parameter sets in, skill out.
 
-    :func:`iterate` and :func:`dds` call ``runner(params)`` with parameter
+    :func:`loop` and :func:`dds` call ``runner(params)`` with parameter
     sets ``(basin, n, param)`` in parameter units (basin ``b`` is run with
     its own ``n`` sets) and expect the skill ``(basin, n)`` back.
     :func:`model_runner` builds one for the teaching model; for your own
@@ -420,7 +398,7 @@ def trust_steps(best_skill: np.ndarray, *, start: float = 0.2, smallest: float =
     ----------
     best_skill
         ``(basin, k)``: the best skill after the initial design and after each
-        of the iterations so far (``best_skill`` of an :func:`iterate` history).
+        of the iterations so far (``best_skill`` of a :func:`loop` history).
 
     Returns
     -------
@@ -686,29 +664,7 @@ def checkpoint(path, run, space, initial, propose):
     return (initial if saved is None else saved), (lambda h: _save_checkpoint(h, path, settings))
 
 
-# ----------------------------------------------------------------- iterate
-_to_norm = skill_metrics.to_norm
-_FAILED = ("floor", "drop")
-
-
-def _training_target(skill: np.ndarray, failed: str = "floor") -> np.ndarray:
-    """normKGE, what the emulators learn, from KGE' ``skill``; a failed run is one with NaN skill.
-
-    ``failed="floor"``: a failed run counts as the worst possible run,
-    normKGE -1. ``failed="drop"``: its target is NaN, and the caller leaves
-    it out of the emulator's training data, as Tang et al.'s code did
-    (``MOASMO_parameters.py`` and ``MOASMO_parameter_allbasin_emulator.py``
-    of NCAR/CTSM_calibration drop every run whose metric is NaN).
-    """
-    if failed not in _FAILED:
-        raise ValueError(f"failed must be 'floor' (a failed run counts as normKGE -1) or 'drop' "
-                         f"(failed runs are left out of the training data), not {failed!r}.")
-    skill = np.asarray(skill, float)
-    if failed == "drop":
-        return _to_norm(np.where(np.isfinite(skill), skill, np.nan)).clip(-1, 1)
-    return _to_norm(np.where(np.isfinite(skill), skill, -1e6)).clip(-1, 1)
-
-
+# ------------------------------------------------------------------ results
 def best(history: xr.Dataset, *, after_iteration: int | None = None,
          within_iteration: int | None = None) -> xr.DataArray:
     """Each basin's best parameter set in a calibration history.
@@ -716,7 +672,7 @@ def best(history: xr.Dataset, *, after_iteration: int | None = None,
     Parameters
     ----------
     history
-        A result of :func:`iterate` or :func:`dds` (``params(basin, member,
+        A result of :func:`loop` or :func:`dds` (``params(basin, member,
         param)`` and ``skill(basin, member)``).
     after_iteration
         Only runs up to and including this iteration (0: the initial design):
@@ -735,7 +691,7 @@ def best(history: xr.Dataset, *, after_iteration: int | None = None,
     if set(dims) not in ({"basin", "member", "param"}, {"basin", "param"}) or \
             set(history.skill.dims) != set(dims) - {"param"}:
         raise ValueError(f"best() needs params(basin, member, param) and skill(basin, member), as "
-                         f"iterate() and dds() return; got params{dims} and "
+                         f"loop() and dds() return; got params{dims} and "
                          f"skill{tuple(history.skill.dims)}. Rename other dimensions first, e.g. "
                          f"history.rename(run='member').")
     history = history.transpose("basin", ...)
@@ -758,470 +714,6 @@ def best(history: xr.Dataset, *, after_iteration: int | None = None,
         else history.params
     return out.assign_coords(skill=("basin", history.skill.values[rows, idx])).drop_vars(
         "member", errors="ignore")
-
-
-def iterate(run: Runner, space: ParameterSpace, initial: np.ndarray, *, n_iterations: int = 3,
-            n_per_iteration: int = 50, emulator: str = "sse", basin_attrs: np.ndarray | None = None,
-            seed: int = 0, popsize: int = 150, generations: int = 60,
-            acquisition: str = "mean", n_candidates: int = 1024, perturb: float = 0.2,
-            step: float | str = 0.2, n_local: int | None = None, lse_refit: int = 1,
-            target: str = "norm_kge", failed: str = "floor",
-            history: xr.Dataset | None = None, checkpoint: str | os.PathLike | None = None,
-            progress: bool = True) -> xr.Dataset:
-    """Iterative emulator-based calibration (MO-ASMO style, one objective).
-
-    Parameters
-    ----------
-    run
-        The model, as a :class:`Runner` (for example from
-        :func:`model_runner`; skill: KGE', and the emulators learn normKGE).
-    space
-        The parameter space.
-    initial
-        Initial design ``(n, param)`` run in every basin, or ``(basin, n,
-        param)``; member 0 is usually the default.
-    n_iterations, n_per_iteration
-        Iterations and new runs per basin in each (3 and 50 in Tang et al.).
-    emulator
-        ``"sse"``: one GP per basin (batched); ``"lse"``: one large-sample
-        emulator over all basins, with ``basin_attrs`` ``(basin, n_attr)``.
-        Tang et al.'s own emulators (``MOASMO_parameters.py`` and
-        ``MOASMO_parameter_allbasin_emulator.py`` of NCAR/CTSM_calibration):
-        ``"sse_gp_or_rf"`` gives each basin a GP or a random forest
-        (scikit-learn's defaults, 100 trees), whichever predicts held-out
-        runs with the lower RMSE in 5-fold cross-validation, refit every
-        iteration; ``"lse_rf"`` is their large-sample emulator, a random
-        forest (100 trees, depth at most 40) on parameters and attributes.
-        A random forest's prediction is an average of runs it has seen, so
-        it never extrapolates beyond the best run: a search of it proposes
-        points near runs already made. ``"lse_or_sse"`` lets that LSE
-        compete with each basin's GP and forest in the same
-        cross-validation: a basin takes the LSE only where it predicts the
-        basin's held-out runs better, so in cross-validation it is never
-        worse than the SSE.
-        ``"hierarchical"``: per-basin GPs whose prior mean is the large-sample
-        emulator, scaled per basin by a fitted weight (Kennedy and O'Hagan's
-        autoregressive model, ``GPEmulator(mean="last_input")``): what other
-        basins teach is used where it fits and ignored (weight near 0, the
-        SSE) where it does not. Each basin's prior mean comes from an LSE
-        trained on the other basins only (five folds of basins, as in
-        :func:`regionalise`), so that the weight measures what the LSE
-        knows of a basin it has not seen, not how well it reproduces runs
-        it was trained on.
-    seed, popsize, generations
-        Seed and the size of the emulator search (:func:`search`).
-    acquisition
-        How the emulator chooses the next runs. ``"mean"``: maximise the
-        predicted mean (:func:`search`) and take distinct points of the final
-        population (:func:`pick_distinct`); the uncertainty plays no part.
-        ``"thompson"``: Thompson sampling among perturbations of each basin's
-        best run (:func:`thompson`, SSE only), which uses the uncertainty.
-        ``"tang"``: as Tang et al.'s code picks a batch
-        (``run_ga_optimization`` in ``MOASMO_parameters.py`` and
-        ``MOASMO_parameter_allbasin_emulator.py`` of NCAR/CTSM_calibration):
-        ``n_per_iteration`` independent searches of the predicted mean, each
-        from its own random population, and the best point of each is run.
-        Their searches were a genetic algorithm (pymoo's GA, population 60
-        and 60 generations per basin); here they are :func:`search` with
-        ``popsize`` and ``generations``. For the large-sample emulator they
-        ran three times as many searches of population 100 for 100
-        generations and kept the best third, eight times the emulator
-        predictions of the per-basin searches; that is left out here for time.
-    target
-        What the emulators learn: ``"norm_kge"`` (Tang et al.) or ``"copula"``,
-        each basin's normKGE ranks mapped to standard normal quantiles. The
-        ranks keep which runs are better, which is all a search needs, and
-        stop a few very poor runs from dominating the fit.
-    failed
-        What the emulators learn from a failed run (NaN skill: a model run
-        that crashed, or flow that never varies). ``"floor"``: it counts as
-        the worst possible run, normKGE -1, so the search learns to avoid
-        where it failed. ``"drop"``: it is left out of the training data, as
-        Tang et al.'s code does. The per-basin emulators are fitted as one
-        batch with the same number of runs in every basin, so with
-        ``"drop"`` each basin keeps its valid runs nearest its best run, as
-        many as the basin with the fewest valid runs has (with ``n_local``,
-        at most that many). Every run, failed or not, stays in the history.
-    n_candidates, perturb
-        Candidates per basin and per-parameter perturbation probability for
-        ``acquisition="thompson"``; ``perturb="dds"`` follows DDS's schedule,
-        ``1 - ln(runs so far) / ln(total runs)`` (at least ``1/d``).
-    step
-        Standard deviation of the candidates' moves for
-        ``acquisition="thompson"``, in unit-cube units, or ``"trust"``: each
-        basin's own step, adapted to how its search goes (:func:`trust_steps`).
-    n_local
-        Fit each basin's GP on only the ``n_local`` runs nearest its best run
-        so far (unit-cube distance), as the trust-region method TuRBO fits a
-        local model (Eriksson et al. 2019); ``None`` fits all runs. A skill
-        surface in 16 dimensions is far from stationary: one set of
-        lengthscales for poor runs far away and good runs close by fits
-        neither well, and the search only proposes near the best run. A
-        local fit also costs less, so more, smaller batches are affordable.
-        Used by per-basin GPs (``"sse"``, and the residual GPs of
-        ``"hierarchical"``).
-    lse_refit
-        Refit the large-sample emulator every ``lse_refit`` iterations (on
-        the runs there were then); the per-basin GPs are refit every
-        iteration. The LSE learns from every run of every basin, which costs
-        far more than the local per-basin fits, and a few more runs per basin
-        change it little.
-    history
-        A result of an earlier call: the loop resumes from it (its runs are
-        kept, and iterations continue where it stopped).
-    checkpoint
-        A netCDF file. The history is saved there after the initial design
-        and after every iteration; if the file exists, the loop resumes from
-        it (``initial`` is then only used to check that the file belongs to
-        this run). Raising ``n_iterations`` and calling again continues a
-        finished loop.
-    progress
-        Show a progress bar over iterations.
-
-    Returns
-    -------
-    xarray.Dataset
-        Every run: ``params(basin, member, param)``, ``skill(basin, member)``,
-        ``iteration(basin, member)`` (0 for the initial design), and
-        ``best_skill(basin, after_iteration)``: the best skill found up to and
-        including each iteration (0: the initial design).
-    """
-    emulators_ = ("sse", "sse_gp_or_rf", "lse", "lse_rf", "lse_or_sse", "hierarchical")
-    if emulator not in emulators_:
-        raise ValueError(f"emulator must be one of {emulators_}, not {emulator!r}.")
-    target_kind = target
-    if target_kind not in ("norm_kge", "copula"):
-        raise ValueError(f"target must be 'norm_kge' or 'copula', not {target_kind!r}.")
-    if acquisition not in ("mean", "thompson", "tang"):
-        raise ValueError(f"acquisition must be 'mean', 'thompson' or 'tang', not {acquisition!r}.")
-    if acquisition == "thompson" and emulator not in ("sse", "hierarchical"):
-        raise ValueError("acquisition='thompson' needs per-basin GPs (emulator='sse' or "
-                         "'hierarchical').")
-    if not (step == "trust" or (isinstance(step, (int, float)) and 0 < step <= 1)):
-        raise ValueError(f"step must be a number in (0, 1] or 'trust'; got {step!r}.")
-    if n_local is not None and (int(n_local) != n_local or n_local < 2 * len(space)):
-        raise ValueError(f"n_local must be a whole number of runs, at least twice the number of "
-                         f"parameters ({2 * len(space)}), or None; got {n_local!r}.")
-    if int(lse_refit) != lse_refit or lse_refit < 1:
-        raise ValueError(f"lse_refit must be a whole number of iterations, at least 1; got {lse_refit!r}.")
-    _training_target(np.zeros(1), failed)  # checks failed
-    if emulator in ("lse", "lse_rf", "lse_or_sse", "hierarchical") and basin_attrs is None:
-        raise ValueError("The large-sample emulator needs basin_attrs (basin, n_attr).")
-    if emulator == "hierarchical" and len(basin_attrs) < 2:
-        raise ValueError("emulator='hierarchical' needs at least 2 basins: each basin's prior "
-                         "mean comes from an LSE trained on the other basins.")
-    run = _as_runner(run)
-    n_basin, basins = run.n_basin, run.basins
-    if history is None and initial is None:
-        if checkpoint is None or not Path(checkpoint).exists():
-            raise ValueError("Give an initial design, a history to resume from, or an existing checkpoint.")
-        with xr.open_dataset(checkpoint, engine="netcdf4") as ds:
-            history = ds.load()  # checked against the settings below
-    if history is not None:
-        initial = history.params.values[:, history.iteration.values[0] == 0]
-    else:
-        initial = np.asarray(initial, dtype=float)
-        if initial.ndim == 2:
-            initial = np.broadcast_to(initial, (n_basin,) + initial.shape).copy()
-        initial = _resolve_defaults(run, initial)
-    settings = dict(kind="iterate", emulator=emulator, n_per_iteration=n_per_iteration, seed=seed,
-                    runner=run.fingerprint or None,
-                    popsize=popsize, generations=generations, initial=_fingerprint(initial),
-                    acquisition=acquisition, n_candidates=n_candidates, perturb=perturb,
-                    target=target_kind, **({} if n_local is None else {"n_local": int(n_local)}),
-                    **({} if step == 0.2 else {"step": step}),
-                    **({} if lse_refit == 1 else {"lse_refit": int(lse_refit)}),
-                    **({} if failed == "floor" else {"failed": failed}),
-                    attrs=None if basin_attrs is None else _fingerprint(basin_attrs))
-    saved = _load_checkpoint(checkpoint, settings)
-    history = saved if saved is not None else history
-    if history is None:
-        params = initial
-        skill = np.asarray(run(params), dtype=float)
-        iteration = np.zeros(skill.shape, int)
-        start = 1
-        _save_checkpoint(_history(params, skill, iteration, space, basins), checkpoint, settings)
-    else:
-        params = history.params.values
-        skill = history.skill.values
-        iteration = history.iteration.values
-        start = int(iteration.max()) + 1
-    n_basin = params.shape[0]
-    d = len(space)
-    lse, lse_fitted_at = None, None
-    bar = tqdm(range(start, n_iterations + 1), desc=f"{emulator.upper()} iterations",
-               disable=not progress)
-    for it in bar:
-        unit = space.to_unit(params)
-        target = _training_target(skill, failed)  # failed="drop": NaN where a run failed
-        valid = np.isfinite(target)
-        if target_kind == "copula":
-            from scipy.stats import norm, rankdata
-
-            target = norm.ppf(rankdata(target, axis=1, nan_policy="omit")
-                              / (valid.sum(axis=1, keepdims=True) + 1))
-        # (basin, k): the runs the per-basin GPs see
-        near = _nearest_best(unit, skill, n_local, valid=None if valid.all() else valid)
-        local_unit = np.take_along_axis(unit, near[..., None], axis=1)
-        if emulator == "sse":
-            em = GPEmulator(seed=seed + it).fit(
-                local_unit, np.take_along_axis(target, near, axis=1))
-            predict = em.predict
-        elif emulator in ("sse_gp_or_rf", "lse_or_sse"):
-            em = _ChosenByCV(seed=seed + it,
-                             basin_attrs=basin_attrs if emulator == "lse_or_sse" else None).fit(
-                local_unit, np.take_along_axis(target, near, axis=1))
-            predict = em.predict
-        else:
-            refit_at = 1 + (it - 1) // lse_refit * lse_refit  # same schedule when resumed
-            if lse is None or lse_fitted_at != refit_at:
-                seen = iteration[0] < refit_at  # the runs there were when it was due
-                lse = _fit_lse(unit[:, seen], target[:, seen], basin_attrs,
-                               folds=emulator == "hierarchical", seed=seed + refit_at,
-                               forest=emulator == "lse_rf")
-                lse_fitted_at = refit_at
-
-            def predict(u, lse=lse):
-                return _predict_lse(lse, u, basin_attrs)
-            em = lse
-            if emulator == "hierarchical":
-                em = _WithPriorMean(predict, np.take_along_axis(target, near, axis=1), local_unit,
-                                    seed=seed + it)
-                predict = em.predict
-        if acquisition == "thompson":
-            p_it = perturb
-            if perturb == "dds":  # DDS's schedule: from global to local as the budget is spent
-                budget = params.shape[1] + (n_iterations - it + 1) * n_per_iteration
-                p_it = max(1.0 - np.log(params.shape[1]) / np.log(budget), 1.0 / d)
-            if step == "trust":
-                best_so_far = np.stack([np.nanmax(np.where(iteration <= k, skill, -np.inf), axis=1)
-                                        for k in range(it)], axis=1)
-                step_it = trust_steps(best_so_far)
-            else:
-                step_it = step
-            new_unit = thompson(em, unit, skill, n_per_iteration, n_candidates=n_candidates,
-                                perturb=p_it, step=step_it, seed=seed + 1000 * it)
-        elif acquisition == "tang":
-            new_unit = _independent_searches(predict, n_basin, d, n_per_iteration, n_per_iteration,
-                                             cap=1.0 if target_kind == "norm_kge" else np.inf,
-                                             popsize=popsize, generations=generations,
-                                             seed=seed + 1000 * it)
-        else:
-            best_idx = np.argsort(-np.nan_to_num(skill, nan=-np.inf), axis=1)[:, :10]
-            seeds = np.take_along_axis(unit, best_idx[..., None], axis=1)
-            cap = 1.0 if target_kind == "norm_kge" else np.inf  # normKGE <= 1
-            pop, _ = search(lambda u: np.minimum(predict(u), cap), n_basin, d, popsize=popsize,
-                            generations=generations, seed=seed + 1000 * it, init=seeds)
-            new_unit = pick_distinct(pop, n_per_iteration, avoid=unit)
-        new_params = space.from_unit(new_unit.reshape(-1, d)).reshape(n_basin, n_per_iteration, d)
-        new_skill = np.asarray(run(new_params), dtype=float)
-        params = np.concatenate([params, new_params], axis=1)
-        skill = np.concatenate([skill, new_skill], axis=1)
-        iteration = np.concatenate([iteration, np.full(new_skill.shape, it)], axis=1)
-        _save_checkpoint(_history(params, skill, iteration, space, basins), checkpoint, settings)
-        bar.set_postfix(median_best=float(np.median(np.nanmax(skill, axis=1))))
-        # GPyTorch models hold reference cycles: free each iteration's emulator now, or a
-        # loop of many small batches grows by tens of MB per iteration (2 GB after 66)
-        del em, predict
-        gc.collect()
-    done = _history(params, skill, iteration, space, basins)
-    if int(iteration.max()) > n_iterations:  # a checkpoint that went further than asked
-        keep = iteration[0] <= n_iterations
-        done = _history(params[:, keep], skill[:, keep], iteration[:, keep], space, basins)
-    return done
-
-
-def _independent_searches(predict: Callable, n_basin: int, d: int, n_search: int, n_keep: int,
-                          cap: float, **search_kw) -> np.ndarray:
-    """The best point of each of ``n_search`` independent searches per basin, the ``n_keep`` best.
-
-    The searches run as one batched :func:`search` over ``basin x search``
-    populations, so that each generation costs one call of ``predict``;
-    predictions above ``cap`` (1 for normKGE) count as ``cap``.
-    """
-    def predict_all(u):  # u: (basin * n_search, popsize, d)
-        m = u.shape[1]
-        return predict(u.reshape(n_basin, n_search * m, d)).reshape(n_basin * n_search, m)
-
-    pop, fit = search(lambda u: np.minimum(predict_all(u), cap), n_basin * n_search, d,
-                      **search_kw)
-    winners = pop[:, 0].reshape(n_basin, n_search, d)
-    order = np.argsort(-fit[:, 0].reshape(n_basin, n_search), axis=1, kind="stable")[:, :n_keep]
-    return np.take_along_axis(winners, order[..., None], axis=1)
-
-
-def _fit_lse(unit: np.ndarray, target: np.ndarray, basin_attrs: np.ndarray, *, folds: bool,
-             seed: int, forest: bool = False) -> list:
-    """Large-sample emulators as ``[(basins, emulator), ...]``, each to predict for its ``basins``.
-
-    Without ``folds``, one emulator trained on every basin's runs predicts for
-    all. With ``folds``, the basins are split into (at most) five folds and
-    each fold is predicted by an emulator trained on the *other* basins only,
-    as in :func:`regionalise`. The hierarchical emulator needs this: an LSE
-    that has seen a basin's runs reproduces them, so that basin's GP would
-    trust it fully (weight 1, nothing left to learn) where its real skill
-    there, on runs it has not seen, is much lower. ``forest``: Tang et al.'s
-    random forest (``allbasin_emulator_train_and_optimize`` in
-    ``MOASMO_parameter_allbasin_emulator.py``: 100 trees, depth at most 40)
-    instead of a GP.
-    """
-    n_basin, n_run, d = unit.shape
-    groups = kfold(n_basin, min(5, n_basin), seed=seed) if folds else [np.arange(n_basin)]
-    out = []
-    for k, held in enumerate(groups):
-        train = np.setdiff1d(np.arange(n_basin), held) if folds else held
-        x = lse_features(unit[train].reshape(-1, d), np.repeat(basin_attrs[train], n_run, axis=0))
-        y = target[train].ravel()
-        if not np.isfinite(y).all():  # iterate(failed="drop"): failed runs are NaN, left out
-            x, y = x[np.isfinite(y)], y[np.isfinite(y)]
-        model = (RandomForestEmulator(100, max_depth=40, seed=seed + k)
-                 if forest else make_lse(len(x), seed=seed + k))
-        out.append((held, model.fit(x, y)))
-    return out
-
-
-def _predict_lse(models: list, unit: np.ndarray, basin_attrs: np.ndarray) -> np.ndarray:
-    """Predicted normKGE ``(basin, m)`` at ``unit`` ``(basin, m, d)`` from :func:`_fit_lse` models."""
-    n_basin, m, d = unit.shape
-    out = np.empty((n_basin, m))
-    for held, em in models:
-        feats = lse_features(unit[held].reshape(-1, d), np.repeat(basin_attrs[held], m, axis=0))
-        out[held] = em.predict(feats).reshape(len(held), m)
-    return out.clip(-1, 1)
-
-
-def _nearest_best(unit: np.ndarray, skill: np.ndarray, k: int | None,
-                  valid: np.ndarray | None = None) -> np.ndarray:
-    """Indices ``(basin, k)`` of each basin's ``k`` runs nearest its best run (all runs if ``k`` is None).
-
-    ``valid`` ``(basin, run)``: the runs that may be chosen (``None``: all).
-    Every basin gets the same number of runs (the per-basin emulators are
-    one batch), so ``k`` is at most the fewest valid runs of any basin.
-    """
-    n_basin, n_run, _ = unit.shape
-    if valid is not None:
-        fewest = int(valid.sum(axis=1).min())
-        if fewest < 2:
-            raise ValueError(f"Basin {int(valid.sum(axis=1).argmin())} has {fewest} run(s) that did not "
-                             "fail; an emulator needs at least 2. Use failed='floor' or run more.")
-        k = min(n_run if k is None else k, fewest)
-    if valid is None and (k is None or k >= n_run):
-        return np.broadcast_to(np.arange(n_run), (n_basin, n_run))
-    best = unit[np.arange(n_basin), np.nan_to_num(skill, nan=-np.inf).argmax(axis=1)]
-    dist = np.linalg.norm(unit - best[:, None, :], axis=-1)
-    if valid is not None:
-        dist = np.where(valid, dist, np.inf)
-    return np.sort(np.argsort(dist, axis=1, kind="stable")[:, :k], axis=1)
-
-
-class _ChosenByCV:
-    """Per basin, the emulator that cross-validates best: a GP, a random forest, or the LSE.
-
-    Tang et al.'s per-basin emulator (``surrogate_model_train_and_pareto_points_oneobjfunc``
-    in ``MOASMO_parameters.py`` of NCAR/CTSM_calibration): the mean RMSE over
-    5 folds of the basin's runs decides between a GP and a random forest,
-    and the winner is refit on all of them. The GPs of all basins are fitted
-    as one batch (:class:`GPEmulator`); the forests are scikit-learn's
-    defaults (100 trees), one per basin. With ``basin_attrs``, Tang et al.'s
-    random-forest LSE (:func:`_fit_lse`) competes too, scored on the same
-    held-out runs (its training set in each fold leaves out those runs of
-    every basin): a basin whose own runs the LSE predicts better takes it,
-    any other keeps its own emulator, so the choice is never worse than the
-    SSE's in cross-validation.
-    """
-
-    CHOICES = ("gp", "rf", "lse")
-
-    def __init__(self, *, n_splits: int = 5, seed: int = 0, basin_attrs: np.ndarray | None = None):
-        self.n_splits, self.seed, self.basin_attrs = n_splits, seed, basin_attrs
-
-    def fit(self, x: np.ndarray, y: np.ndarray):
-        n_basin, n = y.shape
-        with_lse = self.basin_attrs is not None
-        rmse = np.zeros((3, n_basin))  # GP, forest, LSE
-        rmse[2] = np.inf if not with_lse else 0.0
-        for k, test in enumerate(kfold(n, self.n_splits, seed=self.seed)):
-            train = np.setdiff1d(np.arange(n), test)
-            preds = [GPEmulator(seed=self.seed + k).fit(x[:, train], y[:, train]).predict(x[:, test]),
-                     RandomForestEmulator(seed=self.seed + k).fit(x[:, train], y[:, train]).predict(
-                         x[:, test])]
-            if with_lse:
-                lse = _fit_lse(x[:, train], y[:, train], self.basin_attrs, folds=False,
-                               seed=self.seed + k, forest=True)
-                preds.append(_predict_lse(lse, x[:, test], self.basin_attrs))
-            for i, pred in enumerate(preds):
-                rmse[i] += np.sqrt(((pred - y[:, test]) ** 2).mean(axis=1))
-        self.cv_rmse_ = rmse / self.n_splits
-        self.choice_ = np.array(self.CHOICES)[self.cv_rmse_.argmin(axis=0)]
-        self.gp_ = GPEmulator(seed=self.seed).fit(x, y)
-        rf = self.choice_ == "rf"
-        self.forest_ = (RandomForestEmulator(seed=self.seed + self.n_splits).fit(x[rf], y[rf])
-                        if rf.any() else None)
-        self.lse_ = (_fit_lse(x, y, self.basin_attrs, folds=False, seed=self.seed, forest=True)
-                     if (self.choice_ == "lse").any() else None)
-        return self
-
-    def predict(self, u: np.ndarray) -> np.ndarray:
-        """Predictions ``(basin, m)`` at ``u`` ``(basin, m, d)``.
-
-        Each basin's prediction comes from its chosen emulator only: a search
-        asks for thousands of points per generation, and most basins choose a
-        forest. The GPs are fitted in groups (``GPEmulator(group_size=...)``),
-        so a group is predicted when one of its basins chose the GP.
-        """
-        out = np.full(u.shape[:2], np.nan)
-        gp = self.choice_ == "gp"
-        start = 0
-        for group in getattr(self.gp_, "groups_", None) or [self.gp_]:
-            stop = start + group.batch_shape_[0]
-            if gp[start:stop].any():
-                out[start:stop] = np.where(gp[start:stop, None], group.predict(u[start:stop]), np.nan)
-            start = stop
-        if self.forest_ is not None:
-            rf = self.choice_ == "rf"
-            out[rf] = self.forest_.predict(u[rf])
-        if self.lse_ is not None:
-            lse = np.flatnonzero(self.choice_ == "lse")
-            out[lse] = _predict_lse([(lse, self.lse_[0][1])], u, self.basin_attrs)[lse]
-        return out
-
-
-class _WithPriorMean:
-    """Per-basin GPs whose prior mean is ``a * g(x) + b``, ``g`` the large-sample emulator.
-
-    ``a`` and ``b`` are fitted per basin with the kernel (``GPEmulator(mean=
-    "last_input")``, Kennedy and O'Hagan's autoregressive model): a basin
-    whose surface the LSE gets wrong sets ``a`` near 0 and is left with its
-    own GP, so the hierarchical emulator is the SSE plus what the LSE adds.
-    """
-
-    def __init__(self, prior: Callable, y: np.ndarray, unit: np.ndarray, *, seed: int):
-        self.prior = prior
-        d = unit.shape[-1]
-        self.gp = GPEmulator(mean="last_input", lower=[0.0] * d + [-1.0], upper=[1.0] * (d + 1),
-                             seed=seed).fit(self._inputs(unit), y)
-
-    def _inputs(self, u):
-        return np.concatenate([u, self.prior(u)[..., None]], axis=-1)
-
-    def predict(self, u, return_std: bool = False):
-        return self.gp.predict(self._inputs(u), return_std=return_std)
-
-    def sample_y(self, u, n_samples: int = 1, seed: int = 0):
-        return self.gp.sample_y(self._inputs(u), n_samples, seed=seed)
-
-
-def _history(params, skill, iteration, space, basins) -> xr.Dataset:
-    n_iter = int(iteration.max())
-    best = np.stack([np.nanmax(np.where(iteration <= k, skill, -np.inf), axis=1)
-                     for k in range(n_iter + 1)], axis=1)
-    return xr.Dataset({
-        "params": (("basin", "member", "param"), params),
-        "skill": (("basin", "member"), skill),
-        "iteration": (("basin", "member"), iteration),
-        "best_skill": (("basin", "after_iteration"), best),
-    }, coords={"param": space.names, "after_iteration": np.arange(n_iter + 1),
-               "basin": basins})
 
 
 # --------------------------------------------------------------------- DDS
@@ -1379,188 +871,3 @@ def posterior(predict: Callable, space: ParameterSpace, basins, *, tau: float = 
         "params": (("basin", "member", "param"), space.from_unit(draws.reshape(-1, n_dim)).reshape(draws.shape)),
         "acceptance": ("basin", accepted / max(counted, 1)),
     }, coords={"basin": basins, "param": list(space.names)})
-
-
-# ------------------------------------------------------------ regionalise
-def regionalise(history: xr.Dataset, basin_attrs: np.ndarray, space: ParameterSpace, *,
-                emulator: str = "lse", among: str = "cube", n_splits: int = 5, seed: int = 0,
-                popsize: int = 150, generations: int = 60, failed: str = "floor",
-                checkpoint: str | os.PathLike | None = None) -> xr.Dataset:
-    """Parameters for basins treated as ungauged, from a large-sample emulator (spatial CV).
-
-    The basins are split into ``n_splits`` folds. For each fold, a
-    large-sample emulator is trained on the runs of the *other* basins
-    (parameters and attributes -> normKGE), and the held-out basins get the
-    parameter set that maximises its prediction given their attributes
-    alone: no streamflow of a held-out basin is used. Run the model with the
-    result to score it, as for a basin without a gauge.
-
-    Where that parameter set is looked for is ``among``. In the whole unit
-    cube (``"cube"``, as Tang et al.), the search can end on a peak of the
-    emulator where no training basin ever ran, and with a few dozen training
-    basins such peaks are often artefacts. Among the donors (``"donors"``),
-    the candidates are the best run of each training basin, the parameter sets
-    a donor-basin transfer (:func:`donor_transfer`) would hand over, and the
-    emulator picks the one it predicts best for the held-out basin: a donor
-    chosen by what the runs say about basins like it, not by a distance
-    between attributes.
-
-    Parameters
-    ----------
-    history
-        Runs: ``params(basin, member, param)`` in parameter units and their
-        KGE' ``skill(basin, member)``, e.g. the history of :func:`iterate`
-        (``history.isel(member=slice(0, 200))`` for its initial design).
-    basin_attrs
-        ``(basin, n_attr)`` attributes (e.g. of
-        :data:`emucal.emulators.LSE_ATTRIBUTES`).
-    space
-        The parameter space.
-    emulator
-        ``"lse"``: the large-sample GP (:func:`emucal.emulators.make_lse`);
-        ``"lse_rf"``: Tang et al.'s random forest (100 trees, depth at most
-        40), as in :func:`iterate`. A forest predicts averages of runs it has
-        seen, so its search lands where similar training basins did well; a
-        GP's mean can also peak between and beyond the runs.
-    among
-        ``"cube"``: search the emulator over the unit cube (:func:`search`);
-        ``"donors"``: score the training basins' best runs only (see above).
-    n_splits, seed
-        Folds over basins and the seed of the split, training and search.
-    popsize, generations
-        Size of the emulator search (:func:`search`).
-    failed
-        A run with NaN skill (it failed) counts as normKGE -1 (``"floor"``)
-        or is left out of the emulator's training data (``"drop"``, as Tang
-        et al.'s code does); see :func:`iterate`.
-    checkpoint
-        A netCDF file: the result is saved after every fold, and a call with
-        the same file skips the folds already done.
-
-    Returns
-    -------
-    xarray.Dataset
-        ``params(basin, param)``: the regionalised parameters of every basin,
-        each chosen while it was held out; ``fold(basin)``: the fold in which
-        it was held out; with ``among="donors"``, ``donor(basin)``: the
-        training basin whose best run was chosen.
-    """
-    if emulator not in ("lse", "lse_rf"):
-        raise ValueError(f"emulator must be 'lse' or 'lse_rf', not {emulator!r}.")
-    if among not in ("cube", "donors"):
-        raise ValueError(f"among must be 'cube' or 'donors', not {among!r}.")
-    basins = history.basin.values if "basin" in history.coords else np.arange(history.sizes["basin"])
-    params = np.asarray(history.params.transpose("basin", "member", "param").values, float)
-    skill = history.skill.transpose("basin", "member").values
-    n_basin, n_run, d = params.shape
-    unit = space.to_unit(params.reshape(-1, d)).reshape(n_basin, n_run, d)
-    target = _training_target(skill, failed)  # failed="drop": NaN where a run failed
-    skill = np.nan_to_num(np.asarray(skill, float), nan=-1e6)
-    folds = kfold(n_basin, n_splits, seed=seed)
-    settings = dict(kind="regionalise", n_splits=n_splits, seed=seed, popsize=popsize,
-                    **({} if emulator == "lse" else {"emulator": emulator}),
-                    **({} if among == "cube" else {"among": among}),
-                    **({} if failed == "floor" else {"failed": failed}),
-                    generations=generations, params=_fingerprint(params), skill=_fingerprint(skill),
-                    attrs=_fingerprint(basin_attrs))
-    saved = _load_checkpoint(checkpoint, settings)
-    chosen = np.full((n_basin, d), np.nan) if saved is None else saved.chosen.values.copy()
-    fold_of = np.full(n_basin, -1) if saved is None else saved.fold.values.copy()
-    donor = (np.full(n_basin, -1) if saved is None or "donor" not in saved
-             else saved.donor.values.copy())
-    best_run = unit[np.arange(n_basin), skill.argmax(axis=1)]  # each basin's best run
-    for k, held in enumerate(folds):
-        if np.all(fold_of[held] == k):
-            continue  # done before an interruption
-        train = np.setdiff1d(np.arange(n_basin), held)
-        x = lse_features(unit[train].reshape(-1, d), np.repeat(basin_attrs[train], n_run, axis=0))
-        y = target[train].ravel()
-        if not np.isfinite(y).all():  # failed="drop": the failed runs are left out
-            x, y = x[np.isfinite(y)], y[np.isfinite(y)]
-        em = (RandomForestEmulator(100, max_depth=40, seed=seed + k)
-              if emulator == "lse_rf" else make_lse(len(x), seed=seed + k))
-        em.fit(x, y)
-        attrs_held = basin_attrs[held]
-
-        def predict(u, em=em, attrs_held=attrs_held):
-            m = u.shape[1]
-            feats = lse_features(u.reshape(-1, d), np.repeat(attrs_held, m, axis=0))
-            return np.minimum(em.predict(feats).reshape(len(attrs_held), m), 1.0)  # normKGE <= 1
-
-        if among == "donors":  # every held-out basin scores every training basin's best run
-            scores = predict(np.broadcast_to(best_run[train], (len(held), len(train), d)).copy())
-            donor[held] = train[scores.argmax(axis=1)]
-            chosen[held] = space.from_unit(best_run[donor[held]])
-        else:
-            pop, _ = search(predict, len(held), d, popsize=popsize, generations=generations,
-                            seed=seed + 100 * k)
-            chosen[held] = space.from_unit(pop[:, 0])
-        fold_of[held] = k
-        _save_checkpoint(xr.Dataset({"chosen": (("basin", "param"), chosen), "fold": ("basin", fold_of),
-                                     "donor": ("basin", donor)}), checkpoint, settings)
-    out = xr.Dataset({"params": (("basin", "param"), chosen), "fold": ("basin", fold_of)},
-                     coords={"basin": basins, "param": list(space.names)})
-    if among == "donors":
-        out["donor"] = ("basin", basins[donor])
-    return out
-
-
-def donor_transfer(calibrated: xr.DataArray, features: np.ndarray, fold, *,
-                   metric: str = "attributes") -> xr.Dataset:
-    """Classic regionalisation: each held-out basin takes the parameters of one donor.
-
-    For every basin, the donor is the closest basin of *another* fold, so that
-    the comparison with :func:`regionalise` uses the same split: no basin
-    borrows from a basin held out with it.
-
-    Parameters
-    ----------
-    calibrated
-        Each basin's calibrated parameters ``(basin, param)``, e.g.
-        ``best(history)``.
-    features
-        ``metric="attributes"``: basin attributes ``(basin, n_attr)``, compared
-        after standardising each column ("the most similar basin").
-        ``metric="distance"``: gauge latitude and longitude in degrees
-        ``(basin, 2)``, compared by great-circle distance ("the nearest basin").
-    fold
-        The fold of each basin ``(basin,)``, e.g. ``regionalise(...).fold``.
-    metric
-        ``"attributes"`` or ``"distance"``.
-
-    Returns
-    -------
-    xarray.Dataset
-        ``params(basin, param)``: the donors' parameters; ``donor(basin)``:
-        each basin's donor basin.
-    """
-    if not isinstance(calibrated, xr.DataArray) or set(calibrated.dims) != {"basin", "param"}:
-        raise TypeError("calibrated must be a DataArray (basin, param), e.g. calibrate.best(history).")
-    basins = calibrated.basin.values if "basin" in calibrated.coords else np.arange(calibrated.sizes["basin"])
-    names = calibrated.param.values if "param" in calibrated.coords else None
-    calibrated = calibrated.transpose("basin", "param").values.astype(float)
-    features = np.asarray(features, float)
-    fold = np.asarray(fold)
-    n_basin = calibrated.shape[0]
-    if features.shape[0] != n_basin or fold.shape != (n_basin,):
-        raise ValueError(f"calibrated, features and fold need one row per basin ({n_basin}); got "
-                         f"{features.shape[0]} and {fold.shape}.")
-    if metric == "attributes":
-        sd = features.std(axis=0)
-        z = (features - features.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
-        dist = np.linalg.norm(z[:, None, :] - z[None, :, :], axis=-1)
-    elif metric == "distance":
-        if features.shape[1] != 2:
-            raise ValueError("metric='distance' needs features (basin, 2): latitude, longitude.")
-        lat, lon = np.deg2rad(features[:, 0]), np.deg2rad(features[:, 1])
-        a = (np.sin((lat[:, None] - lat[None]) / 2) ** 2
-             + np.cos(lat[:, None]) * np.cos(lat[None]) * np.sin((lon[:, None] - lon[None]) / 2) ** 2)
-        dist = 2 * np.arcsin(np.sqrt(np.clip(a, 0, 1)))
-    else:
-        raise ValueError(f"metric must be 'attributes' or 'distance', not {metric!r}.")
-    dist = np.where(fold[:, None] == fold[None, :], np.inf, dist)
-    if np.isinf(dist).all(axis=1).any():
-        raise ValueError("Every basin needs a basin of another fold to borrow from; use 2 folds or more.")
-    donor = dist.argmin(axis=1)
-    return xr.Dataset({"params": (("basin", "param"), calibrated[donor]), "donor": ("basin", basins[donor])},
-                      coords={"basin": basins, **({"param": names} if names is not None else {})})

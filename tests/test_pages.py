@@ -457,7 +457,9 @@ def public_api(module_name: str) -> dict[str, object]:
 
 def _words(text: str) -> list[str]:
     # the docstring's first paragraph without reST markup, as words
-    text = re.sub(r":\w+:`~?([^`]*)`", r"\1", text)
+    # (Sphinx shows `~a.b.C` as C and `a.b.C` in full)
+    text = re.sub(r":\w+:`~[^`]*?([^.`]+)`", r"\1", text)
+    text = re.sub(r":\w+:`([^`]*)`", r"\1", text)
     return re.findall(r"[A-Za-z0-9]+", text)
 
 

@@ -25,7 +25,7 @@ import pandas as pd
 import variants
 
 import emucal
-from emucal import calibrate, camels, sampling
+from emucal import calibrate, camels, ensemble, sampling
 from emucal.parameters import ParameterSpace
 
 BUDGET = 350
@@ -56,7 +56,7 @@ print(emucal.size_thread_pools(), flush=True)
 space = ParameterSpace.tang2025()
 ds = camels.load_basins(start="1993-10-01", end="2013-09-30")
 attrs = camels.attributes()
-run = calibrate.model_runner(ds, attrs, space, period="calibration")
+run = ensemble.model_runner(ds, attrs, space, period="calibration")
 
 
 def checkpoint(name, seed):

@@ -84,7 +84,7 @@ space, run, validate, n_basin = setup.space, setup.run, setup.validate, setup.n_
 basin_attrs, coords = setup.basin_attrs, setup.coords
 TANG_SEARCH = protocol.TANG_SEARCH
 # the improved loop: 20 + 66 x 5 = 350 runs per basin; chosen with benchmarks/acquisition.py
-TS = dict(n_initial=20, n_per_iteration=5, n_local=100, n_candidates=1024, perturb=0.2)
+TS = dict(n_initial=20, n_per_iteration=5, n_local=100, n_candidates=1024)
 N_RESAMPLE = 2000  # bootstrap resamples of the basins, for the per-seed intervals
 LSE_REFIT = 11  # the hierarchical loop refits its LSE 6 times in 66 iterations
 # Tang et al.'s CTSM medians of KGE' over 627 CAMELS basins, by the experiment (design) each
@@ -176,7 +176,7 @@ for seed in seeds:
     ts_initial = sampling.sample(space, TS["n_initial"], "lhs", seed=seed)
     n_ts = (350 - TS["n_initial"]) // TS["n_per_iteration"]
     ts_settings = dict(n=TS["n_per_iteration"], n_local=TS["n_local"], n_candidates=TS["n_candidates"],
-                       perturb=TS["perturb"], seed=seed)
+                       seed=seed)
     ts = timed("SSE loop, Thompson, local", lambda: variants.run_loop(
         run, space, ts_initial, functools.partial(calibrate.thompson_batch, **ts_settings), n_ts,
         checkpoint("ts_local")))

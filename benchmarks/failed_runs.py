@@ -47,7 +47,7 @@ import pandas as pd
 import protocol
 
 import emucal
-from emucal import calibrate, regionalise, sampling
+from emucal import calibrate, ensemble, regionalise, sampling
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--seeds", default="0,1,2,3,4,5,6,7,8,9", help="comma-separated seeds")
@@ -77,9 +77,9 @@ if not hit.any() and not args.all_basins:
 loop_basins = basins if args.all_basins else basins[hit]
 sub = (setup if args.all_basins else SimpleNamespace(
     space=space, basin_attrs=setup.basin_attrs[hit],
-    run=calibrate.model_runner(setup.ds.sel(basin=loop_basins), setup.attrs, space, period="calibration")))
+    run=ensemble.model_runner(setup.ds.sel(basin=loop_basins), setup.attrs, space, period="calibration")))
 sub_validate = (validate if args.all_basins else
-                calibrate.model_runner(setup.ds.sel(basin=loop_basins), setup.attrs, space, period="validation"))
+                ensemble.model_runner(setup.ds.sel(basin=loop_basins), setup.attrs, space, period="validation"))
 in_loop = np.isin(basins, loop_basins)
 
 records = []

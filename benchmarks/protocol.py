@@ -20,7 +20,7 @@ import numpy as np
 
 import variants
 
-from emucal import calibrate, camels, emulators, metrics, sampling
+from emucal import calibrate, camels, emulators, ensemble, metrics, sampling
 from emucal.parameters import ParameterSpace
 
 TANG_SEARCH = dict(popsize=60, generations=60)  # pymoo GA in MOASMO_parameters.py: 60 x 60
@@ -35,8 +35,8 @@ def setting(scale: str = "linear") -> SimpleNamespace:
     attrs = camels.attributes()
     return SimpleNamespace(
         space=space, ds=ds, attrs=attrs, n_basin=ds.sizes["basin"],
-        run=calibrate.model_runner(ds, attrs, space, period="calibration"),
-        validate=calibrate.model_runner(ds, attrs, space, period="validation"),
+        run=ensemble.model_runner(ds, attrs, space, period="calibration"),
+        validate=ensemble.model_runner(ds, attrs, space, period="validation"),
         basin_attrs=attrs.loc[ds.basin.values, list(emulators.LSE_ATTRIBUTES)].to_numpy(dtype=float),
         coords=attrs.loc[ds.basin.values, ["gauge_lat", "gauge_lon"]].to_numpy(dtype=float))
 

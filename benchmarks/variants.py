@@ -42,7 +42,7 @@ from typing import Callable
 import numpy as np
 import xarray as xr
 
-from emucal import calibrate, emulators, regionalise
+from emucal import calibrate, emulators, ensemble, regionalise
 from emucal.metrics import to_norm
 from emucal.parameters import ParameterSpace
 
@@ -243,7 +243,7 @@ def thompson_step_batch(unit: np.ndarray, skill: np.ndarray, iteration: np.ndarr
 
 
 # ------------------------------------------------- the loop with a checkpoint
-def run_loop(run: calibrate.Runner, space: ParameterSpace, initial: np.ndarray, propose: Callable,
+def run_loop(run: ensemble.Runner, space: ParameterSpace, initial: np.ndarray, propose: Callable,
              n_iterations: int, path=None) -> xr.Dataset:
     """:func:`emucal.calibrate.loop`, resumed from and saved to ``path`` (``None``: no file).
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-from emucal import calibrate, emulators, regionalise, sampling
+from emucal import calibrate, emulators, ensemble, regionalise, sampling
 from emucal.parameters import Parameter, ParameterSpace
 
 _spec = importlib.util.spec_from_file_location(
@@ -20,7 +20,7 @@ _spec.loader.exec_module(variants)
 
 SPACE = ParameterSpace([Parameter(f"p{i}", 0.5, 0.0, 1.0) for i in range(4)])
 OPTIMA = np.array([[0.2, 0.8, 0.5, 0.3], [0.7, 0.1, 0.9, 0.6]])
-toy_run = calibrate.Runner(lambda p: 1.0 - 3.0 * ((np.asarray(p) - OPTIMA[:, None, :]) ** 2).sum(-1),
+toy_run = ensemble.Runner(lambda p: 1.0 - 3.0 * ((np.asarray(p) - OPTIMA[:, None, :]) ** 2).sum(-1),
                            basins=["a", "b"], names=SPACE.names)
 
 

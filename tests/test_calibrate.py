@@ -23,7 +23,7 @@ def _toy_skill(params):
     return 1.0 - 3.0 * ((params - OPTIMA[:, None, :]) ** 2).sum(-1)
 
 
-toy_run = calibrate.Runner(_toy_skill, basins=["a", "b"], names=SPACE.names)
+toy_run = ensemble.Runner(_toy_skill, basins=["a", "b"], names=SPACE.names)
 TANG = functools.partial(calibrate.tang_batch, n=4, popsize=20, generations=15, seed=0)
 
 
@@ -50,16 +50,6 @@ def test_search_finds_each_basins_maximum():
     assert np.all(np.diff(fit, axis=1) <= 0)  # sorted best first
     again, _ = calibrate.search(toy_run, 2, 4, popsize=30, generations=60, seed=0)
     np.testing.assert_array_equal(pop, again)
-
-
-def test_pick_distinct_keeps_candidates_apart():
-    rng = np.random.default_rng(0)
-    cands = np.concatenate([np.full((1, 5, 4), 0.5), rng.uniform(size=(1, 30, 4))], axis=1)
-    chosen = calibrate.pick_distinct(cands, 6, min_distance=0.1)
-    assert chosen.shape == (1, 6, 4)
-    np.testing.assert_array_equal(chosen[0, 0], cands[0, 0])  # the best is kept
-    dist = np.linalg.norm(chosen[0][:, None] - chosen[0][None], axis=-1) / 2.0
-    assert dist[np.triu_indices(6, 1)].min() >= 0.1
 
 
 def test_the_loop_improves_and_a_history_or_a_checkpoint_continues_it(tmp_path):
@@ -94,11 +84,21 @@ def test_the_loop_improves_and_a_history_or_a_checkpoint_continues_it(tmp_path):
         calibrate.checkpoint(path, toy_run, SPACE, initial, TANG)
 
 
-def test_describe_tells_two_rules_apart():
-    assert calibrate.describe(TANG) != calibrate.describe(functools.partial(TANG, seed=1))
-    assert calibrate.describe(TANG) == calibrate.describe(
-        functools.partial(calibrate.tang_batch, n=4, popsize=20, generations=15, seed=0))
-    assert "fit_sse" in calibrate.describe(functools.partial(TANG, fit=calibrate.fit_sse))
+def test_a_checkpoint_tells_two_rules_apart(tmp_path):
+    path = tmp_path / "loop.nc"
+    initial = sampling.sample(SPACE, 15, "lhs", seed=1)
+    start, save = calibrate.checkpoint(path, toy_run, SPACE, initial, TANG)
+    calibrate.loop(toy_run, SPACE, start, TANG, 0, save=save)
+    # the same rule, built again in a new session, resumes the file
+    same = functools.partial(calibrate.tang_batch, n=4, popsize=20, generations=15, seed=0)
+    assert isinstance(calibrate.checkpoint(path, toy_run, SPACE, initial, same)[0], xr.Dataset)
+
+    def another_fit(unit, skill, seed=0):
+        return calibrate.fit_sse(unit, skill, seed)
+
+    for other in (functools.partial(TANG, seed=1), functools.partial(TANG, fit=another_fit)):
+        with pytest.raises(ValueError, match="other settings"):
+            calibrate.checkpoint(path, toy_run, SPACE, initial, other)
 
 
 def test_tangs_batch_is_the_best_point_of_independent_searches():
@@ -205,8 +205,7 @@ def test_thompson_batch_steps_as_the_trust_region_says_and_fits_locally(monkeypa
         seen.append(u)
         return _Drawn(0.1)
 
-    batch = calibrate.thompson_batch(unit, skill, iteration, n=5, n_local=12, n_candidates=100,
-                                     perturb=1.0, fit=fit, seed=0)
+    batch = calibrate.thompson_batch(unit, skill, iteration, n=5, n_local=12, n_candidates=100, fit=fit, seed=0)
     assert seen[0].shape == (2, 12, 4)  # each basin's 12 runs nearest its best
     best = unit[np.arange(2), skill.argmax(axis=1)]
     distance = np.linalg.norm(unit - best[:, None], axis=-1)
@@ -287,60 +286,11 @@ def test_best_reads_a_history_so_far_or_within_an_iteration():
                                [-5.0, 0.2, 1.0])
 
 
-def test_fill_defaults_puts_each_basins_default_where_a_set_holds_nan():
-    defaults = np.array([[0.1, 0.2, 0.3, 0.4], [0.5, 0.6, 0.7, 0.8]])
-    run = dataclasses.replace(toy_run, defaults=defaults)
-    design = np.array([[np.nan, 0.9, 0.9, 0.9], [0.0, 0.0, 0.0, 0.0]])
-    filled = calibrate.fill_defaults(run, design)
-    assert filled.shape == (2, 2, 4)
-    np.testing.assert_array_equal(filled[:, 0, 0], [0.1, 0.5])
-    np.testing.assert_array_equal(filled[:, 1], 0.0)
-    with pytest.raises(ValueError, match="no defaults"):
-        calibrate.fill_defaults(toy_run, design)
-    with pytest.raises(TypeError, match="Runner"):
-        calibrate.fill_defaults(_toy_skill, design)
-
-
-def test_model_runner_matches_the_ensemble(toy):
-    forcing, attrs = toy
-    space = ParameterSpace.tang2025()
-    samples = sampling.sample(space, 4, "lhs", seed=0)
-    run = calibrate.model_runner(forcing, attrs, space, period=(2002, 2004))
-    skill = run(np.broadcast_to(samples, (2,) + samples.shape))
-    ens = ensemble.run_ensemble(samples, forcing, attrs, metrics=("kge_prime",),
-                                periods={"c": (2002, 2004)}, progress=False)
-    np.testing.assert_allclose(skill, ens.kge_prime.sel(period="c").values.T, rtol=1e-10)
-    with pytest.raises(ValueError, match="basin=2"):
-        run(samples)
-
-
-def test_a_runner_subset_frees_only_the_named_parameters(toy):
-    forcing, attrs = toy
-    space = ParameterSpace.tang2025()
-    run = calibrate.model_runner(forcing, attrs, space, period=(2002, 2004))
-    keep = [space.names[3], space.names[0]]
-    reduced = run.subset(keep)
-    assert reduced.names == tuple(keep) and reduced.n_basin == run.n_basin
-    assert reduced.fingerprint != run.fingerprint  # checkpoints of the two are kept apart
-    values = np.array([[[0.3 * space[keep[0]].upper + 0.7 * space[keep[0]].lower,
-                         0.5 * (space[keep[1]].lower + space[keep[1]].upper)]]] * run.n_basin)
-    full = np.broadcast_to(run.defaults[:, None, :], (run.n_basin, 1, len(space))).copy()
-    full[..., space.names.index(keep[0])] = values[..., 0]
-    full[..., space.names.index(keep[1])] = values[..., 1]
-    np.testing.assert_allclose(reduced(values), run(full))
-    with pytest.raises(ValueError, match="2 parameters"):
-        reduced(full)
-    with pytest.raises(ValueError, match="Unknown parameters"):
-        run.subset(["no_such_parameter"])
-
-
 def test_the_loop_and_dds_ask_for_a_runner_not_a_bare_function():
     with pytest.raises(TypeError, match="Runner"):
         calibrate.dds(_toy_skill, SPACE, 10)
     with pytest.raises(TypeError, match="Runner"):
         calibrate.loop(_toy_skill, SPACE, np.zeros((5, 4)), TANG, 1)
-    with pytest.raises(ValueError, match="defaults"):
-        calibrate.Runner(_toy_skill, basins=["a", "b"], names=SPACE.names, defaults=np.zeros((3, 4)))
 
 
 def test_a_checkpoint_of_other_basins_or_metric_is_refused(toy, tmp_path):
@@ -348,12 +298,12 @@ def test_a_checkpoint_of_other_basins_or_metric_is_refused(toy, tmp_path):
     space = ParameterSpace.tang2025()
     path = tmp_path / "loop.nc"
     initial = sampling.sample(space, 3, "lhs", seed=0)
-    run_a = calibrate.model_runner(forcing.isel(basin=[0]), attrs, space, period=(2002, 2003))
+    run_a = ensemble.model_runner(forcing.isel(basin=[0]), attrs, space, period=(2002, 2003))
     start, save = calibrate.checkpoint(path, run_a, space, initial, TANG)
     calibrate.loop(run_a, space, start, TANG, 0, save=save)
     assert path.exists()
-    run_b = calibrate.model_runner(forcing.isel(basin=[1]), attrs, space, period=(2002, 2003))
-    run_nse = calibrate.model_runner(forcing.isel(basin=[0]), attrs, space, metric="nse",
+    run_b = ensemble.model_runner(forcing.isel(basin=[1]), attrs, space, period=(2002, 2003))
+    run_nse = ensemble.model_runner(forcing.isel(basin=[0]), attrs, space, metric="nse",
                                      period=(2002, 2003))
     for other in (run_b, run_nse):
         with pytest.raises(ValueError, match="other settings"):
@@ -369,8 +319,9 @@ def test_posterior_recovers_a_known_distribution():
         return (mu, np.zeros_like(mu)) if return_std else mu
 
     # with tau, log L = -(sum of squares)^2 / (2 tau^2): concentrated near the optimum
-    post = calibrate.posterior(predict, SPACE, ["a", "b"], tau=0.02, n_steps=1500, burn=700, seed=1)
-    assert post.params.dims == ("basin", "member", "param") and post.basin.values.tolist() == ["a", "b"]
+    init = np.random.default_rng(0).uniform(size=(2, 16, 4))  # chains started anywhere in the cube
+    post = calibrate.posterior(predict, SPACE, init, tau=0.02, n_steps=1500, burn=700, seed=1)
+    assert post.params.dims == ("basin", "member", "param") and post.params.shape == (2, 16 * 80, 4)
     draws, acc = post.params.values, post.acceptance.values  # SPACE spans 0-1: units = unit cube
     assert np.all((acc > 0.1) & (acc < 0.5))
     np.testing.assert_allclose(np.median(draws, axis=1), OPTIMA, atol=0.05)
@@ -379,11 +330,21 @@ def test_posterior_recovers_a_known_distribution():
     def doubtful(u, return_std=False):
         return 1.0 - ((u - centre) ** 2).sum(-1), np.full(u.shape[:-1], 0.2)
 
-    wide = calibrate.posterior(doubtful, SPACE, ["a", "b"], tau=0.02, n_steps=1500, burn=700,
-                               seed=1).params.values
+    wide = calibrate.posterior(doubtful, SPACE, init, tau=0.02, n_steps=1500, burn=700, seed=1).params.values
     assert np.all(wide.std(axis=1).mean(-1) > 2 * draws.std(axis=1).mean(-1))
     with pytest.raises(ValueError, match="burn"):
-        calibrate.posterior(predict, SPACE, ["a", "b"], n_steps=10, burn=10)
+        calibrate.posterior(predict, SPACE, init, n_steps=10, burn=10)
+
+
+def test_the_likelihood_averages_the_normal_one_over_the_emulators_doubt():
+    mu, sd, tau = np.array([[0.2, 0.7, 0.95, 0.95]]), np.array([[0.1, 0.05, 0.01, 0.3]]), 0.05
+    got = calibrate.log_likelihood(lambda u, return_std: (mu, sd), np.zeros((1, 4, 2)), tau)
+    # the normal likelihood of a perfect score (1) given normKGE f, averaged over f ~ N(mu, sd^2)
+    f = np.linspace(-2.0, 3.0, 500_001)[:, None, None]
+    density = np.exp(-0.5 * ((f - mu) / sd) ** 2) / (sd * np.sqrt(2 * np.pi))
+    averaged = np.trapezoid(np.exp(-0.5 * ((1 - f) / tau) ** 2) / (tau * np.sqrt(2 * np.pi)) * density,
+                            f, axis=0)
+    np.testing.assert_allclose(np.log(averaged) - got, -0.5 * np.log(2 * np.pi), atol=1e-6)  # a constant
 
 
 def test_posterior_draws_match_mean_and_spread():

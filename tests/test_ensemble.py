@@ -1,4 +1,4 @@
-"""emucal.ensemble: same numbers as the model, chunks, resume, dask."""
+"""emucal.ensemble: same numbers as the model, chunks, resume, dask; the runner a calibration calls."""
 
 from __future__ import annotations
 
@@ -100,3 +100,59 @@ def test_chunks_of_another_ensemble_are_refused_without_a_manifest(toy, samples,
     with pytest.raises(ValueError, match="damaged"):
         ensemble.run_ensemble(samples, forcing, attrs, periods=PERIODS, chunk_size=3,
                               store=store, progress=False)
+
+
+# ------------------------------------------------------------------ the runner
+def _rising(params):
+    """Skill that grows with the parameters, one number per set."""
+    return np.asarray(params).sum(-1)
+
+
+def test_fill_defaults_puts_each_basins_default_where_a_set_holds_nan():
+    names = ["p0", "p1", "p2", "p3"]
+    defaults = np.array([[0.1, 0.2, 0.3, 0.4], [0.5, 0.6, 0.7, 0.8]])
+    run = ensemble.Runner(_rising, basins=["a", "b"], names=names, defaults=defaults)
+    design = np.array([[np.nan, 0.9, 0.9, 0.9], [0.0, 0.0, 0.0, 0.0]])
+    filled = ensemble.fill_defaults(run, design)
+    assert filled.shape == (2, 2, 4)
+    np.testing.assert_array_equal(filled[:, 0, 0], [0.1, 0.5])
+    np.testing.assert_array_equal(filled[:, 1], 0.0)
+    with pytest.raises(ValueError, match="no defaults"):
+        ensemble.fill_defaults(ensemble.Runner(_rising, basins=["a", "b"], names=names), design)
+    with pytest.raises(TypeError, match="Runner"):
+        ensemble.fill_defaults(_rising, design)
+    with pytest.raises(ValueError, match="defaults"):
+        ensemble.Runner(_rising, basins=["a", "b"], names=names, defaults=np.zeros((3, 4)))
+
+
+def test_model_runner_matches_the_ensemble(toy):
+    forcing, attrs = toy
+    samples = sampling.sample(SPACE, 4, "lhs", seed=0)
+    run = ensemble.model_runner(forcing, attrs, SPACE, period=(2002, 2004))
+    skill = run(np.broadcast_to(samples, (2,) + samples.shape))
+    ens = ensemble.run_ensemble(samples, forcing, attrs, metrics=("kge_prime",),
+                                periods={"c": (2002, 2004)}, progress=False)
+    np.testing.assert_allclose(skill, ens.kge_prime.sel(period="c").values.T, rtol=1e-10)
+    with pytest.raises(ValueError, match="basin=2"):
+        run(samples)
+    with pytest.raises(ValueError, match="Unknown metric 'percent_bias'"):  # not a skill to maximise
+        ensemble.model_runner(forcing, attrs, SPACE, metric="percent_bias")
+
+
+def test_a_runner_subset_frees_only_the_named_parameters(toy):
+    forcing, attrs = toy
+    run = ensemble.model_runner(forcing, attrs, SPACE, period=(2002, 2004))
+    keep = [SPACE.names[3], SPACE.names[0]]
+    reduced = run.subset(keep)
+    assert reduced.names == tuple(keep) and reduced.n_basin == run.n_basin
+    assert reduced.fingerprint != run.fingerprint  # checkpoints of the two are kept apart
+    values = np.array([[[0.3 * SPACE[keep[0]].upper + 0.7 * SPACE[keep[0]].lower,
+                         0.5 * (SPACE[keep[1]].lower + SPACE[keep[1]].upper)]]] * run.n_basin)
+    full = np.broadcast_to(run.defaults[:, None, :], (run.n_basin, 1, len(SPACE))).copy()
+    full[..., SPACE.names.index(keep[0])] = values[..., 0]
+    full[..., SPACE.names.index(keep[1])] = values[..., 1]
+    np.testing.assert_allclose(reduced(values), run(full))
+    with pytest.raises(ValueError, match="2 parameters"):
+        reduced(full)
+    with pytest.raises(ValueError, match="Unknown parameters"):
+        run.subset(["no_such_parameter"])

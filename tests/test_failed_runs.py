@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from emucal import calibrate, emulators, regionalise, sampling
+from emucal import calibrate, emulators, ensemble, regionalise, sampling
 from emucal.parameters import Parameter, ParameterSpace
 
 
@@ -44,8 +44,8 @@ def _skill(params):
     return np.where(params[..., 3] > 0.8, np.nan, skill)
 
 
-failing = calibrate.Runner(_skill, basins=["a", "b"], names=SPACE.names)
-never_failing = calibrate.Runner(lambda p: np.nan_to_num(_skill(np.minimum(p, 0.8)), nan=0.0),
+failing = ensemble.Runner(_skill, basins=["a", "b"], names=SPACE.names)
+never_failing = ensemble.Runner(lambda p: np.nan_to_num(_skill(np.minimum(p, 0.8)), nan=0.0),
                                  basins=["a", "b"], names=SPACE.names)
 
 

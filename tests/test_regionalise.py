@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from emucal import calibrate, regionalise, sampling
+from emucal import calibrate, ensemble, regionalise, sampling
 from emucal.parameters import Parameter, ParameterSpace
 
 SPACE = ParameterSpace([Parameter(f"p{i}", 0.5, 0.0, 1.0) for i in range(4)])
 OPTIMA = np.array([[0.2, 0.8, 0.5, 0.3], [0.7, 0.1, 0.9, 0.6]])
-toy_run = calibrate.Runner(lambda p: 1.0 - 3.0 * ((np.asarray(p) - OPTIMA[:, None, :]) ** 2).sum(-1),
+toy_run = ensemble.Runner(lambda p: 1.0 - 3.0 * ((np.asarray(p) - OPTIMA[:, None, :]) ** 2).sum(-1),
                            basins=["a", "b"], names=SPACE.names)
 
 

@@ -9,9 +9,10 @@ One module per step of the workflow (see the book's API page):
 - :mod:`emucal.ctsm`: a real CTSM ensemble: :mod:`~emucal.ctsm.members` writes paramfiles, namelists and
   CIME scripts, :mod:`~emucal.ctsm.history` reads the history files back.
 - :mod:`emucal.model`: the teaching model, CTSM's hydrology in a fast lumped form.
-- :mod:`emucal.ensemble`: running samples x basins in chunks, resumable, locally or on dask.
+- :mod:`emucal.ensemble`: running samples x basins in chunks, resumable, locally or on dask;
+  the :class:`~emucal.ensemble.Runner` a calibration calls.
 - :mod:`emucal.emulators`: GPyTorch emulators (per-basin batch GP, large-sample GP) and baselines.
-- :mod:`emucal.calibrate`: emulator search, iterative refinement, the DDS baseline.
+- :mod:`emucal.calibrate`: the calibration loop and its proposal rules, DDS, the posterior.
 - :mod:`emucal.regionalise`: large-sample emulators in the loop, parameters for ungauged basins.
 - :mod:`emucal.sensitivity`: Sobol' indices of the model or of an emulator (SALib).
 - :mod:`emucal.explorer`: the interactive sensitivity explorer (ipywidgets; Voila).

@@ -14,6 +14,12 @@ and chunks are written as they come back.
 
 The result has the skill of every member in every basin, ``(member, basin,
 period)`` for each metric, and optionally the simulated flow.
+
+A calibration runs the model a few parameter sets at a time instead, each
+basin with its own: a :class:`Runner` turns parameter sets ``(basin, n,
+param)`` into skill ``(basin, n)`` (:func:`model_runner` builds one for the
+teaching model; wrap your own model in one), and :func:`fill_defaults` puts
+each basin's own default where a design holds NaN.
 """
 
 from __future__ import annotations
@@ -21,8 +27,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -30,11 +37,11 @@ import xarray as xr
 from tqdm.auto import tqdm
 
 from . import metrics as skill_metrics
-from ._io import write_netcdf_atomic
+from ._io import digest, write_netcdf_atomic
 from .model import ModelInputs, prepare_inputs, run_columns
 from .parameters import ParameterSpace
 
-__all__ = ["METRICS", "run_ensemble"]
+__all__ = ["METRICS", "Runner", "fill_defaults", "model_runner", "run_ensemble"]
 
 #: Skill scores :func:`run_ensemble` can compute, by name.
 METRICS = {
@@ -287,3 +294,179 @@ def run_ensemble(
         "spinup_years": spinup_years,
     })
     return out
+
+
+# ------------------------------------------------------------------ the runner
+@dataclass(frozen=True)
+class Runner:
+    """A model as a calibration sees it: parameter sets in, skill out.
+
+    :func:`emucal.calibrate.loop` and :func:`emucal.calibrate.dds` call
+    ``runner(params)`` with parameter sets ``(basin, n, param)`` in parameter
+    units (basin ``b`` runs its own ``n`` sets) and expect the skill ``(basin,
+    n)`` back, higher being better. :func:`model_runner` builds one for the
+    teaching model; for your own model (CTSM through :mod:`emucal.ctsm`, or
+    anything else) wrap the function that runs it::
+
+        runner = Runner(run_my_model, basins=["01013500", "01022500"],
+                        names=space.names, fingerprint="my model v1, KGE', WY1995-2007")
+
+    Attributes
+    ----------
+    run
+        The function ``(basin, n, param) -> (basin, n)``.
+    basins
+        Basin ids, in the order of the first axis.
+    names
+        Parameter names, in the order of the last axis (:meth:`subset` needs them).
+    defaults
+        ``(basin, param)``: each basin's default parameter set, which a NaN in a
+        parameter set stands for (see :func:`fill_defaults`). ``None``:
+        parameter sets must not hold NaN.
+    fingerprint
+        What the skill depends on besides the parameters (model, basins, metric,
+        period, forcing). A checkpoint (:func:`emucal.calibrate.checkpoint`)
+        refuses to mix the runs of two fingerprints; leave it empty and it
+        cannot tell them apart.
+    """
+
+    run: Callable[[np.ndarray], np.ndarray]
+    basins: np.ndarray
+    names: tuple[str, ...] | None = None
+    defaults: np.ndarray | None = None
+    fingerprint: str = ""
+
+    def __post_init__(self):
+        object.__setattr__(self, "basins", np.asarray(self.basins))
+        if self.names is not None:
+            object.__setattr__(self, "names", tuple(self.names))
+        if self.defaults is not None:
+            defaults = np.asarray(self.defaults, float)
+            want = (self.n_basin, len(self.names) if self.names is not None else defaults.shape[-1])
+            if defaults.shape != want:
+                raise ValueError(f"defaults must be (basin, param) = {want}; got {defaults.shape}.")
+            object.__setattr__(self, "defaults", defaults)
+
+    @property
+    def n_basin(self) -> int:
+        return len(self.basins)
+
+    def __call__(self, params) -> np.ndarray:
+        params = np.asarray(params, dtype=float)
+        if params.ndim != 3 or params.shape[0] != self.n_basin:
+            raise ValueError(f"params must be (basin={self.n_basin}, n, param); got {params.shape}.")
+        if self.names is not None and params.shape[-1] != len(self.names):
+            raise ValueError(f"params must have {len(self.names)} parameters ({', '.join(self.names)}); "
+                             f"got {params.shape[-1]}.")
+        return np.asarray(self.run(params), dtype=float)
+
+    def subset(self, names) -> "Runner":
+        """The same model with only ``names`` free and every other parameter at the basin's default.
+
+        Calibrate in a reduced space (the most influential parameters of
+        chapter 8, say) with ``space.subset(names)`` and this runner.
+        """
+        if self.names is None or self.defaults is None:
+            raise ValueError("subset needs a runner with names and defaults (as model_runner gives).")
+        unknown = [n for n in names if n not in self.names]
+        if unknown:
+            raise ValueError(f"Unknown parameters {unknown}; the runner has {list(self.names)}.")
+        columns = [self.names.index(n) for n in names]
+        full_run, n_full = self.run, len(self.names)
+
+        def run(params):
+            full = np.full((*params.shape[:-1], n_full), np.nan)
+            full[..., columns] = params
+            return full_run(np.where(np.isnan(full), self.defaults[:, None, :], full))
+
+        return Runner(run, self.basins, names=tuple(names), defaults=self.defaults[:, columns],
+                      fingerprint=f"{self.fingerprint}|free: {','.join(names)}")
+
+
+def model_runner(forcing: xr.Dataset, attrs: pd.DataFrame, space: ParameterSpace, *,
+                 metric: str = "kge_prime", period="calibration", spinup_years: int = 1,
+                 snowpack: bool = True) -> Runner:
+    """The teaching model as a :class:`Runner`: parameter sets in, skill over ``period`` out.
+
+    Parameters
+    ----------
+    forcing, attrs
+        :func:`emucal.camels.load_basins` and :func:`emucal.camels.attributes`,
+        as for :func:`run_ensemble`; the runner's basins are those of ``forcing``.
+    space
+        The parameter space of the parameter sets.
+    metric
+        The skill (higher is better): ``"kge_prime"``, ``"kge"``, ``"norm_kge"``,
+        ``"nse"`` or ``"log_nse"`` (see :data:`METRICS`).
+    period
+        A name in :data:`emucal.metrics.PERIODS` or a pair of water years.
+    spinup_years
+        Spin-up years before each run.
+    snowpack
+        ``False`` runs chapter 7's model without snow (see
+        :func:`emucal.model.run_columns`).
+
+    Returns
+    -------
+    Runner
+        With each basin's defaults (:func:`emucal.model.default_params`) and a
+        fingerprint of the forcing, flow, metric and period. The inputs are
+        prepared once, so a call costs only the runs.
+    """
+    if metric not in ("kge_prime", "kge", "norm_kge", "nse", "log_nse"):
+        raise ValueError(f"Unknown metric {metric!r}; choose kge_prime, kge, norm_kge, nse or log_nse.")
+    inputs = prepare_inputs(forcing, attrs)
+    period = skill_metrics.water_years(period)
+    window = skill_metrics.water_year_window(forcing.time.values, period)
+    qobs = forcing["qobs"].values[:, window]
+    score = METRICS[metric]
+    n_basin = inputs.shape[0]
+
+    def run(params: np.ndarray) -> np.ndarray:
+        space.validate(params.reshape(-1, params.shape[-1]))
+        n = params.shape[1]
+        columns = params.reshape(-1, params.shape[-1])
+        col_basin = np.repeat(np.arange(n_basin), n)
+        flow = run_columns(columns, col_basin, inputs, spinup_years=spinup_years,
+                           snowpack=snowpack)[0]["qsim"]
+        flow = flow.reshape(n_basin, n, -1)[..., window]
+        return score(flow, qobs[:, None, :])
+
+    fingerprint = "|".join([
+        ",".join(map(str, forcing.basin.values)), metric, f"{period[0]}-{period[1]}",
+        f"spinup {spinup_years}", f"snowpack {snowpack}", ",".join(space.names),
+        digest(np.stack([inputs.prcp, inputs.tair, inputs.pet])), digest(qobs)])
+    return Runner(run, forcing.basin.values, names=space.names, defaults=inputs.defaults,
+                  fingerprint=fingerprint)
+
+
+def fill_defaults(run: Runner, params) -> np.ndarray:
+    """Parameter sets for every basin of ``run``, each NaN replaced by that basin's default.
+
+    Parameters
+    ----------
+    run
+        The :class:`Runner`; its ``defaults`` fill the NaN.
+    params
+        ``(n, param)``, the same sets for every basin (a design of
+        :func:`emucal.sampling.sample`, whose default member is NaN where the
+        default differs by basin), or ``(basin, n, param)``.
+
+    Returns
+    -------
+    ndarray ``(basin, n, param)``
+        A new array, in parameter units.
+    """
+    if not isinstance(run, Runner):
+        raise TypeError(f"run must be an ensemble.Runner (from model_runner, or Runner(your_function, "
+                        f"basins=...) for your own model); got {type(run).__name__}.")
+    params = np.asarray(params, dtype=float)
+    if params.ndim == 2:
+        params = np.broadcast_to(params, (run.n_basin,) + params.shape)
+    if not np.isnan(params).any():
+        return params.copy()
+    if run.defaults is None:
+        raise ValueError("The parameter sets hold NaN (a basin's own default, as in the default "
+                         "member of sampling.sample), but the runner has no defaults (basin, param) "
+                         "to fill them; give explicit values or Runner(..., defaults=...).")
+    return np.where(np.isnan(params), run.defaults[:, None, :], params)

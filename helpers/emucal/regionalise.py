@@ -31,7 +31,8 @@ import os
 import numpy as np
 import xarray as xr
 
-from .calibrate import _fingerprint, _load_checkpoint, _save_checkpoint, search, thompson_batch
+from ._io import digest, load_checkpoint, save_checkpoint
+from .calibrate import search, thompson_batch
 from .emulators import GPEmulator, RandomForestEmulator, kfold, lse_features, make_lse
 from .metrics import to_norm
 from .parameters import ParameterSpace
@@ -173,7 +174,7 @@ _LSE_CACHE: dict = {}
 
 
 def hierarchical_batch(unit, skill, iteration, *, n, basin_attrs, n_local=None, n_candidates=1024,
-                       perturb=0.2, refit_every=1, seed=0):
+                       refit_every=1, seed=0):
     """Chapter 5's Thompson batch with the hierarchical emulator: per-basin GPs, the LSE as prior mean.
 
     The LSE (:func:`lse_by_folds`) learns from every run of every basin,
@@ -185,14 +186,13 @@ def hierarchical_batch(unit, skill, iteration, *, n, basin_attrs, n_local=None, 
     it = int(iteration.max()) + 1
     refit_at = 1 + (it - 1) // refit_every * refit_every
     seen = iteration[0] < refit_at  # the runs there were when the LSE was due
-    key = (_fingerprint(unit[:, seen]), _fingerprint(skill[:, seen]), _fingerprint(basin_attrs),
-           seed + refit_at)
+    key = (digest(unit[:, seen]), digest(skill[:, seen]), digest(basin_attrs), seed + refit_at)
     if key not in _LSE_CACHE:  # the same data and seed give the same LSE: fit it once
         _LSE_CACHE.clear()
         _LSE_CACHE[key] = lse_by_folds(unit[:, seen], skill[:, seen], basin_attrs, seed=seed + refit_at)
     fit = _bind_prior(_LSE_CACHE[key].predict)
     return thompson_batch(unit, skill, iteration, n=n, n_local=n_local, n_candidates=n_candidates,
-                          perturb=perturb, fit=fit, seed=seed)
+                          fit=fit, seed=seed)
 
 
 def _bind_prior(prior):
@@ -218,7 +218,7 @@ def hierarchical_rule(basin_attrs, refit_every, **settings):
         Iterations between two fits of the LSE.
     **settings
         For :func:`emucal.calibrate.thompson_batch`: ``n``, ``n_local``,
-        ``n_candidates``, ``perturb``, ``seed`` (``seed`` is required).
+        ``n_candidates``, ``seed`` (``seed`` is required).
 
     Returns
     -------
@@ -323,9 +323,9 @@ def regionalise(history: xr.Dataset, basin_attrs: np.ndarray, space: ParameterSp
                     **({} if emulator == "lse" else {"emulator": emulator}),
                     **({} if among == "cube" else {"among": among}),
                     **({} if failed == "floor" else {"failed": failed}),
-                    generations=generations, params=_fingerprint(params), skill=_fingerprint(skill),
-                    attrs=_fingerprint(basin_attrs))
-    saved = _load_checkpoint(checkpoint, settings)
+                    generations=generations, params=digest(params), skill=digest(skill),
+                    attrs=digest(basin_attrs))
+    saved = load_checkpoint(checkpoint, settings)
     chosen = np.full((n_basin, d), np.nan) if saved is None else saved.chosen.values.copy()
     fold_of = np.full(n_basin, -1) if saved is None else saved.fold.values.copy()
     donor = (np.full(n_basin, -1) if saved is None or "donor" not in saved
@@ -357,8 +357,8 @@ def regionalise(history: xr.Dataset, basin_attrs: np.ndarray, space: ParameterSp
                             seed=seed + 100 * k)
             chosen[held] = space.from_unit(pop[:, 0])
         fold_of[held] = k
-        _save_checkpoint(xr.Dataset({"chosen": (("basin", "param"), chosen), "fold": ("basin", fold_of),
-                                     "donor": ("basin", donor)}), checkpoint, settings)
+        save_checkpoint(xr.Dataset({"chosen": (("basin", "param"), chosen), "fold": ("basin", fold_of),
+                                    "donor": ("basin", donor)}), checkpoint, settings)
     out = xr.Dataset({"params": (("basin", "param"), chosen), "fold": ("basin", fold_of)},
                      coords={"basin": basins, "param": list(space.names)})
     if among == "donors":

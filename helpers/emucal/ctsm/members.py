@@ -1096,7 +1096,7 @@ def ensemble_params(space: ParameterSpace, plans: Mapping[str, pd.DataFrame]) ->
     holding those values. Merge it with the skill of the runs, and
     :func:`emucal.emulators.sse_data` and :func:`~emucal.emulators.lse_data`
     place every run, the base-case member included, where it ran;
-    ``defaults`` is also what a :class:`emucal.calibrate.Runner` around CTSM
+    ``defaults`` is also what a :class:`emucal.ensemble.Runner` around CTSM
     takes as its ``defaults``. Tang et al. trained on the same values: the
     mean of each member's values, the case's own for member 0
     (``run_multiple_paramsets_Derecho.py`` line 209; ``MOASMO_parameters.py``

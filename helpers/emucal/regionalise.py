@@ -9,7 +9,7 @@ and the benchmarks use (the cells marked ``#@save emucal.regionalise``):
   :func:`emucal.calibrate.tang_batch`;
 - :func:`lse_by_folds`, an LSE per fold of basins, trained on the other
   basins only, which is what a basin that has not been seen gets;
-- :func:`fit_with_prior_mean` and :func:`hierarchical_batch`, per-basin GPs
+- :func:`fit_with_prior_mean` and :func:`hierarchical_rule`, per-basin GPs
   whose prior mean is the LSE times a weight fitted per basin (Kennedy and
   O'Hagan's autoregressive model), in chapter 5's Thompson loop.
 
@@ -37,7 +37,7 @@ from .emulators import GPEmulator, RandomForestEmulator, kfold, lse_features, ma
 from .metrics import to_norm
 from .parameters import ParameterSpace
 
-__all__ = ["LargeSample", "WithPriorMean", "donor_transfer", "fit_with_prior_mean", "hierarchical_batch",
+__all__ = ["LargeSample", "WithPriorMean", "donor_transfer", "fit_with_prior_mean",
            "hierarchical_rule",
            "lse_by_folds", "lse_forest", "lse_rows", "regionalise"]
 
@@ -168,37 +168,6 @@ def fit_with_prior_mean(unit, skill, seed=0, *, prior):
     emulator.gp = GPEmulator(mean="last_input", lower=[0.0] * d + [-1.0], upper=[1.0] * (d + 1),
                              seed=seed).fit(emulator._inputs(unit), target)
     return emulator
-
-
-_LSE_CACHE: dict = {}
-
-
-def hierarchical_batch(unit, skill, iteration, *, n, basin_attrs, n_local=None, n_candidates=1024,
-                       refit_every=1, seed=0):
-    """Chapter 5's Thompson batch with the hierarchical emulator: per-basin GPs, the LSE as prior mean.
-
-    The LSE (:func:`lse_by_folds`) learns from every run of every basin,
-    which costs far more than the local per-basin fits, so it is refit only
-    every ``refit_every`` iterations, on the runs there were then (the same
-    schedule when a loop is resumed); the per-basin GPs are refit every
-    iteration. Other arguments as in :func:`emucal.calibrate.thompson_batch`.
-    """
-    it = int(iteration.max()) + 1
-    refit_at = 1 + (it - 1) // refit_every * refit_every
-    seen = iteration[0] < refit_at  # the runs there were when the LSE was due
-    key = (digest(unit[:, seen]), digest(skill[:, seen]), digest(basin_attrs), seed + refit_at)
-    if key not in _LSE_CACHE:  # the same data and seed give the same LSE: fit it once
-        _LSE_CACHE.clear()
-        _LSE_CACHE[key] = lse_by_folds(unit[:, seen], skill[:, seen], basin_attrs, seed=seed + refit_at)
-    fit = _bind_prior(_LSE_CACHE[key].predict)
-    return thompson_batch(unit, skill, iteration, n=n, n_local=n_local, n_candidates=n_candidates,
-                          fit=fit, seed=seed)
-
-
-def _bind_prior(prior):
-    def fit(unit, skill, seed=0):
-        return fit_with_prior_mean(unit, skill, seed, prior=prior)
-    return fit
 
 
 def hierarchical_rule(basin_attrs, refit_every, **settings):

@@ -76,7 +76,7 @@ def test_vectorised_over_leading_dims_and_xarray():
 def test_water_years():
     time = pd.to_datetime(["1993-09-30", "1993-10-01", "1994-09-30", "2013-10-01"])
     np.testing.assert_array_equal(metrics.water_year(time), [1993, 1994, 1994, 2014])
-    np.testing.assert_array_equal(metrics.water_year_window(time, (1994, 2013)),
+    np.testing.assert_array_equal(metrics.water_year_window(time, (1994, 1994)),
                                   [False, True, True, False])
     with pytest.raises(ValueError, match="after"):
         metrics.water_year_window(time, (2000, 1999))
@@ -94,6 +94,25 @@ def test_a_period_is_a_name_or_a_pair_of_water_years():
     for bad in ("calib", (1995,), "1995-2007", 1995):
         with pytest.raises(ValueError, match="period"):
             metrics.water_years(bad)
+
+
+def test_a_period_beyond_the_record_is_refused_not_scored_on_fewer_years():
+    # a record of water years 1995-2005 scored as "calibration" (1995-2007) would carry the
+    # label of years it never saw; so would a hole of a whole water year inside the record
+    time = pd.date_range("1994-10-01", "2005-09-30")
+    with pytest.raises(ValueError, match=r"'calibration'.*cover water years 1995-2005.*2006-2007"):
+        metrics.water_year_window(time, "calibration")
+    holed = time[(time < "1998-10-01") | (time >= "1999-10-01")]
+    with pytest.raises(ValueError, match=r"water year\(s\) 1999\b"):
+        metrics.water_year_window(holed, (1996, 2001))
+    assert metrics.water_year_window(time, (1995, 2005)).all()
+
+
+def test_a_water_year_is_a_whole_number():
+    for bad in ((True, 2000), (1995.5, 2000), (1995, "2000"), (np.bool_(True), 2000)):
+        with pytest.raises(ValueError, match="whole numbers"):
+            metrics.water_years(bad)
+    assert metrics.water_years((1995.0, np.int64(2000))) == (1995, 2000)
 
 
 def test_blocked_evaluation_equals_one_pass():

@@ -281,13 +281,20 @@ def water_years(period) -> tuple[int, int]:
                              "of water years such as (1995, 2007).")
         return PERIODS[period]
     try:
-        first, last = (int(year) for year in period)
+        first, last = (_year(year) for year in period)
     except (TypeError, ValueError):
         raise ValueError(f"A period is a name in {list(PERIODS)} or a pair of water years "
-                         f"(first, last), got {period!r}.") from None
+                         f"(first, last) given as whole numbers, got {period!r}.") from None
     if first > last:
         raise ValueError(f"first water year {first} is after last {last}.")
     return first, last
+
+
+def _year(value) -> int:
+    """A water year given as a whole number; booleans, fractions and strings are refused."""
+    if isinstance(value, (bool, np.bool_, str, bytes)) or float(value) != int(value):
+        raise ValueError(value)
+    return int(value)
 
 
 def water_year_window(time, period) -> np.ndarray:
@@ -296,17 +303,35 @@ def water_year_window(time, period) -> np.ndarray:
     ``period`` is a name in :data:`PERIODS` or a pair ``(first, last)``. Use it
     to leave out a spin-up year and to split calibration from validation, e.g.
     ``ds.sel(time=water_year_window(ds.time, "calibration"))``. A period that
-    holds none of the dates is refused, with the years ``time`` covers.
+    holds none of the dates, or that reaches water years the dates do not
+    cover, is refused with the years ``time`` covers: a score labelled with
+    years it was not computed on would be a wrong result.
     """
     first, last = water_years(period)
     wy = water_year(time)
     window = (wy >= first) & (wy <= last)
+    span = f"water years {wy.min()}-{wy.max()}" if wy.size else "no dates"
+    name = f"Period {period!r}: w" if isinstance(period, str) else "W"
     if not window.any():
-        span = f"water years {wy.min()}-{wy.max()}" if wy.size else "no dates"
-        name = f"Period {period!r}: w" if isinstance(period, str) else "W"
         raise ValueError(f"{name}ater years {first}-{last} hold none of the dates, which cover "
                          f"{span}.")
+    missing = sorted(set(range(first, last + 1)) - set(wy[window].tolist()))
+    if missing:
+        raise ValueError(f"{name}ater years {first}-{last} reach beyond the dates, which cover "
+                         f"{span}; no dates in water year(s) {_ranges(missing)}. Pass a period "
+                         "inside the record, e.g. a pair (first, last).")
     return window
+
+
+def _ranges(years) -> str:
+    """``[1995, 1996, 1997, 2001]`` -> ``'1995-1997, 2001'``."""
+    runs = []
+    for year in years:
+        if runs and year == runs[-1][1] + 1:
+            runs[-1][1] = year
+        else:
+            runs.append([year, year])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
 
 
 # ------------------------------------------------------ scores of emulators

@@ -58,6 +58,23 @@ def test_store_of_other_inputs_is_refused(toy, samples, tmp_path):
                               progress=False)
 
 
+def test_store_made_from_other_forcing_or_flow_is_refused(toy, samples, tmp_path):
+    # the same samples, basins and periods, but a corrected forcing or another flow record:
+    # the store's skill was computed from other data and must not come back under the new
+    forcing, attrs = toy
+    store = tmp_path / "store"
+    ensemble.run_ensemble(samples, forcing, attrs, periods=PERIODS, store=store, progress=False)
+    wetter = forcing.assign(prcp=forcing.prcp * 1.1)
+    other_flow = forcing.assign(qobs=forcing.qobs * 0.9)
+    deeper = attrs.assign(soil_depth_pelletier=attrs["soil_depth_pelletier"] + 1.0)
+    for f, a in ((wetter, attrs), (other_flow, attrs), (forcing, deeper)):
+        with pytest.raises(ValueError, match="forcing"):
+            ensemble.run_ensemble(samples, f, a, periods=PERIODS, store=store, progress=False)
+    prints = {ensemble.model_runner(f, a, SPACE, period=(2002, 2004)).fingerprint
+              for f, a in ((forcing, attrs), (wetter, attrs), (other_flow, attrs), (forcing, deeper))}
+    assert len(prints) == 4  # a runner's checkpoints are kept apart the same way
+
+
 def test_dask_client_gives_the_same_numbers(toy, samples):
     import distributed
     forcing, attrs = toy

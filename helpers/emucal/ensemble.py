@@ -78,16 +78,28 @@ def _run_chunk(params: np.ndarray, inputs: ModelInputs, qobs: np.ndarray,
     return result
 
 
+def _data_digest(inputs, qobs: np.ndarray) -> str:
+    """What the runs read: forcing, attributes (as the model sees them) and observed flow.
+
+    A store or checkpoint made from other forcing (another product, a corrected
+    copy, ``area="header"``) must not pass for this one.
+    """
+    arrays = [inputs.prcp, inputs.tair, inputs.pet, inputs.gamma_frac, inputs.vpd, inputs.lai,
+              inputs.statics, inputs.defaults, qobs]
+    return digest(np.concatenate([np.asarray(a, np.float64).ravel() for a in arrays]))
+
+
 def _fingerprint(samples: np.ndarray, basins, time, metric_names, periods, spinup_years,
-                 chunk_size, keep_flow) -> str:
-    digest = hashlib.sha256()
-    digest.update(np.ascontiguousarray(samples, dtype=np.float64).tobytes())
-    digest.update(json.dumps({
+                 chunk_size, keep_flow, data: str) -> str:
+    sha = hashlib.sha256()
+    sha.update(np.ascontiguousarray(samples, dtype=np.float64).tobytes())
+    sha.update(json.dumps({
         "basins": [str(b) for b in basins], "start": str(time[0]), "end": str(time[-1]),
         "metrics": list(metric_names), "periods": {k: list(v) for k, v in periods.items()},
         "spinup_years": spinup_years, "chunk_size": chunk_size, "keep_flow": keep_flow,
+        "data": data,
     }, sort_keys=True).encode())
-    return digest.hexdigest()
+    return sha.hexdigest()
 
 
 def _chunk_dataset(result: dict, members: np.ndarray, basins, time, periods, metric_names):
@@ -116,8 +128,8 @@ def _check_chunk(path: Path, fingerprint: str) -> None:
                          "delete it and run again to recompute it.") from err
     if found != fingerprint:
         raise ValueError(
-            f"The chunk {path} belongs to another ensemble (other samples, basins, periods or "
-            f"settings) than this store's. Delete the store {path.parent} (or at least its "
+            f"The chunk {path} belongs to another ensemble (other samples, basins, forcing, "
+            f"periods or settings) than this store's. Delete the store {path.parent} (or at least its "
             "chunk files) and run again.")
 
 
@@ -215,7 +227,7 @@ def run_ensemble(
     if store_path is not None:
         store_path.mkdir(parents=True, exist_ok=True)
         print_ = _fingerprint(samples, basins, time, metrics, periods, spinup_years,
-                              chunk_size, keep_flow)
+                              chunk_size, keep_flow, _data_digest(inputs, qobs))
         manifest = store_path / _MANIFEST
         if manifest.exists():
             try:
@@ -226,7 +238,7 @@ def run_ensemble(
             if recorded.get("fingerprint") != print_:
                 raise ValueError(
                     f"The store {store_path} holds an ensemble made with other samples, "
-                    "basins, periods or settings. Use a new folder, or delete this one to "
+                    "basins, forcing, observed flow, periods or settings. Use a new folder, or delete this one to "
                     "start again.")
         else:
             manifest.write_text(json.dumps({"fingerprint": print_, "n_member": n_member,
@@ -435,7 +447,7 @@ def model_runner(forcing: xr.Dataset, attrs: pd.DataFrame, space: ParameterSpace
     fingerprint = "|".join([
         ",".join(map(str, forcing.basin.values)), metric, f"{period[0]}-{period[1]}",
         f"spinup {spinup_years}", f"snowpack {snowpack}", ",".join(space.names),
-        digest(np.stack([inputs.prcp, inputs.tair, inputs.pet])), digest(qobs)])
+        _data_digest(inputs, qobs)])
     return Runner(run, forcing.basin.values, names=space.names, defaults=inputs.defaults,
                   fingerprint=fingerprint)
 

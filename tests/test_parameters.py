@@ -73,6 +73,13 @@ def test_validate_names_parameter_value_and_range():
         space.validate(values)
     with pytest.raises(ValueError, match="16 columns"):
         space.validate(np.ones((2, 3)))
+    # (basin, member, param), as a calibration history holds them: named, not "too many values"
+    cube = np.tile(space.defaults, (2, 3, 1))
+    cube[1, 2, space.names.index("fff")] = 25.0
+    with pytest.raises(ValueError, match=r"fff = 25 \(index \(1, 2\)\) is outside its range"):
+        space.validate(cube)
+    with pytest.raises(ValueError, match=r"fff = 25 \(index \(1, 2\)\) is outside"):
+        space.to_unit(cube)
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         space.from_unit(np.full(len(space), 1.5))
 

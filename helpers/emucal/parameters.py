@@ -289,10 +289,11 @@ class ParameterSpace:
         x, single = self._as_2d(values)
         bad = np.isinf(x) | (x < self.lower) | (x > self.upper)
         if bad.any():
-            row, col = np.argwhere(bad)[0]
-            p = self.parameters[col]
+            at = tuple(int(i) for i in np.argwhere(bad)[0])  # (row, col) or (..., row, col)
+            p = self.parameters[at[-1]]
+            where = f"row {at[0]}" if len(at) == 2 else f"index {at[:-1]}"
             raise ValueError(
-                f"{p.name} = {float(x[row, col]):g} (row {row}) is outside its range "
+                f"{p.name} = {float(x[at]):g} ({where}) is outside its range "
                 f"[{p.lower}, {p.upper}] {p.units}."
             )
         return x[0] if single else x

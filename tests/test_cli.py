@@ -346,6 +346,31 @@ def test_handout_never_writes_over_its_inputs(tmp_path, capsys):
     assert str(broken) in capsys.readouterr().err
 
 
+def test_handout_keeps_a_participants_copy_unless_overwrite_and_never_writes_through_a_link(
+        tmp_path, capsys):
+    book = tmp_path / "book"
+    book.mkdir()
+    source = book / "02_parameters_sampling.ipynb"
+    source.write_bytes((REPO / "book" / source.name).read_bytes())
+    before = source.read_bytes()
+    out = tmp_path / "handouts"
+    edited = out / source.name
+    out.mkdir()
+    edited.write_text("a participant's work")
+    assert cli.main(["handout", str(out), str(source)]) == 2
+    err = capsys.readouterr().err
+    assert str(edited) in err and "--overwrite" in err
+    assert edited.read_text() == "a participant's work"
+    # a handout folder made with hard links (cp -al) shares the source's file
+    edited.unlink()
+    os.link(source, edited)
+    assert cli.main(["handout", str(out), str(source), "--overwrite"]) == 0
+    assert source.read_bytes() == before  # the book keeps its solutions
+    assert "solution-start" not in edited.read_text()
+    assert not os.path.samefile(source, edited)
+    assert sorted(p.name for p in out.iterdir()) == [source.name]  # no temporary file left
+
+
 def test_mirror_files_are_readable_by_everyone(synthetic, tmp_path):
     cache = tmp_path / "cache"
     assert cli.main(["mirror", str(tmp_path / "m"), "--cache", str(cache), "-q"]) == 0

@@ -75,6 +75,24 @@ def test_same_seed_same_fit_and_save_load_round_trip(data, tmp_path):
     np.testing.assert_allclose(s1, s2, rtol=1e-10, atol=1e-12)
 
 
+def test_a_save_that_fails_half_way_keeps_the_earlier_file(data, tmp_path, monkeypatch):
+    x, y, xt, _ = data
+    gp = emulators.GPEmulator(seed=3).fit(x, y)
+    path = gp.save(tmp_path / "gp.pt")
+
+    def disk_full(obj, f, *args, **kwargs):
+        with open(f, "wb") as handle:
+            handle.write(b"PK\x03")  # a few bytes, then the disk is full
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(emulators.torch, "save", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        gp.save(path)
+    monkeypatch.undo()
+    np.testing.assert_array_equal(emulators.load(path).predict(xt), gp.predict(xt))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gp.pt"]  # no temporary file left
+
+
 def test_an_emulator_file_of_an_earlier_version_loads_or_says_why(data, tmp_path):
     x, y, xt, _ = data
     gp = emulators.GPEmulator(seed=3).fit(x, y)

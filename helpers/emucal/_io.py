@@ -2,31 +2,62 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
 
-import numpy as np
-import xarray as xr
+if TYPE_CHECKING:
+    import xarray as xr
+# numpy and xarray load on first use: the `emucal` command (workshop.py) uses
+# atomic_path and stays quick to start
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary path beside ``path`` that replaces ``path`` when the block succeeds.
+
+    The temporary name is unique (``.<name>.<random>.part``), so two
+    processes writing the same file never write into each other's file; the
+    last one to finish wins, whole. If the block raises, the temporary file
+    is removed and ``path`` keeps what it had. The rename also breaks a hard
+    link at ``path`` instead of writing through it into the linked file.
+
+    Examples
+    --------
+    >>> with atomic_path("out.nc") as tmp:  # doctest: +SKIP
+    ...     ds.to_netcdf(tmp)
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:16]}.part")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def write_netcdf_atomic(ds: xr.Dataset, path: str | os.PathLike) -> Path:
-    """Write ``ds`` to ``path`` through ``path.part`` and an atomic rename.
+    """Write ``ds`` to ``path`` through a unique temporary file and an atomic rename.
 
-    An interrupted write leaves at most a ``.part`` file beside the last good
-    one, which is what lets ensembles and calibration loops resume.
+    An interrupted write leaves ``path`` as it was (see :func:`atomic_path`),
+    which is what lets ensembles and calibration loops resume.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    ds.to_netcdf(tmp, engine="netcdf4")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        ds.to_netcdf(tmp, engine="netcdf4")
     return path
 
 
 def digest(array) -> str:
     """A short digest of an array, to tell checkpoints of different inputs apart."""
+    import numpy as np
+
     array = np.ascontiguousarray(np.asarray(array, dtype=float))
     return hashlib.sha256(array.tobytes() + str(array.shape).encode()).hexdigest()[:16]
 
@@ -39,6 +70,8 @@ def load_checkpoint(path, settings: dict) -> xr.Dataset | None:
     """The checkpoint at ``path`` if there is one, after checking it was written with ``settings``."""
     if path is None or not Path(path).exists():
         return None
+    import xarray as xr
+
     try:
         with xr.open_dataset(path, engine="netcdf4") as ds:
             ds = ds.load()

@@ -18,7 +18,8 @@ cache and hash checks as the notebooks):
     List valid basin ids: the teaching sample, or all 671 with ``--all``.
 ``emucal handout DIR NOTEBOOK...``
     Copy notebooks into ``DIR`` without their exercise solutions and outputs,
-    for participants to work in during a workshop.
+    for participants to work in during a workshop; handouts already in
+    ``DIR`` are kept unless ``--overwrite`` is given.
 
 The same commands run as ``python -m emucal``.
 
@@ -246,7 +247,7 @@ def _cmd_basins(args: argparse.Namespace) -> int:
 def _cmd_handout(args: argparse.Namespace) -> int:
     """``emucal handout``: copies of the notebooks without solutions."""
     try:
-        written = workshop.write_handouts(args.directory, args.notebooks)
+        written = workshop.write_handouts(args.directory, args.notebooks, overwrite=args.overwrite)
     except ValueError as err:
         raise _UsageError(str(err)) from err
     for target, removed in written.items():
@@ -371,6 +372,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     handout.add_argument("directory", metavar="DIR", help="output folder (created if needed)")
     handout.add_argument("notebooks", nargs="+", metavar="NOTEBOOK", help="notebooks to copy")
+    handout.add_argument("--overwrite", action="store_true",
+                         help="replace handouts already in DIR (by default they are kept, as "
+                              "participants may have worked in them)")
     handout.set_defaults(run=_cmd_handout)
     return parser
 

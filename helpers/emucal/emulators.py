@@ -70,6 +70,7 @@ import torch
 from sklearn.base import BaseEstimator
 
 from . import metrics as skill_metrics
+from ._io import atomic_path
 from ._threads import size_thread_pools
 
 __all__ = [
@@ -903,8 +904,10 @@ def _settings(cls, state) -> dict:
 
 
 def _save_state(state: dict, path) -> Path:
+    """Save ``state`` to ``path`` atomically: a failed save leaves the earlier file whole."""
     path = Path(path)
-    torch.save(_to_plain(state), path)
+    with atomic_path(path) as tmp:
+        torch.save(_to_plain(state), tmp)
     return path
 
 

@@ -25,6 +25,7 @@ from typing import Iterable, Mapping, Sequence
 from tqdm.auto import tqdm
 
 from . import data
+from ._io import atomic_path
 
 __all__ = ["MANIFEST", "NATURAL_EARTH_DIR", "mirror", "mirror_natural_earth", "strip_solutions",
            "write_handouts", "write_manifest"]
@@ -39,18 +40,16 @@ def _place(source: Path, target: Path, *, link: bool) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     if target.exists() and os.path.samefile(source, target):
         return
-    tmp = target.with_name(target.name + ".part")
-    tmp.unlink(missing_ok=True)
-    if link:
-        try:
-            os.link(source, tmp)
-        except OSError:  # another file system, or links not allowed: copy instead
-            link = False
-    if not link:
-        shutil.copyfile(source, tmp)
-    # readable by the web server and by everyone (a link shares the cache file's mode)
-    os.chmod(tmp, os.stat(tmp).st_mode | 0o444)
-    os.replace(tmp, target)
+    with atomic_path(target) as tmp:
+        if link:
+            try:
+                os.link(source, tmp)
+            except OSError:  # another file system, or links not allowed: copy instead
+                link = False
+        if not link:
+            shutil.copyfile(source, tmp)
+        # readable by the web server and by everyone (a link shares the cache file's mode)
+        os.chmod(tmp, os.stat(tmp).st_mode | 0o444)
 
 
 def _md5(path: Path) -> str:
@@ -70,7 +69,8 @@ def write_manifest(directory: Path, names: Sequence[str]) -> Path:
         path = directory / name
         lines.append(f"{name}\t{path.stat().st_size}\t{hashes[name]}\t{_md5(path)}\t{urls[name]}")
     manifest = directory / MANIFEST
-    manifest.write_text("\n".join(lines) + "\n")
+    with atomic_path(manifest) as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
     return manifest
 
 
@@ -135,9 +135,13 @@ def mirror_natural_earth(directory, *, progress: bool = True) -> list[Path]:
             if part.is_file():
                 _place(part, target_dir / part.name, link=False)
                 copied.append(target_dir / part.name)
-    partial = shutil.make_archive(str(directory / f"{NATURAL_EARTH_DIR}.part"), "zip",
-                                  root_dir=directory, base_dir=NATURAL_EARTH_DIR)
-    os.replace(partial, directory / f"{NATURAL_EARTH_DIR}.zip")
+    with atomic_path(directory / f"{NATURAL_EARTH_DIR}.zip") as tmp:
+        made = Path(f"{tmp}.zip")  # make_archive adds .zip to the name it is given
+        try:
+            shutil.make_archive(str(tmp), "zip", root_dir=directory, base_dir=NATURAL_EARTH_DIR)
+            made.replace(tmp)
+        finally:
+            made.unlink(missing_ok=True)
     return copied
 
 
@@ -187,13 +191,16 @@ def strip_solutions(notebook: dict) -> tuple[dict, int]:
     return {**notebook, "cells": cells}, removed
 
 
-def write_handouts(directory, notebooks: Iterable) -> dict[Path, int]:
+def write_handouts(directory, notebooks: Iterable, *, overwrite: bool = False) -> dict[Path, int]:
     """Copy notebooks into ``directory`` without their solutions and outputs.
 
     Returns the written notebooks and how many solutions each lost. Refuses
     (``ValueError``) a notebook that does not exist or cannot be read, a
-    handout that would overwrite one of the inputs, and two notebooks of the
-    same name.
+    handout that would overwrite one of the inputs, two notebooks of the
+    same name, and, unless ``overwrite``, a handout that exists already (a
+    participant may have worked in it). Each handout is written to a
+    temporary file and renamed into place, so a hard link at its name is
+    replaced, never written through.
     """
     out = Path(directory)
     sources = [Path(n) for n in notebooks]
@@ -210,6 +217,12 @@ def write_handouts(directory, notebooks: Iterable) -> dict[Path, int]:
     if twice:
         raise ValueError(f"two notebooks named {', '.join(twice)} would be written to the same "
                          "file; make a handout of each folder separately")
+    there = [str(out / n.name) for n in sources if os.path.lexists(out / n.name)]
+    if there and not overwrite:
+        one = len(there) == 1
+        raise ValueError(f"{', '.join(there)} already exist{'s' if one else ''} and may hold a "
+                         f"participant's work; pass --overwrite (overwrite=True) to replace "
+                         f"{'it' if one else 'them'}, or choose another folder")
     stripped = {}
     for source in sources:  # read them all before writing any
         try:
@@ -221,6 +234,7 @@ def write_handouts(directory, notebooks: Iterable) -> dict[Path, int]:
     written = {}
     for source, (notebook, removed) in stripped.items():
         target = out / source.name
-        target.write_text(json.dumps(notebook, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        with atomic_path(target) as tmp:
+            tmp.write_text(json.dumps(notebook, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
         written[target] = removed
     return written

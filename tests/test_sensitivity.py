@@ -101,3 +101,38 @@ def test_model_outputs_score_and_summarise_every_run(toy):
     assert (out["q_mean"] > 0).all() and ((out["baseflow_index"] >= 0) & (out["baseflow_index"] <= 1)).all()
     # the parameters matter: the runs differ
     assert float(out["q_mean"].std("member").min()) > 0
+
+
+def test_outputs_of_another_space_design_are_refused():
+    other = sensitivity.sobol_design(_space(4), 8)  # 8 * 6 = 48 rows
+    # 48 = 12 * (2 + 2): the length divides, but 12 is no base size
+    with pytest.raises(ValueError, match=r"d = 2 parameters.*got 48 \(n = 12\)"):
+        sensitivity.sobol_indices(other[:, 0], _space(2))
+    # 64 * 6 = 384 = 32 * (10 + 2): the length fits; the design tells
+    other = sensitivity.sobol_design(_space(4), 64)
+    with pytest.raises(ValueError, match=r"design has shape \(384, 4\).*\(384, 10\)"):
+        sensitivity.sobol_indices(other[:, 0], _space(10), design=other)
+    # a design of the right shape that is not Saltelli's (rows shuffled)
+    space = _space(3)
+    design = sensitivity.sobol_design(space, 8)
+    shuffled = np.random.default_rng(0).permutation(design)
+    with pytest.raises(ValueError, match="not Saltelli's design for these 3 parameters"):
+        sensitivity.sobol_indices(shuffled[:, 0], space, design=shuffled)
+    # the right design passes, in the unit cube or in parameter units
+    ind = sensitivity.sobol_indices(design[:, 0], space, design=space.from_unit(design))
+    assert ind.attrs["n_base"] == 8
+
+
+def test_a_base_size_that_is_not_a_power_of_two_is_refused():
+    space = _space(3)
+    y = np.random.default_rng(0).uniform(size=12 * (3 + 2))
+    with pytest.raises(ValueError, match=r"power of 2.*n = 12\).*40 \(n = 8\) or 80 \(n = 16\)"):
+        sensitivity.sobol_indices(y, space)
+
+
+def test_infinite_outputs_are_refused_with_where():
+    space = _space(3)
+    y = np.stack([sensitivity.sobol_design(space, 8)[:, 0]] * 2)
+    y[1, 5], y[1, 7] = np.inf, -np.inf
+    with pytest.raises(ValueError, match=r"2 infinite value\(s\) \(at index \[\(1, 5\), \(1, 7\)\]"):
+        sensitivity.sobol_indices(y, space)

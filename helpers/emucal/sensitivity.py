@@ -71,8 +71,9 @@ def sobol_design(space: ParameterSpace, n: int, *, seed: int = 0) -> np.ndarray:
     Returns
     -------
     ndarray ``(n * (d + 2), d)``
-        Unit-cube points, in the order :func:`sobol_indices` expects. Turn
-        them into parameter values with ``space.from_unit``.
+        Unit-cube points, in the order :func:`sobol_indices` expects (pass
+        them as its ``design`` to have that checked). Turn them into
+        parameter values with ``space.from_unit``.
     """
     n = _check_base(n)
     return salib_sample.sample(_problem(space), n, calc_second_order=False, scramble=True,
@@ -142,8 +143,45 @@ def model_outputs(params, forcing: xr.Dataset, attrs, *, space: ParameterSpace |
     return out
 
 
+def _check_length(m: int, space: ParameterSpace) -> int:
+    """The base size ``n`` of outputs of length ``m = n * (d + 2)``, checked."""
+    d = len(space)
+    n = m // (d + 2)
+    if m % (d + 2) == 0 and n >= 2 and not n & (n - 1):
+        return n
+    low = max(2, 2 ** int(np.log2(max(m / (d + 2), 1))))
+    valid = f"{low * (d + 2)} (n = {low}) or {2 * low * (d + 2)} (n = {2 * low})"
+    raise ValueError(f"The last axis of y must hold n * (d + 2) = n * {d + 2} outputs (d = {d} parameters "
+                     f"in space), n a power of 2, one per row of sobol_design(space, n); got {m} "
+                     f"(n = {m / (d + 2):g}). Were the outputs computed on a design for another space? "
+                     f"Valid lengths near it: {valid}.")
+
+
+def _check_design(design, space: ParameterSpace, m: int) -> None:
+    """Check that ``design`` is Saltelli's design for ``space`` with ``m`` rows.
+
+    Its rows come in blocks ``A, AB_1, ..., AB_d, B`` of ``d + 2``: ``AB_k``
+    is ``A`` with column ``k`` taken from ``B``.
+    """
+    design = np.asarray(design, dtype=float)
+    d = len(space)
+    if design.shape != (m, d):
+        raise ValueError(f"design has shape {design.shape}, but y and space ({d} parameters) need "
+                         f"({m}, {d}): pass the sobol_design(space, n) the outputs were computed on.")
+    blocks = design.reshape(-1, d + 2, d)
+    a, b, ab = blocks[:, :1], blocks[:, -1:], blocks[:, 1:-1]
+    wrong = np.argwhere((ab != np.where(np.eye(d, dtype=bool), b, a)).any(axis=-1))
+    if len(wrong):
+        j, k = wrong[0]
+        raise ValueError(f"design is not Saltelli's design for these {d} parameters ({space.names}): "
+                         f"row {j * (d + 2) + k + 1} should be row {j * (d + 2)} with column {k} "
+                         f"({space.names[k]}) from row {j * (d + 2) + d + 1}. Pass the "
+                         "sobol_design(space, n) of this space.")
+
+
 def sobol_indices(y, space: ParameterSpace, *, dims: Sequence[str] | None = None, coords=None,
-                  n_resamples: int = 100, conf_level: float = 0.95, seed: int = 0) -> xr.Dataset:
+                  n_resamples: int = 100, conf_level: float = 0.95, seed: int = 0,
+                  design=None) -> xr.Dataset:
     """First-order and total Sobol' indices of outputs computed on :func:`sobol_design`.
 
     Parameters
@@ -162,6 +200,11 @@ def sobol_indices(y, space: ParameterSpace, *, dims: Sequence[str] | None = None
         Bootstrap resamples and level of the confidence intervals.
     seed
         Seed of the bootstrap.
+    design
+        The :func:`sobol_design` the outputs were computed on (unit cube or
+        parameter units). Optional; given, it is checked to be Saltelli's
+        design for ``space`` with one row per output, which catches outputs
+        of another space's design even when their number fits this one.
 
     Returns
     -------
@@ -173,22 +216,30 @@ def sobol_indices(y, space: ParameterSpace, *, dims: Sequence[str] | None = None
     Raises
     ------
     ValueError
-        If the last axis does not match a design for ``space``, or ``y``
-        holds NaN (fill failed runs first, for example with the basin's worst
-        score, and say so).
+        If the last axis does not match a design for ``space`` (``n * (d + 2)``
+        outputs, ``n`` a power of 2, or ``design`` not Saltelli's design for
+        ``space``), or ``y`` holds NaN or infinity (fill failed runs first,
+        for example with the basin's worst score, and say so).
     """
     if isinstance(y, xr.DataArray):
         dims, coords = list(y.dims[:-1]), {d: y[d].values for d in y.dims[:-1] if d in y.coords}
         y = y.values
     y = np.asarray(y, dtype=float)
     d = len(space)
-    if y.ndim < 1 or y.shape[-1] % (d + 2) or not y.shape[-1]:
-        raise ValueError(f"The last axis of y must hold n * (d + 2) = n * {d + 2} outputs, one per "
-                         f"row of sobol_design(space, n); got shape {y.shape}.")
+    if y.ndim < 1:
+        raise ValueError(f"y must have a last axis of n * (d + 2) = n * {d + 2} outputs; got a scalar.")
+    n = _check_length(y.shape[-1], space)
+    if design is not None:
+        _check_design(design, space, y.shape[-1])
     if np.isnan(y).any():
         bad = np.argwhere(np.isnan(y).any(axis=-1)) if y.ndim > 1 else [[]]
         raise ValueError(f"y holds NaN (at leading index {[tuple(b) for b in bad[:5]]}); Sobol' "
                          "indices need every run. Fill failed runs explicitly first.")
+    if np.isinf(y).any():
+        bad = [tuple(int(i) for i in b) for b in np.argwhere(np.isinf(y))[:5]]
+        raise ValueError(f"y holds {int(np.isinf(y).sum())} infinite value(s) (at index {bad}, the last "
+                         "number the design row); Sobol' indices need finite outputs. Replace them "
+                         "explicitly first, for example with the worst finite value, and say so.")
     lead = y.shape[:-1]
     dims = list(dims) if dims is not None else [f"dim_{i}" for i in range(len(lead))]
     if len(dims) != len(lead):
@@ -210,7 +261,7 @@ def sobol_indices(y, space: ParameterSpace, *, dims: Sequence[str] | None = None
     all_coords = {"param": list(space.names), **{k: v for k, v in (coords or {}).items() if k in dims}}
     return xr.Dataset({k: ([*dims, "param"], v, {"long_name": names[k]}) for k, v in out.items()},
                       coords=all_coords,
-                      attrs={"n_base": flat.shape[1] // (d + 2), "n_resamples": n_resamples,
+                      attrs={"n_base": n, "n_resamples": n_resamples,
                              "estimators": "Saltelli et al. (2010) S1, Jansen (1999) ST (SALib)"})
 
 
@@ -254,7 +305,8 @@ def emulator_indices(emulator, space: ParameterSpace, n: int, *, n_draws: int = 
     basins = np.arange(n_basin) if basins is None else np.asarray(basins)
     design = sobol_design(space, n, seed=seed)
     mean = emulator.predict(np.broadcast_to(design, (n_basin, *design.shape)))
-    result = sobol_indices(mean, space, dims=["basin"], coords={"basin": basins}, seed=seed)
+    result = sobol_indices(mean, space, dims=["basin"], coords={"basin": basins}, seed=seed,
+                           design=design)
     if n_draws:
         small = sobol_design(space, n_draw_base, seed=seed + 1)
         draws = emulator.sample_y(np.broadcast_to(small, (n_basin, *small.shape)), n_draws,

@@ -75,6 +75,25 @@ def test_store_made_from_other_forcing_or_flow_is_refused(toy, samples, tmp_path
     assert len(prints) == 4  # a runner's checkpoints are kept apart the same way
 
 
+def test_an_emptied_manifest_keeps_the_finished_chunks(toy, samples, tmp_path, monkeypatch):
+    # each chunk carries the ensemble's fingerprint, so a damaged manifest loses nothing
+    forcing, attrs = toy
+    store = tmp_path / "store"
+    first = ensemble.run_ensemble(samples, forcing, attrs, periods=PERIODS, chunk_size=3,
+                                  store=store, progress=False)
+    (store / ensemble._MANIFEST).write_text("")
+    calls = []
+    monkeypatch.setattr(ensemble, "_run_chunk", lambda p, *a: calls.append(len(p)))
+    with pytest.warns(UserWarning, match="damaged.*kept"):
+        again = ensemble.run_ensemble(samples, forcing, attrs, periods=PERIODS, chunk_size=3,
+                                      store=store, progress=False)
+    assert calls == []  # nothing ran again
+    np.testing.assert_array_equal(first.norm_kge.values, again.norm_kge.values)
+    with pytest.raises(ValueError, match="other samples"):  # and the rewritten manifest still guards
+        ensemble.run_ensemble(samples[:5], forcing, attrs, periods=PERIODS, store=store,
+                              progress=False)
+
+
 def test_dask_client_gives_the_same_numbers(toy, samples):
     import distributed
     forcing, attrs = toy
@@ -113,8 +132,8 @@ def test_chunks_of_another_ensemble_are_refused_without_a_manifest(toy, samples,
     with pytest.raises(ValueError, match="(?s)cannot be read.*delete it"):
         ensemble.run_ensemble(samples, forcing, attrs, periods=PERIODS, chunk_size=3,
                               store=store, progress=False)
-    (store / "manifest.json").write_text("{broken")
-    with pytest.raises(ValueError, match="damaged"):
+    (store / "manifest.json").write_text("{broken")  # written again; the chunks still checked
+    with pytest.warns(UserWarning, match="damaged"), pytest.raises(ValueError, match="cannot be read"):
         ensemble.run_ensemble(samples, forcing, attrs, periods=PERIODS, chunk_size=3,
                               store=store, progress=False)
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -37,7 +38,7 @@ import xarray as xr
 from tqdm.auto import tqdm
 
 from . import metrics as skill_metrics
-from ._io import digest, write_netcdf_atomic
+from ._io import atomic_path, digest, write_netcdf_atomic
 from .model import ModelInputs, prepare_inputs, run_columns
 from .parameters import ParameterSpace
 
@@ -229,20 +230,24 @@ def run_ensemble(
         print_ = _fingerprint(samples, basins, time, metrics, periods, spinup_years,
                               chunk_size, keep_flow, _data_digest(inputs, qobs))
         manifest = store_path / _MANIFEST
+        recorded = None
         if manifest.exists():
             try:
                 recorded = json.loads(manifest.read_text())
-            except ValueError as err:
-                raise ValueError(f"{manifest} is damaged ({err}); delete the store {store_path} "
-                                 "to run the ensemble again.") from err
+            except ValueError as err:  # each chunk carries its own fingerprint: keep the good ones
+                warnings.warn(f"{manifest} is damaged ({err}); it is written again, and the "
+                              "finished chunks that carry this ensemble's fingerprint are kept.",
+                              UserWarning, stacklevel=2)
+        if isinstance(recorded, dict):
             if recorded.get("fingerprint") != print_:
                 raise ValueError(
-                    f"The store {store_path} holds an ensemble made with other samples, "
-                    "basins, forcing, observed flow, periods or settings. Use a new folder, or delete this one to "
-                    "start again.")
+                    f"The store {store_path} holds an ensemble made with other samples, basins, "
+                    "forcing, observed flow, periods or settings. Use a new folder, or delete "
+                    "this one to start again.")
         else:
-            manifest.write_text(json.dumps({"fingerprint": print_, "n_member": n_member,
-                                            "chunk_size": chunk_size}, indent=1))
+            with atomic_path(manifest) as tmp:
+                tmp.write_text(json.dumps({"fingerprint": print_, "n_member": n_member,
+                                           "chunk_size": chunk_size}, indent=1))
         for i, start in enumerate(starts):
             path = store_path / f"chunk_{i:05d}.nc"
             if path.exists():

@@ -151,8 +151,8 @@ def _check_length(m: int, space: ParameterSpace) -> int:
         return n
     low = max(2, 2 ** int(np.log2(max(m / (d + 2), 1))))
     valid = f"{low * (d + 2)} (n = {low}) or {2 * low * (d + 2)} (n = {2 * low})"
-    raise ValueError(f"The last axis of y must hold n * (d + 2) = n * {d + 2} outputs (d = {d} parameters "
-                     f"in space), n a power of 2, one per row of sobol_design(space, n); got {m} "
+    raise ValueError(f"The last axis of y must hold n * (d + 2) = n * {d + 2} outputs (d = {d} "
+                     f"parameters in space), n a power of 2, one per row of sobol_design(space, n); got {m} "
                      f"(n = {m / (d + 2):g}). Were the outputs computed on a design for another space? "
                      f"Valid lengths near it: {valid}.")
 

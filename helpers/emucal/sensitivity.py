@@ -151,10 +151,10 @@ def _check_length(m: int, space: ParameterSpace) -> int:
         return n
     low = max(2, 2 ** int(np.log2(max(m / (d + 2), 1))))
     valid = f"{low * (d + 2)} (n = {low}) or {2 * low * (d + 2)} (n = {2 * low})"
-    raise ValueError(f"The last axis of y must hold n * (d + 2) = n * {d + 2} outputs (d = {d} "
-                     f"parameters in space), n a power of 2, one per row of sobol_design(space, n); got {m} "
-                     f"(n = {m / (d + 2):g}). Were the outputs computed on a design for another space? "
-                     f"Valid lengths near it: {valid}.")
+    raise ValueError(f"The last axis of y must hold n * (d + 2) = n * {d + 2} outputs "
+                     f"(d = {d} parameters in space), n a power of 2, one per row of "
+                     f"sobol_design(space, n); got {m} (n = {m / (d + 2):g}). Were the outputs "
+                     f"computed on a design for another space? Valid lengths near it: {valid}.")
 
 
 def _check_design(design, space: ParameterSpace, m: int) -> None:
@@ -227,7 +227,8 @@ def sobol_indices(y, space: ParameterSpace, *, dims: Sequence[str] | None = None
     y = np.asarray(y, dtype=float)
     d = len(space)
     if y.ndim < 1:
-        raise ValueError(f"y must have a last axis of n * (d + 2) = n * {d + 2} outputs; got a scalar.")
+        raise ValueError(f"y must have a last axis of n * (d + 2) = n * {d + 2} outputs; "
+                         "got a scalar.")
     n = _check_length(y.shape[-1], space)
     if design is not None:
         _check_design(design, space, y.shape[-1])
@@ -237,9 +238,10 @@ def sobol_indices(y, space: ParameterSpace, *, dims: Sequence[str] | None = None
                          "indices need every run. Fill failed runs explicitly first.")
     if np.isinf(y).any():
         bad = [tuple(int(i) for i in b) for b in np.argwhere(np.isinf(y))[:5]]
-        raise ValueError(f"y holds {int(np.isinf(y).sum())} infinite value(s) (at index {bad}, the last "
-                         "number the design row); Sobol' indices need finite outputs. Replace them "
-                         "explicitly first, for example with the worst finite value, and say so.")
+        raise ValueError(f"y holds {int(np.isinf(y).sum())} infinite value(s) (at index {bad}, "
+                         "the last number the design row); Sobol' indices need finite outputs. "
+                         "Replace them explicitly first, for example with the worst finite value, "
+                         "and say so.")
     lead = y.shape[:-1]
     dims = list(dims) if dims is not None else [f"dim_{i}" for i in range(len(lead))]
     if len(dims) != len(lead):

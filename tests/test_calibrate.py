@@ -101,6 +101,17 @@ def test_a_checkpoint_tells_two_rules_apart(tmp_path):
             calibrate.checkpoint(path, toy_run, SPACE, initial, other)
 
 
+def test_a_checkpoint_path_that_is_a_folder_or_a_missing_design_is_explained(tmp_path):
+    initial = sampling.sample(SPACE, 15, "lhs", seed=1)
+    # a folder is not "damaged": the advice to delete it would lose whatever it holds
+    with pytest.raises(ValueError, match="is a folder; a checkpoint is one netCDF file"):
+        calibrate.checkpoint(tmp_path, toy_run, SPACE, initial, TANG)
+    assert tmp_path.is_dir()
+    (tmp_path / "loop.nc").write_bytes(b"not netCDF")
+    with pytest.raises(ValueError, match="needs the initial design"):
+        calibrate.checkpoint(tmp_path / "loop.nc", toy_run, SPACE, None, TANG)
+
+
 def test_tangs_batch_is_the_best_point_of_independent_searches():
     # two separate peaks per basin: each search climbs one, and the points are ranked
     class TwoPeaks:

@@ -70,6 +70,9 @@ def load_checkpoint(path, settings: dict) -> xr.Dataset | None:
     """The checkpoint at ``path`` if there is one, after checking it was written with ``settings``."""
     if path is None or not Path(path).exists():
         return None
+    if Path(path).is_dir():
+        raise ValueError(f"The checkpoint {path} is a folder; a checkpoint is one netCDF file, "
+                         f"for example {Path(path) / 'loop.nc'}.")
     import xarray as xr
 
     try:

@@ -293,8 +293,7 @@ def checkpoint(path, run: Runner, space: ParameterSpace, initial, propose: Calla
         history = calibrate.loop(run, space, start, propose, 3, save=save)
     """
     if initial is None:
-        raise ValueError("checkpoint needs the initial design the loop starts from, also when it "
-                         "resumes: the checkpoint is checked to belong to it.")
+        raise ValueError("checkpoint needs the initial design the loop starts from (resuming too).")
     settings = dict(kind="loop", initial=digest(fill_defaults(run, initial)), runner=run.fingerprint or None,
                     propose=_describe(propose), param=list(space.names))
     saved = load_checkpoint(path, settings)

@@ -106,6 +106,19 @@ def test_an_emulator_file_of_an_earlier_version_loads_or_says_why(data, tmp_path
         emulators.load(tmp_path / "other.pt")
 
 
+def test_a_missing_or_edited_emulator_file_is_named(data, tmp_path):
+    x, y, _, _ = data
+    with pytest.raises(FileNotFoundError, match=r"No emulator file at .*nothing\.pt"):
+        emulators.load(tmp_path / "nothing.pt")
+    with pytest.raises(FileNotFoundError, match="it is a folder"):
+        emulators.load(tmp_path)
+    state = emulators.GPEmulator(seed=3).fit(x, y)._state()
+    state["train_x"] = state["train_x"][..., :2]  # weights of another shape than the model's
+    torch.save(emulators._to_plain(state), tmp_path / "edited.pt")
+    with pytest.raises(ValueError, match=r"edited\.pt is a damaged or edited GPEmulator file"):
+        emulators.load(tmp_path / "edited.pt")
+
+
 def test_sparse_gp_on_a_larger_set_and_round_trip(tmp_path):
     rng = np.random.default_rng(2)
     x = rng.uniform(size=(3000, 3))

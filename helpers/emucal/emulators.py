@@ -918,6 +918,9 @@ def load(path) -> GPEmulator | SparseGPEmulator:
     only tensors and plain Python values, so a crafted file cannot run code.
     """
     path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"No emulator file at {path}" + (" (it is a folder)" if path.is_dir() else "")
+                                + "; pass the path that emulator.save() returned.")
     try:
         # map_location: a GPU-trained emulator loads anywhere
         state = torch.load(path, weights_only=True, map_location="cpu")
@@ -927,7 +930,12 @@ def load(path) -> GPEmulator | SparseGPEmulator:
     kinds = {"GPEmulator": GPEmulator, "SparseGPEmulator": SparseGPEmulator}
     if not isinstance(state, dict) or state.get("class") not in kinds:
         raise ValueError(f"{path} is not an emucal emulator file.")
-    return kinds[state["class"]]._restore(state)
+    try:
+        return kinds[state["class"]]._restore(state)
+    except (KeyError, RuntimeError, TypeError) as err:  # a missing entry, weights of another shape
+        raise ValueError(f"{path} is a damaged or edited {state['class']} file and cannot be "
+                         f"restored ({type(err).__name__}: {str(err).splitlines()[0]}); fit the "
+                         "emulator again and save it.") from err
 
 
 # --------------------------------------------------------------- random forest

@@ -87,6 +87,11 @@ def test_emulator_indices_find_the_parameter_that_matters_with_draws():
     assert float(ind.ST.sel(basin="b0", param="x0")) > 0.8
     with pytest.raises(ValueError, match="batched over basins"):
         sensitivity.emulator_indices(emulators.GPEmulator().fit(x[0], y[0]), space, 8)
+    # a space of other parameters than the emulator's, or basins of another count
+    with pytest.raises(ValueError, match="fitted on 4 parameters, the space has 3"):
+        sensitivity.emulator_indices(gp, _space(3), 8)
+    with pytest.raises(ValueError, match="basins has 3 entries, the emulator 2"):
+        sensitivity.emulator_indices(gp, space, 8, basins=["a", "b", "c"])
 
 
 def test_model_outputs_score_and_summarise_every_run(toy):

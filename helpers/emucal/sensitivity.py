@@ -304,7 +304,13 @@ def emulator_indices(emulator, space: ParameterSpace, n: int, *, n_draws: int = 
     if not n_basin:
         raise ValueError("emulator must be batched over basins (fitted on (basin, member, param) "
                          "inputs, as emulators.sse_data gives).")
+    d_fit = getattr(emulator, "n_features_in_", len(space))
+    if d_fit != len(space):
+        raise ValueError(f"The emulator was fitted on {d_fit} parameters, the space has "
+                         f"{len(space)} ({', '.join(space.names)}); pass the space it was trained on.")
     basins = np.arange(n_basin) if basins is None else np.asarray(basins)
+    if len(basins) != n_basin:
+        raise ValueError(f"basins has {len(basins)} entries, the emulator {n_basin} basins.")
     design = sobol_design(space, n, seed=seed)
     mean = emulator.predict(np.broadcast_to(design, (n_basin, *design.shape)))
     result = sobol_indices(mean, space, dims=["basin"], coords={"basin": basins}, seed=seed,

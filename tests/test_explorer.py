@@ -110,6 +110,9 @@ def test_bad_input_is_refused(app, toy_app_inputs):
         explorer.app(forcing, attrs, basin="99999999")
     with pytest.raises(ValueError, match="one GP per basin"):
         explorer.app(forcing.isel(basin=[0]), attrs, emulator=sse)
+    with pytest.raises(ValueError, match="fitted on 16 parameters, the space has 2"):
+        explorer.app(forcing, attrs, space=space.subset(space.names[:2]), emulator=sse,
+                     period=(2002, 2004))
     with pytest.raises(ValueError, match="1980-1990 hold none of the dates, which cover water years 2001-2005"):
         explorer.app(forcing, attrs, period=(1980, 1990))
 

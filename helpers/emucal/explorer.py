@@ -113,6 +113,10 @@ class Explorer:
             raise ValueError("emulator must be one GP per basin of the forcing, fitted on "
                              "emulators.sse_data (inputs (basin, member, param)); got batch shape "
                              f"{getattr(emulator, 'batch_shape_', None)} for {len(self.basins)} basins.")
+        if emulator is not None and getattr(emulator, "n_features_in_", len(self.space)) != len(self.space):
+            raise ValueError(f"The emulator was fitted on {emulator.n_features_in_} parameters, the "
+                             f"space has {len(self.space)} ({', '.join(self.space.names)}); pass "
+                             "space= the space it was trained on.")
         self.calibrated = None
         if calibrated is not None:
             self.calibrated = pd.DataFrame(calibrated).reindex(index=self.basins, columns=self.space.names)

@@ -22,7 +22,8 @@ Prints, per seed and method, the median over basins of the best KGE' after
 medians after 20, 50, 100 and 200 runs, and the time the optimiser itself
 takes per basin-run (asks and tells, not the model); then mean and spread
 over seeds, and each method's difference from the book's loop with a 90%
-bootstrap interval over basins. ``--csv`` writes every number.
+bootstrap interval over basins (``--methods`` picks some, the first being the
+reference of the differences). ``--csv`` writes every number.
 
 Run: python benchmarks/baselines.py [--seeds 0,1,2] [--csv FILE]
 Needs the extra: pip install -e ".[baselines]".
@@ -156,7 +157,8 @@ def book_loop(run, space, seed):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="0", help="comma-separated seeds (default: 0)")
-    parser.add_argument("--methods", default=None, help="comma-separated subset of the methods")
+    parser.add_argument("--methods", default=None,
+                        help="comma-separated subset of the methods; the first is the reference")
     parser.add_argument("--csv", type=Path, default=None, help="write every number to this CSV file")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -171,9 +173,13 @@ def main():
         "nevergrad NGOpt": lambda x0, seed: nevergrad_optimisers("NGOpt", x0, seed),
         "nevergrad CMA": lambda x0, seed: nevergrad_optimisers("CMA", x0, seed),
     }
-    if args.methods:
+    if args.methods:  # the first one kept is the reference of the differences
         keep = args.methods.split(",")
-        methods = {k: v for k, v in methods.items() if k in keep or k == "book: Thompson, trust region"}
+        unknown = [k for k in keep if k not in methods]
+        if unknown:
+            parser.error(f"unknown methods {unknown}; choose from {list(methods)}")
+        methods = {k: methods[k] for k in keep}
+    reference = next(iter(methods))
     records = []
     for seed in seeds:
         for name, make in methods.items():
@@ -203,22 +209,23 @@ def main():
     print(f"\nseeds {seeds}, {n_basin} basins, {BUDGET} runs per basin; mean and sd over seeds")
     print(summary.to_string(float_format=lambda v: f"{v:.4f}"))
     rng = np.random.default_rng(0)
-    book = table[table.method == "book: Thompson, trust region"].set_index("seed")
+    book = table[table.method == reference].set_index("seed")
     diffs = []
-    print("\nmethod minus the book's loop, median KGE' over basins (per seed, 90% bootstrap interval):")
-    for _, r in table[table.method != "book: Thompson, trust region"].iterrows():
+    print(f"\nmethod minus {reference}, median KGE' over basins (per seed, 90% bootstrap interval):")
+    for _, r in table[table.method != reference].iterrows():
         for column in ("cal", "val"):
             a, b = r[column], book.loc[r.seed, column]
             pick = rng.integers(n_basin, size=(N_RESAMPLE, n_basin))
             boot = np.nanmedian(a[pick], axis=1) - np.nanmedian(b[pick], axis=1)
             lo, hi = np.percentile(boot, [5, 95])
-            diffs.append({"seed": r.seed, "method": r.method, "period": column,
+            diffs.append({"seed": r.seed, "method": r.method, "reference": reference, "period": column,
                           "difference": np.nanmedian(a) - np.nanmedian(b), "5%": lo, "95%": hi})
             print(f"  {r.method}, seed {r.seed} {column}: {diffs[-1]['difference']:+.3f} [{lo:+.3f}, {hi:+.3f}]")
     if args.csv is not None:
         out = table.drop(columns=["cal", "val"]).assign(
             date=datetime.now(timezone.utc).date().isoformat(), machine=f"{platform.machine()}, {platform.system()}",
-            command="python benchmarks/baselines.py --seeds " + args.seeds)
+            command="python benchmarks/baselines.py --seeds " + args.seeds
+            + (f" --methods {args.methods!r}" if args.methods else ""))
         out.to_csv(args.csv, index=False)
         pd.DataFrame(diffs).to_csv(args.csv.with_name(args.csv.stem + "_differences.csv"), index=False)
         print(f"wrote {args.csv}")

@@ -146,6 +146,13 @@ def test_unknown_basin_fails_with_status_2_before_the_big_download(synthetic, id
     assert f"/{emucal.data.FULL_ZIP}" not in synthetic.server.requests_seen
 
 
+def test_fetch_forcing_without_basins_is_a_usage_error(synthetic, tmp_path, capsys):
+    assert cli.main(["fetch", "--forcing", "daymet", "--cache", str(tmp_path / "c"), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("emucal: error: --forcing daymet") and "--basins" in err
+    assert synthetic.server.requests_seen == []  # refused before anything is downloaded
+
+
 def test_no_mirror_and_no_network_says_to_set_emucal_mirror(synthetic, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(emucal.data, "RETRIES", 0)  # no retry wait: the host is unreachable
     monkeypatch.delenv("EMUCAL_MIRROR")  # the synthetic registry's upstream host does not resolve
@@ -208,6 +215,28 @@ def test_mirror_hard_links_from_the_cache_leaves_out_the_full_archive_and_can_co
     assert cli.main(["mirror", str(tmp_path / "linked"), "--cache", str(cache), "-q"]) == 0
     assert os.path.samefile(tmp_path / "linked" / name, cache / name)
     assert not list((tmp_path / "linked").rglob("*.part"))
+
+
+def test_mirror_copy_over_a_linked_mirror_leaves_no_file_shared_with_the_cache(
+        synthetic, tmp_path):
+    cache, folder = tmp_path / "cache", tmp_path / "m"
+    name = "camels_attributes_v2.0/camels_topo.txt"
+    assert cli.main(["mirror", str(folder), "--cache", str(cache), "-q"]) == 0
+    assert os.path.samefile(folder / name, cache / name)
+    assert cli.main(["mirror", str(folder), "--cache", str(cache), "--copy", "-q"]) == 0
+    copied = [p for p in folder.rglob("*.txt") if (cache / p.relative_to(folder)).is_file()]
+    assert len(copied) > 1
+    assert not any(os.path.samefile(p, cache / p.relative_to(folder)) for p in copied)
+    assert _sha256(folder / name) == synthetic.hashes[name]
+
+
+@pytest.mark.parametrize("port", ["99999", "0", "-1", "http"])
+def test_mirror_port_outside_1_to_65535_is_a_usage_error_naming_it(synthetic, tmp_path, port,
+                                                                  capsys):
+    assert cli.main(["mirror", str(tmp_path / "m"), f"--port={port}", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert f"argument --port: '{port}' is not a port" in err and "1 to 65535" in err
+    assert not (tmp_path / "m").exists() and synthetic.server.requests_seen == []
 
 
 def test_mirror_into_a_file_is_a_usage_error(synthetic, tmp_path, capsys):

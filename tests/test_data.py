@@ -169,6 +169,20 @@ def test_extract_members_replaces_a_truncated_copy_and_leaves_no_temporaries(tmp
     assert [p.name for p in target.parent.iterdir()] == ["one.txt"]
 
 
+def test_extract_members_names_the_archive_and_member_with_a_bad_crc(tmp_path):
+    archive = tmp_path / "a.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr("root/one.txt", "the member's original content")
+    raw = archive.read_bytes()
+    archive.write_bytes(raw.replace(b"original", b"ORIGINAL"))  # same size, another CRC
+    with pytest.raises(ValueError) as err:
+        data.extract_members(archive, ["*one.txt"], tmp_path / "out")
+    message = str(err.value)
+    assert str(archive) in message and "'root/one.txt'" in message
+    assert "download it again" in message
+    assert list((tmp_path / "out").rglob("*.*")) == []  # no member, no temporary file
+
+
 def test_mirror_that_is_not_an_http_url_names_the_variable(synthetic, monkeypatch):
     for mirror in ["127.0.0.1:8000", "localhost:8000", "ftp://host", "http://"]:
         monkeypatch.setenv("EMUCAL_MIRROR", mirror)

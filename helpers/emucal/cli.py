@@ -82,6 +82,18 @@ def _byte_bar(quiet: bool) -> bool:
     return not quiet and sys.stderr.isatty()
 
 
+def _port(text: str) -> int:
+    """An ``argparse`` type: a TCP port number, 1 to 65535."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = 0
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port: give a number from 1 to 65535, "
+                                         "for example 8000")
+    return port
+
+
 def _sample_names() -> list[str]:
     """Registry names the notebooks need: everything except the full archive."""
     return sorted(name for name in data.registry() if name != data.FULL_ZIP)
@@ -145,6 +157,10 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
     """``emucal fetch``: the attributes and the teaching sample, or ``--basins`` of the full set."""
     if args.basins:
         return _fetch_full_basins(args)
+    if args.forcing is not None:  # the teaching sample has NLDAS forcing only
+        raise _UsageError(f"--forcing {args.forcing} picks the forcing extracted with --basins; pass "
+                          f"the basins too, for example: emucal fetch --basins 01013500 "
+                          f"--forcing {args.forcing} (list the ids with 'emucal basins --all').")
     names = _sample_names()
     paths = _fetch_all(names, args.quiet)
     cache = data.cache_dir()
@@ -170,17 +186,18 @@ def _fetch_full_basins(args: argparse.Namespace) -> int:
     except KeyError as err:
         raise _UsageError(f"{err.args[0]} From the command line: emucal basins --all") from err
     basins = list(dict.fromkeys(basins))  # once each, in the order given
+    forcing = args.forcing or "nldas"
     _fetch_all([data.FULL_ZIP], args.quiet)  # the archive first, so that --quiet holds for it
-    paths = camels.extract_basins(basins, args.forcing)
+    paths = camels.extract_basins(basins, forcing)
     target = data.cache_dir() / "camels_full"
-    print(f"Extracted {len(basins)} basin{'s' if len(basins) != 1 else ''} ({args.forcing} forcing "
+    print(f"Extracted {len(basins)} basin{'s' if len(basins) != 1 else ''} ({forcing} forcing "
           f"and USGS streamflow) from {data.cache_dir() / data.FULL_ZIP} into {target}:")
     for basin, (forcing_path, flow_path) in paths.items():
         print(f"  {basin}  forcing    {forcing_path}")
         print(f"  {'':8}  streamflow {flow_path}")
     ids = ", ".join(repr(b) for b in basins)
     print(f"Load them with emucal.camels.load_basins([{ids}], source='full', "
-          f"forcing='{args.forcing}').")
+          f"forcing='{forcing}').")
     _print_cache_hint(args)
     return EXIT_OK
 
@@ -315,7 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("--basins", nargs="+", metavar="ID",
                        help="8-digit USGS gauge ids of the full CAMELS-US set (671 basins; "
                             "list them with 'emucal basins --all')")
-    fetch.add_argument("--forcing", choices=("nldas", "daymet", "maurer"), default="nldas",
+    fetch.add_argument("--forcing", choices=("nldas", "daymet", "maurer"),
                        help="forcing data set to extract with --basins (default: nldas)")
     fetch.set_defaults(run=_cmd_fetch)
 
@@ -345,7 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "cartopy's data dir (cartopy downloads missing ones)")
     mirror.add_argument("--copy", action="store_true",
                         help="copy files from the cache instead of hard-linking them")
-    mirror.add_argument("--port", type=int, default=8000,
+    mirror.add_argument("--port", type=_port, default=8000,
                         help="port used in the printed http.server command (default: 8000)")
     mirror.set_defaults(run=_cmd_mirror)
 

@@ -33,6 +33,7 @@ import re
 import tempfile
 import time
 import zipfile
+import zlib
 from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -224,7 +225,9 @@ def extract_members(
     KeyError
         If a pattern matches no member of the archive.
     ValueError
-        If a matching member's path is absolute or climbs out with ``..``.
+        If a matching member's path is absolute or climbs out with ``..``, or
+        its data is damaged (bad CRC or compressed stream); the message names
+        the archive and the member.
     """
     extract_dir = Path(extract_dir)
     root = extract_dir.resolve()
@@ -259,6 +262,11 @@ def extract_members(
                         raise OSError(f"{member}: wrote {os.path.getsize(tmp_name)} of {size} bytes")
                     os.chmod(tmp_name, 0o644)
                     os.replace(tmp_name, target)
+                except (zipfile.BadZipFile, zlib.error) as err:
+                    raise ValueError(
+                        f"The member {member!r} of the archive {archive} is damaged ({err}); "
+                        f"nothing was extracted for it. Delete {archive} and download it again "
+                        "(for the CAMELS archive: emucal fetch --basins ID...).") from err
                 finally:
                     if os.path.exists(tmp_name):
                         os.unlink(tmp_name)

@@ -36,9 +36,14 @@ _SHAPEFILE_PARTS = (".shp", ".shx", ".dbf", ".prj", ".cpg")
 
 
 def _place(source: Path, target: Path, *, link: bool) -> None:
-    """Hard-link (or copy) ``source`` to ``target``, atomically replacing what was there."""
+    """Hard-link (or copy) ``source`` to ``target``, atomically replacing what was there.
+
+    A copy replaces a ``target`` that is a hard link of ``source`` (the rename of
+    :func:`emucal._io.atomic_path` breaks the link), so ``--copy`` over a linked
+    mirror leaves no file shared with the cache.
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
-    if target.exists() and os.path.samefile(source, target):
+    if link and target.exists() and os.path.samefile(source, target):
         return
     with atomic_path(target) as tmp:
         if link:

@@ -240,6 +240,21 @@ def test_load_basins_local_copy_says_what_is_missing_and_where(synthetic, tmp_pa
         camels.load_basins(["03000003"], source=not_zip)
 
 
+def test_a_local_copy_through_folder_links_and_a_blank_source(synthetic, tmp_path):
+    copy = _local_copy(synthetic, tmp_path, "huc")
+    # the data folder lives on another disk and is linked in; a link back up must not loop
+    disk = tmp_path / "disk2"
+    disk.mkdir()
+    data_folder = copy / "basin_dataset_public_v1p2"
+    data_folder.rename(disk / data_folder.name)
+    data_folder.symlink_to(disk / data_folder.name, target_is_directory=True)
+    (disk / data_folder.name / "up").symlink_to(copy, target_is_directory=True)
+    _same_data(camels.load_basins(["03000003"], source=copy),
+               camels.load_basins(["03000003"], source="full"))
+    with pytest.raises(ValueError, match="source='' names no CAMELS copy"):
+        camels.load_basins(["03000003"], source="")
+
+
 def test_load_basins_local_copy_with_one_forcing_file_gone(synthetic, tmp_path):
     copy = _local_copy(synthetic, tmp_path, "huc")
     next(copy.rglob("03000003_lump_cida_forcing_leap.txt")).unlink()

@@ -393,6 +393,8 @@ def _local_copy(source: str | os.PathLike) -> Path | None:
         root, given = Path(source).expanduser(), f"source={str(source)!r}"
         fix = ("source must be 'sample', 'full', or the path of a CAMELS-US folder or of "
                f"{data.FULL_ZIP}")
+        if not str(source).strip():  # Path("") is the current folder: never a CAMELS copy by accident
+            raise ValueError(f"{given} names no CAMELS copy; {fix}.")
     if root.is_dir() or (root.is_file() and zipfile.is_zipfile(root)):
         return root
     what = "is a file but not a zip archive" if root.is_file() else "does not exist"
@@ -410,7 +412,12 @@ def _local_paths(root: Path, basins: list[str], forcing: str,
     wanted = {name: basin for basin in basins for name in _file_names(basin, forcing)}
     found: dict[str, list[str]] = {name: [] for name in wanted}
     if root.is_dir():
-        for folder, _, files in os.walk(root):
+        seen = set()  # folders may be links (a copy put together from two disks); a link
+        for folder, subfolders, files in os.walk(root, followlinks=True):  # back up is walked once
+            if os.path.realpath(folder) in seen:
+                subfolders[:] = []
+                continue
+            seen.add(os.path.realpath(folder))
             for name in files:
                 if name in found:
                     found[name].append(os.path.relpath(os.path.join(folder, name), root))

@@ -460,12 +460,6 @@ class GPEmulator(BaseEstimator):
         Kennedy and O'Hagan (2000), ``f(x) = a g(x) + delta(x)``: the GP
         learns how much to trust ``g`` and what it misses, and ``a = 0`` is
         the plain GP, so ``g`` can be ignored where it does not help.
-    mean_weight_sd
-        With ``mean="last_input"``: the standard deviation of a normal prior
-        on ``a``, centred at 0 (in output units per unit of the last input).
-        It shrinks ``a`` towards the plain GP unless the runs clearly support
-        the last input, which matters when there are few runs. ``None``: no
-        prior, ``a`` is fitted by the marginal likelihood alone.
     device
         ``"cpu"``, ``"cuda"`` or ``"auto"``.
     seed
@@ -495,18 +489,15 @@ class GPEmulator(BaseEstimator):
     """
 
     def __init__(self, *, noise_floor: float = 1e-4, max_iter: int = 100, lower=0.0, upper=1.0,
-                 mean: str = "constant", mean_weight_sd: float | None = None,
-                 device: str = "cpu", seed: int = 0, group_size: int | None = 4):
+                 mean: str = "constant", device: str = "cpu", seed: int = 0,
+                 group_size: int | None = 4):
         if mean not in ("constant", "last_input"):
             raise ValueError(f"mean must be 'constant' or 'last_input', not {mean!r}.")
-        if mean_weight_sd is not None and not mean_weight_sd > 0:
-            raise ValueError(f"mean_weight_sd must be positive or None; got {mean_weight_sd!r}.")
         self.noise_floor = noise_floor
         self.max_iter = max_iter
         self.lower = lower
         self.upper = upper
         self.mean = mean
-        self.mean_weight_sd = mean_weight_sd
         self.device = device
         self.seed = seed
         self.group_size = group_size
@@ -528,12 +519,7 @@ class GPEmulator(BaseEstimator):
         ty = torch.as_tensor(self.scaler_.y(y), dtype=torch.float64, device=dev)
         make_model = BatchedGP
         if self.mean == "last_input":
-            weight_sd = None
-            if self.mean_weight_sd is not None:
-                # a in output units is weight * y_std / span: the prior's sd in standardised units
-                weight_sd = torch.as_tensor(self.mean_weight_sd * self._last_span(x)
-                                            / self.scaler_.y_std[..., 0], dtype=torch.float64)[..., None]
-            make_model = functools.partial(PriorMeanGP, weight_sd=weight_sd)
+            make_model = PriorMeanGP
         start = time.perf_counter()
         with gpytorch.settings.max_cholesky_size(MAX_CHOLESKY_SIZE):
             model = fit_gp(tx, ty, make_model=make_model, noise_floor=self.noise_floor,
@@ -687,9 +673,7 @@ class GPEmulator(BaseEstimator):
             batch_shape=batch_shape,
             noise_constraint=gpytorch.constraints.GreaterThan(self.noise_floor)).double()
         if self.mean == "last_input":
-            weight_sd = (torch.ones(*batch_shape, 1, dtype=torch.float64)  # values from the state
-                         if self.mean_weight_sd is not None else None)
-            model = PriorMeanGP(state["train_x"], state["train_y"], likelihood, weight_sd).double()
+            model = PriorMeanGP(state["train_x"], state["train_y"], likelihood).double()
         else:
             model = BatchedGP(state["train_x"], state["train_y"], likelihood).double()
         model.load_state_dict(state["model"])
@@ -733,12 +717,10 @@ class SparseGPEmulator(BaseEstimator):
         Inducing points (initialised on a random subset of the training inputs).
     batch_size
         Minibatch size.
-    max_epochs, patience, tol
+    max_epochs
         Training stops after ``max_epochs`` passes over the data, or when the
-        epoch's mean loss has not improved by ``tol`` (relative) for
-        ``patience`` epochs.
-    lr
-        Adam learning rate.
+        epoch's mean loss has not improved by :attr:`TOL` (relative) for
+        :attr:`PATIENCE` epochs (Adam, learning rate :attr:`LR`).
     noise_floor, lower, upper, device, seed
         As in :class:`GPEmulator`.
 
@@ -747,16 +729,14 @@ class SparseGPEmulator(BaseEstimator):
     lengthscales_, noise_, n_iter_ (epochs), fit_time_
     """
 
+    LR, TOL, PATIENCE = 0.05, 1e-4, 5
+
     def __init__(self, *, n_inducing: int = 256, batch_size: int = 1024, max_epochs: int = 100,
-                 lr: float = 0.05, tol: float = 1e-4, patience: int = 5,
                  noise_floor: float = 1e-4, lower=None, upper=None, device: str = "cpu",
                  seed: int = 0):
         self.n_inducing = n_inducing
         self.batch_size = batch_size
         self.max_epochs = max_epochs
-        self.lr = lr
-        self.tol = tol
-        self.patience = patience
         self.noise_floor = noise_floor
         self.lower = lower
         self.upper = upper
@@ -789,7 +769,7 @@ class SparseGPEmulator(BaseEstimator):
         model.train()
         likelihood.train()
         mll = gpytorch.mlls.VariationalELBO(likelihood, model, num_data=n)
-        opt = torch.optim.Adam([*model.parameters(), *likelihood.parameters()], lr=self.lr)
+        opt = torch.optim.Adam([*model.parameters(), *likelihood.parameters()], lr=self.LR)
         tx, ty = tx.to(dev), ty.to(dev)
         best, since, epoch = np.inf, 0, 0
         start = time.perf_counter()
@@ -804,11 +784,11 @@ class SparseGPEmulator(BaseEstimator):
                 opt.step()
                 total += loss.item() * len(idx)
             mean_loss = total / n
-            if not np.isfinite(best) or mean_loss < best - self.tol * max(1.0, abs(best)):
+            if not np.isfinite(best) or mean_loss < best - self.TOL * max(1.0, abs(best)):
                 best, since = mean_loss, 0
             else:
                 since += 1
-                if since >= self.patience:
+                if since >= self.PATIENCE:
                     break
         self.fit_time_ = time.perf_counter() - start
         self.n_iter_, self.loss_ = epoch, best
@@ -885,7 +865,7 @@ def _from_plain(obj):
 # they hold these values, the only ones those versions' emulators were ever fitted with
 _FIXED_SETTINGS = {"optimizer": "lbfgs", "lr": 0.05, "tol": (1e-5, 1e-4), "patience": (20, 5),
                    "max_cholesky_size": 20_000, "lengthscale_bounds": (0.01, 100.0),
-                   "lengthscale_prior": True}
+                   "lengthscale_prior": True, "mean_weight_sd": None}
 
 
 def _settings(cls, state) -> dict:

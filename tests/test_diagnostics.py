@@ -274,6 +274,7 @@ def test_history_match_finds_the_signature_no_parameter_set_can_match():
     m = diagnostics.history_match(x, simulated, observed, obs_error=errors, discrepancy=errors,
                                   n_candidates=3000, seed=1)
     min_imp = m.min_implausibility.to_pandas()
+    assert m.attrs["cutoff"] == 3.0 and m.attrs["emulator_seconds"] > 0
     assert min_imp.loc["a", "s2"] > 50  # 14 units away, sd ~0.07
     assert min_imp.loc["a", "s1"] < 1 and min_imp.loc["b"].max() < 1
     assert float(m.non_implausible_fraction.sel(basin="a")) == 0.0

@@ -765,7 +765,7 @@ def _error_sd(spec, names, observed) -> np.ndarray:
 
 def history_match(params, simulated, observed, *, obs_error=None, discrepancy=None,
                   cutoff: float = 3.0, n_candidates: int = 2000,
-                  seed: int = 0, progress: bool = False) -> xr.Dataset:
+                  seed: int = 0) -> xr.Dataset:
     """History matching on emulators of hydrological signatures, all basins at once.
 
     For every basin and every signature an exact GP
@@ -811,8 +811,6 @@ def history_match(params, simulated, observed, *, obs_error=None, discrepancy=No
         sets in every basin, drawn with ``seed``).
     seed
         Seeds the candidates and the emulator fits.
-    progress
-        Print the time the emulators took.
 
     Returns
     -------
@@ -824,7 +822,8 @@ def history_match(params, simulated, observed, *, obs_error=None, discrepancy=No
         ``emulated(basin, signature, member)`` and ``emulator_sd`` (the
         emulators' predictions), ``observed(basin, signature)``,
         ``obs_sd`` and ``discrepancy_sd`` ``(basin, signature)``, ``total_sd``
-        (both together), and ``unit(member, param)``: the candidate parameter sets, in the unit cube.
+        (both together), and ``unit(member, param)``: the candidate parameter sets, in the unit cube;
+        attributes ``cutoff`` and ``emulator_seconds`` (fitting and evaluating the emulators).
 
     References
     ----------
@@ -884,9 +883,7 @@ def history_match(params, simulated, observed, *, obs_error=None, discrepancy=No
         gp = GPEmulator(seed=seed).fit(x, sim[:, :, j])
         mean[:, j], sd[:, j] = gp.predict(np.broadcast_to(candidates, (n_basin, n_candidates, d)),
                                           return_std=True)
-    if progress:
-        print(f"{n_basin * n_sig} signature emulators fitted and evaluated in "
-              f"{time.perf_counter() - start:.1f} s")
+    seconds = time.perf_counter() - start
     floor = 0.01 * sim.std(axis=1)
     obs_sd = _error_sd(OBS_ERROR if obs_error is None else obs_error, names, obs)
     disc_sd = _error_sd(DISCREPANCY if discrepancy is None else discrepancy, names, obs)
@@ -910,7 +907,7 @@ def history_match(params, simulated, observed, *, obs_error=None, discrepancy=No
         "discrepancy_sd": (("basin", "signature"), disc_sd),
         "total_sd": (("basin", "signature"), np.hypot(obs_sd, disc_sd)),
         "unit": (("member", "param"), candidates),
-    }, coords=coords, attrs={"cutoff": cutoff})
+    }, coords=coords, attrs={"cutoff": cutoff, "emulator_seconds": seconds})
 
 
 # -------------------------------------------------------- residual analysis

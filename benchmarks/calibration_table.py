@@ -27,7 +27,7 @@ validation WY2008-2013; KGE'. Rows, for each seed:
 - DDS with 350 and 3,500 runs per basin;
 - ungauged basins (spatial 5-fold CV): Tang et al.'s random-forest LSE trained
   on the other basins' runs of the SSE loop, searched over the whole cube
-  (``regionalise.regionalise(emulator="lse_rf")``) or among the training
+  (``regionalise.regionalise``) or among the training
   basins' best runs (``among="donors"``: the LSE chooses the donor), and the
   two donor transfers (SSE-calibrated parameters of the most similar and of
   the nearest basin).
@@ -155,10 +155,10 @@ for seed in seeds:
     dds350 = timed("DDS 350", lambda: calibrate.dds(run, space, 350, seed=seed))
     dds3500 = timed("DDS 3500", lambda: calibrate.dds(run, space, 3500, seed=seed, batch=10))
     lse_cv = timed("LSE spatial CV", lambda: regionalise.regionalise(
-        sse, basin_attrs, space, emulator="lse_rf", seed=seed,
+        sse, basin_attrs, space, seed=seed,
         checkpoint=checkpoint("regionalise_rf")))
     lse_donor = timed("LSE chooses the donor", lambda: regionalise.regionalise(
-        sse, basin_attrs, space, emulator="lse_rf", among="donors", seed=seed,
+        sse, basin_attrs, space, among="donors", seed=seed,
         checkpoint=checkpoint("regionalise_rf_donors")))
     ungauged, fold = lse_cv.params.values, lse_cv.fold.values
     assert (lse_donor.fold.values == fold).all()  # the same split

@@ -5,7 +5,8 @@ teaching model a run whose flow never varies (KGE' undefined), which happens
 in a dry basin at some parameter sets. emucal's emulators learn such a run as
 the worst possible one, normKGE -1 (``failed="floor"``, the default); Tang et
 al.'s code leaves it out of the training data (``failed="drop"``,
-``variants.drop_failed`` in the loop):
+``variants.drop_failed`` in the loop; for :func:`regionalise`, the failed
+runs' parameters set to NaN):
 ``surrogate_model_train_and_pareto_points_oneobjfunc`` in
 ``MOASMO_parameters.py`` (lines 618-619) and the large-sample emulator in
 ``MOASMO_parameter_allbasin_emulator.py`` (lines 768-771, 951-954) of
@@ -25,7 +26,7 @@ For each seed:
    batched per-basin fits also trim every basin to the fewest valid runs);
    reported: the failed proposals and the basins' best KGE';
 3. the random-forest LSE regionalises with each handling from the initial
-   runs of all 19 basins (``regionalise.regionalise(emulator="lse_rf")``, spatial 5-fold
+   runs of all 19 basins (``regionalise.regionalise``, spatial 5-fold
    CV; the failed runs of a training basin are floored or dropped); reported:
    the median KGE' of the regionalised parameters over the 19 basins and the
    number of basins whose KGE' the handling changed (a held-out basin's own
@@ -99,8 +100,10 @@ for k, seed in enumerate(seeds):
         best = calibrate.best(hist).values[:, None]
         best_cal, best_val = sub.run(best)[:, 0], sub_validate(best)[:, 0]
         failing = hit[in_loop]  # the basins of the loop where runs failed
-        ungauged = regionalise.regionalise(initial[seed], setup.basin_attrs, space, emulator="lse_rf",
-                                         seed=seed, failed=failed).params.values[:, None]
+        runs = initial[seed]
+        if failed == "drop":  # Tang et al.: a failed run is not learnt
+            runs = runs.assign(params=runs.params.where(runs.skill.notnull()))
+        ungauged = regionalise.regionalise(runs, setup.basin_attrs, space, seed=seed).params.values[:, None]
         ung_cal, ung_val = run(ungauged)[:, 0], validate(ungauged)[:, 0]
         records.append({
             "seed": seed, "failed": failed, "loop basins": len(loop_basins),

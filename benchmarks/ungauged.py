@@ -10,7 +10,7 @@ on a shared 2-core machine one seed took 46 minutes, Tang et al.'s spatial CV
 best runs the donors hand over) and, with spatial 5-fold cross-validation,
 
 - the random-forest LSE searched over the whole parameter space
-  (``regionalise(emulator="lse_rf")``): trained on all 350 runs of every
+  (``regionalise``): trained on all 350 runs of every
   training basin (the SSE loop's 200 initial runs and its 3 x 50 proposals),
   one search of population 150 for 60 generations per held-out basin, whose
   best point is run once;
@@ -88,9 +88,9 @@ for seed in seeds:
     sse = protocol.tang_sse_loop(setup, seed, checkpoint("sse_gp_or_rf_tang"))
     sse_seconds = time.perf_counter() - start
     start = time.perf_counter()
-    cube = regionalise.regionalise(sse, basin_attrs, space, emulator="lse_rf", seed=seed,
+    cube = regionalise.regionalise(sse, basin_attrs, space, seed=seed,
                                  checkpoint=checkpoint("regionalise_rf"))
-    donors = regionalise.regionalise(sse, basin_attrs, space, emulator="lse_rf", among="donors",
+    donors = regionalise.regionalise(sse, basin_attrs, space, among="donors",
                                    seed=seed, checkpoint=checkpoint("regionalise_rf_donors"))
     fold = cube.fold.values
     regionalise_seconds = time.perf_counter() - start

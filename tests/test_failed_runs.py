@@ -125,8 +125,8 @@ def test_tangs_spatial_cv_trains_on_the_valid_initial_runs_of_the_other_basins(m
     assert proposals.shape == (n_basin, protocol.N_PROPOSALS, 4)
     assert np.all(proposals.std(axis=1) > 0)  # independent searches, not one point ten times
     np.testing.assert_array_equal(  # the folds of regionalise with the same seed
-        fold, regionalise.regionalise(history, attr, SPACE, emulator="lse_rf", seed=3,
-                                      popsize=10, generations=2).fold.values)
+        fold, regionalise.regionalise(history, attr, SPACE, seed=3,
+                                      search_kw=dict(popsize=10, generations=2)).fold.values)
     for k, (x, y) in enumerate(rows[:5]):
         train = np.flatnonzero(fold != k)
         assert len(y) == 27 * len(train) and np.isfinite(y).all()  # valid initial runs only

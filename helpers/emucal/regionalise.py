@@ -209,13 +209,13 @@ def hierarchical_rule(basin_attrs, refit_every, **settings):
 
 # ------------------------------------------------------------ basins without flow
 def regionalise(history: xr.Dataset, basin_attrs: np.ndarray, space: ParameterSpace, *,
-                emulator: str = "lse", among: str = "cube", n_splits: int = 5, seed: int = 0,
-                popsize: int = 150, generations: int = 60, failed: str = "floor",
+                among: str = "cube", n_splits: int = 5, seed: int = 0, search_kw: dict | None = None,
                 checkpoint: str | os.PathLike | None = None) -> xr.Dataset:
     """Parameters for basins treated as ungauged, from a large-sample emulator (spatial CV).
 
-    The basins are split into ``n_splits`` folds. For each fold, a
-    large-sample emulator is trained on the runs of the *other* basins
+    The basins are split into ``n_splits`` folds. For each fold, Tang et al.'s
+    random-forest LSE (100 trees, depth at most 40, as :func:`lse_forest`) is
+    trained on the runs of the *other* basins
     (parameters and attributes -> normKGE), and the held-out basins get the
     parameter set that maximises its prediction given their attributes
     alone: no streamflow of a held-out basin is used. Run the model with the
@@ -237,31 +237,26 @@ def regionalise(history: xr.Dataset, basin_attrs: np.ndarray, space: ParameterSp
         Runs: ``params(basin, member, param)`` in parameter units and their
         KGE' ``skill(basin, member)``, e.g. the history of
         :func:`emucal.calibrate.loop` (``history.isel(member=slice(0, 200))``
-        for its initial design).
+        for its initial design). A run with NaN skill (it failed) is learnt
+        as normKGE -1, as in :func:`lse_rows`; a run with NaN parameters is
+        left out. To train on the runs that did not fail only, as Tang et
+        al.'s code does (``MOASMO_parameter_allbasin_emulator.py`` of
+        NCAR/CTSM_calibration keeps the runs whose metric is not NaN), pass
+        ``history.assign(params=history.params.where(history.skill.notnull()))``.
     basin_attrs
         ``(basin, n_attr)`` attributes (e.g. of
         :data:`emucal.emulators.LSE_ATTRIBUTES`).
     space
         The parameter space.
-    emulator
-        ``"lse"``: the large-sample GP (:func:`emucal.emulators.make_lse`);
-        ``"lse_rf"``: Tang et al.'s random forest (100 trees, depth at most
-        40), as in :func:`lse_forest`. A forest predicts averages of runs it has
-        seen, so its search lands where similar training basins did well; a
-        GP's mean can also peak between and beyond the runs.
     among
         ``"cube"``: search the emulator over the unit cube
         (:func:`emucal.calibrate.search`);
         ``"donors"``: score the training basins' best runs only (see above).
     n_splits, seed
         Folds over basins and the seed of the split, training and search.
-    popsize, generations
-        Size of the emulator search (:func:`emucal.calibrate.search`).
-    failed
-        A run with NaN skill (it failed) counts as normKGE -1 (``"floor"``,
-        as in :func:`lse_rows`) or is left out of the emulator's training
-        data (``"drop"``, as Tang et al.'s code does: ``MOASMO_parameter_allbasin_emulator.py``
-        of NCAR/CTSM_calibration keeps only the runs whose metric is not NaN).
+    search_kw
+        ``popsize`` and ``generations`` of the emulator search
+        (:func:`emucal.calibrate.search`); ``None``: 150 and 60.
     checkpoint
         A netCDF file: the result is saved after every fold, and a call with
         the same file skips the folds already done.
@@ -274,13 +269,11 @@ def regionalise(history: xr.Dataset, basin_attrs: np.ndarray, space: ParameterSp
         it was held out; with ``among="donors"``, ``donor(basin)``: the
         training basin whose best run was chosen.
     """
-    if emulator not in ("lse", "lse_rf"):
-        raise ValueError(f"emulator must be 'lse' or 'lse_rf', not {emulator!r}.")
     if among not in ("cube", "donors"):
         raise ValueError(f"among must be 'cube' or 'donors', not {among!r}.")
-    if failed not in ("floor", "drop"):
-        raise ValueError(f"failed must be 'floor' (a failed run counts as normKGE -1) or 'drop' "
-                         f"(failed runs are left out of the training data), not {failed!r}.")
+    size = {"popsize": 150, "generations": 60, **(search_kw or {})}
+    if set(size) != {"popsize", "generations"}:
+        raise ValueError(f"search_kw takes popsize and generations, not {sorted(set(size) - {'popsize', 'generations'})}.")
     basins = history.basin.values if "basin" in history.coords else np.arange(history.sizes["basin"])
     params = np.asarray(history.params.transpose("basin", "member", "param").values, float)
     kge = np.asarray(history.skill.transpose("basin", "member").values, float)  # NaN: a failed run
@@ -288,28 +281,24 @@ def regionalise(history: xr.Dataset, basin_attrs: np.ndarray, space: ParameterSp
     n_basin, n_run, d = params.shape
     unit = space.to_unit(params.reshape(-1, d)).reshape(n_basin, n_run, d)
     folds = kfold(n_basin, n_splits, seed=seed)
-    settings = dict(kind="regionalise", n_splits=n_splits, seed=seed, popsize=popsize,
-                    **({} if emulator == "lse" else {"emulator": emulator}),
-                    **({} if among == "cube" else {"among": among}),
-                    **({} if failed == "floor" else {"failed": failed}),
-                    generations=generations, params=digest(params), skill=digest(skill),
+    settings = dict(kind="regionalise", n_splits=n_splits, seed=seed, popsize=size["popsize"],
+                    emulator="lse_rf", **({} if among == "cube" else {"among": among}),
+                    generations=size["generations"], params=digest(params), skill=digest(skill),
                     attrs=digest(basin_attrs))
     saved = load_checkpoint(checkpoint, settings)
     chosen = np.full((n_basin, d), np.nan) if saved is None else saved.chosen.values.copy()
     fold_of = np.full(n_basin, -1) if saved is None else saved.fold.values.copy()
     donor = (np.full(n_basin, -1) if saved is None or "donor" not in saved
              else saved.donor.values.copy())
+    skill[~np.isfinite(params).all(axis=-1)] = -np.inf  # a run that is not there is never the best
     best_run = unit[np.arange(n_basin), skill.argmax(axis=1)]  # each basin's best run
     for k, held in enumerate(folds):
         if np.all(fold_of[held] == k):
             continue  # done before an interruption
         train = np.setdiff1d(np.arange(n_basin), held)
         x, y = lse_rows(unit, kge, basin_attrs, train)
-        if failed == "drop":  # as Tang et al.: only the runs that did not fail
-            x, y = x[np.isfinite(kge[train]).ravel()], y[np.isfinite(kge[train]).ravel()]
-        em = (RandomForestEmulator(100, max_depth=40, seed=seed + k)
-              if emulator == "lse_rf" else make_lse(len(x), seed=seed + k))
-        em.fit(x, y)
+        ran = np.isfinite(x).all(axis=1)  # runs with NaN parameters are not there
+        em = RandomForestEmulator(100, max_depth=40, seed=seed + k).fit(x[ran], y[ran])
         attrs_held = basin_attrs[held]
 
         def predict(u, em=em, attrs_held=attrs_held):
@@ -322,8 +311,7 @@ def regionalise(history: xr.Dataset, basin_attrs: np.ndarray, space: ParameterSp
             donor[held] = train[scores.argmax(axis=1)]
             chosen[held] = space.from_unit(best_run[donor[held]])
         else:
-            pop, _ = search(predict, len(held), d, popsize=popsize, generations=generations,
-                            seed=seed + 100 * k)
+            pop, _ = search(predict, len(held), d, seed=seed + 100 * k, **size)
             chosen[held] = space.from_unit(pop[:, 0])
         fold_of[held] = k
         save_checkpoint(xr.Dataset({"chosen": (("basin", "param"), chosen), "fold": ("basin", fold_of),

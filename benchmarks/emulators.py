@@ -37,7 +37,7 @@ space = ParameterSpace.tang2025()
 ds = camels.load_basins(start="1993-10-01", end="2013-09-30")
 attrs = camels.attributes()
 samples = sampling.sample(space, 350, "lhs", seed=1)
-ens = ensemble.run_ensemble(samples, ds, attrs, progress=False)
+ens = ensemble.run_ensemble(samples, ds, attrs)
 
 # --- SSE: 200 training runs, 150 held out
 x, y = emulators.sse_data(ens, space)

@@ -20,7 +20,7 @@ def samples():
 def test_ensemble_scores_equal_model_plus_metrics(toy, samples):
     forcing, attrs = toy
     out = ensemble.run_ensemble(samples, forcing, attrs, periods=PERIODS, chunk_size=3,
-                                keep_flow=True, progress=False)
+                                keep_flow=True)
     assert out.kge_prime.dims == ("member", "basin", "period")
     assert list(out.member.values) == list(range(7))
     direct = model.simulate(samples, forcing, attrs)
@@ -36,7 +36,7 @@ def test_interrupted_run_resumes_without_redoing_chunks(toy, samples, tmp_path, 
     forcing, attrs = toy
     store = tmp_path / "store"
     first = ensemble.run_ensemble(samples, forcing, attrs, periods=PERIODS, chunk_size=3,
-                                  store=store, progress=False)
+                                  store=store)
     assert sorted(p.name for p in store.glob("chunk_*.nc")) == [
         "chunk_00000.nc", "chunk_00001.nc", "chunk_00002.nc"]
     (store / "chunk_00001.nc").unlink()  # as if the run had stopped there
@@ -44,7 +44,7 @@ def test_interrupted_run_resumes_without_redoing_chunks(toy, samples, tmp_path, 
     real = ensemble._run_chunk
     monkeypatch.setattr(ensemble, "_run_chunk", lambda p, *a: calls.append(len(p)) or real(p, *a))
     second = ensemble.run_ensemble(samples, forcing, attrs, periods=PERIODS, chunk_size=3,
-                                   store=store, progress=False)
+                                   store=store)
     assert calls == [3]  # only the missing chunk ran
     np.testing.assert_array_equal(first.norm_kge.values, second.norm_kge.values)
 
@@ -52,10 +52,9 @@ def test_interrupted_run_resumes_without_redoing_chunks(toy, samples, tmp_path, 
 def test_store_of_other_inputs_is_refused(toy, samples, tmp_path):
     forcing, attrs = toy
     store = tmp_path / "store"
-    ensemble.run_ensemble(samples, forcing, attrs, periods=PERIODS, store=store, progress=False)
+    ensemble.run_ensemble(samples, forcing, attrs, periods=PERIODS, store=store)
     with pytest.raises(ValueError, match="other samples"):
-        ensemble.run_ensemble(samples[:5], forcing, attrs, periods=PERIODS, store=store,
-                              progress=False)
+        ensemble.run_ensemble(samples[:5], forcing, attrs, periods=PERIODS, store=store)
 
 
 def test_store_made_from_other_forcing_or_flow_is_refused(toy, samples, tmp_path):
@@ -63,13 +62,13 @@ def test_store_made_from_other_forcing_or_flow_is_refused(toy, samples, tmp_path
     # the store's skill was computed from other data and must not come back under the new
     forcing, attrs = toy
     store = tmp_path / "store"
-    ensemble.run_ensemble(samples, forcing, attrs, periods=PERIODS, store=store, progress=False)
+    ensemble.run_ensemble(samples, forcing, attrs, periods=PERIODS, store=store)
     wetter = forcing.assign(prcp=forcing.prcp * 1.1)
     other_flow = forcing.assign(qobs=forcing.qobs * 0.9)
     deeper = attrs.assign(soil_depth_pelletier=attrs["soil_depth_pelletier"] + 1.0)
     for f, a in ((wetter, attrs), (other_flow, attrs), (forcing, deeper)):
         with pytest.raises(ValueError, match="forcing"):
-            ensemble.run_ensemble(samples, f, a, periods=PERIODS, store=store, progress=False)
+            ensemble.run_ensemble(samples, f, a, periods=PERIODS, store=store)
     prints = {ensemble.model_runner(f, a, SPACE, period=(2002, 2004)).fingerprint
               for f, a in ((forcing, attrs), (wetter, attrs), (other_flow, attrs), (forcing, deeper))}
     assert len(prints) == 4  # a runner's checkpoints are kept apart the same way
@@ -80,29 +79,27 @@ def test_an_emptied_manifest_keeps_the_finished_chunks(toy, samples, tmp_path, m
     forcing, attrs = toy
     store = tmp_path / "store"
     first = ensemble.run_ensemble(samples, forcing, attrs, periods=PERIODS, chunk_size=3,
-                                  store=store, progress=False)
+                                  store=store)
     (store / ensemble._MANIFEST).write_text("")
     calls = []
     monkeypatch.setattr(ensemble, "_run_chunk", lambda p, *a: calls.append(len(p)))
     with pytest.warns(UserWarning, match="damaged.*kept"):
         again = ensemble.run_ensemble(samples, forcing, attrs, periods=PERIODS, chunk_size=3,
-                                      store=store, progress=False)
+                                      store=store)
     assert calls == []  # nothing ran again
     np.testing.assert_array_equal(first.norm_kge.values, again.norm_kge.values)
     with pytest.raises(ValueError, match="other samples"):  # and the rewritten manifest still guards
-        ensemble.run_ensemble(samples[:5], forcing, attrs, periods=PERIODS, store=store,
-                              progress=False)
+        ensemble.run_ensemble(samples[:5], forcing, attrs, periods=PERIODS, store=store)
 
 
 def test_dask_client_gives_the_same_numbers(toy, samples):
     import distributed
     forcing, attrs = toy
-    local = ensemble.run_ensemble(samples, forcing, attrs, periods=PERIODS, chunk_size=2,
-                                  progress=False)
+    local = ensemble.run_ensemble(samples, forcing, attrs, periods=PERIODS, chunk_size=2)
     with distributed.Client(processes=False, n_workers=1, threads_per_worker=2,
                             dashboard_address=None) as client:
         remote = ensemble.run_ensemble(samples, forcing, attrs, periods=PERIODS, chunk_size=2,
-                                       client=client, progress=False)
+                                       client=client)
     np.testing.assert_array_equal(local.kge_prime.values, remote.kge_prime.values)
 
 
@@ -122,20 +119,20 @@ def test_chunks_of_another_ensemble_are_refused_without_a_manifest(toy, samples,
     forcing, attrs = toy
     other, store = tmp_path / "other", tmp_path / "store"
     ensemble.run_ensemble(samples[::-1].copy(), forcing, attrs, periods=PERIODS, chunk_size=3,
-                          store=other, progress=False)
+                          store=other)
     store.mkdir()
     (store / "chunk_00000.nc").write_bytes((other / "chunk_00000.nc").read_bytes())
     with pytest.raises(ValueError, match="(?s)belongs to another ensemble.*Delete"):
         ensemble.run_ensemble(samples, forcing, attrs, periods=PERIODS, chunk_size=3,
-                              store=store, progress=False)
+                              store=store)
     (store / "chunk_00000.nc").write_bytes(b"garbage")
     with pytest.raises(ValueError, match="(?s)cannot be read.*delete it"):
         ensemble.run_ensemble(samples, forcing, attrs, periods=PERIODS, chunk_size=3,
-                              store=store, progress=False)
+                              store=store)
     (store / "manifest.json").write_text("{broken")  # written again; the chunks still checked
     with pytest.warns(UserWarning, match="damaged"), pytest.raises(ValueError, match="cannot be read"):
         ensemble.run_ensemble(samples, forcing, attrs, periods=PERIODS, chunk_size=3,
-                              store=store, progress=False)
+                              store=store)
 
 
 # ------------------------------------------------------------------ the runner
@@ -167,7 +164,7 @@ def test_model_runner_matches_the_ensemble(toy):
     run = ensemble.model_runner(forcing, attrs, SPACE, period=(2002, 2004))
     skill = run(np.broadcast_to(samples, (2,) + samples.shape))
     ens = ensemble.run_ensemble(samples, forcing, attrs, metrics=("kge_prime",),
-                                periods={"c": (2002, 2004)}, progress=False)
+                                periods={"c": (2002, 2004)})
     np.testing.assert_allclose(skill, ens.kge_prime.sel(period="c").values.T, rtol=1e-10)
     with pytest.raises(ValueError, match="basin=2"):
         run(samples)

@@ -54,6 +54,8 @@ METRICS = {
     "percent_bias": skill_metrics.percent_bias,
 }
 
+SPINUP_YEARS = 1  # years of spin-up before every run of run_ensemble
+PROGRESS_DELAY = 2.0  # seconds of work before run_ensemble shows a progress bar
 _MANIFEST = "manifest.json"
 
 
@@ -145,11 +147,14 @@ def run_ensemble(
     chunk_size: int = 50,
     store: str | os.PathLike | None = None,
     keep_flow: bool = False,
-    spinup_years: int = 1,
     client=None,
-    progress: bool = True,
 ) -> xr.Dataset:
     """Run every parameter set in every basin and score the runs.
+
+    Each run starts with :data:`SPINUP_YEARS` of spin-up (the first year of
+    the forcing, as :func:`emucal.model.simulate`). A progress bar over
+    chunks appears when the work takes longer than :data:`PROGRESS_DELAY`
+    seconds.
 
     Parameters
     ----------
@@ -171,7 +176,7 @@ def run_ensemble(
         become the ``period`` coordinate (periods outside the forcing are
         refused).
     chunk_size
-        Members per chunk: the unit of work, of progress and of resuming.
+        Members per chunk: the unit of work, of the progress bar and of resuming.
     store
         Folder for finished chunks (netCDF, one file each). With a store, an
         interrupted run resumes where it stopped; a store made for other inputs
@@ -179,13 +184,9 @@ def run_ensemble(
     keep_flow
         Also return the simulated daily flow ``qsim(member, basin, time)``
         (float32; 19 basins x 350 members x 20 years is 190 MB).
-    spinup_years
-        Spin-up years before each run.
     client
         A ``dask.distributed.Client``: chunks run as tasks on its workers.
         Default: chunks run one after the other here, each on all cores.
-    progress
-        Show a progress bar over chunks.
 
     Returns
     -------
@@ -227,7 +228,7 @@ def run_ensemble(
     done: dict[int, Path] = {}
     if store_path is not None:
         store_path.mkdir(parents=True, exist_ok=True)
-        print_ = _fingerprint(samples, basins, time, metrics, periods, spinup_years,
+        print_ = _fingerprint(samples, basins, time, metrics, periods, SPINUP_YEARS,
                               chunk_size, keep_flow, _data_digest(inputs, qobs))
         manifest = store_path / _MANIFEST
         recorded = None
@@ -269,12 +270,12 @@ def run_ensemble(
             results[i] = ds
 
     bar = tqdm(total=len(starts), initial=len(done), desc="ensemble chunks", unit="chunk",
-               disable=not progress)
+               delay=PROGRESS_DELAY)
     try:
         if client is None:
             for i in todo:
                 chunk = samples[starts[i]:starts[i] + chunk_size]
-                finish(i, _run_chunk(chunk, inputs, qobs, windows, metrics, spinup_years,
+                finish(i, _run_chunk(chunk, inputs, qobs, windows, metrics, SPINUP_YEARS,
                                      keep_flow))
                 bar.update()
         else:
@@ -283,7 +284,7 @@ def run_ensemble(
             inputs_f, qobs_f = client.scatter([inputs, qobs], broadcast=True, hash=False)
             futures = {
                 client.submit(_run_chunk, samples[starts[i]:starts[i] + chunk_size], inputs_f,
-                              qobs_f, windows, list(metrics), spinup_years, keep_flow,
+                              qobs_f, windows, list(metrics), SPINUP_YEARS, keep_flow,
                               pure=False): i
                 for i in todo
             }
@@ -308,7 +309,7 @@ def run_ensemble(
     out.attrs.update({
         "title": "teaching-model ensemble",
         "periods": json.dumps({k: list(v) for k, v in periods.items()}),
-        "spinup_years": spinup_years,
+        "spinup_years": SPINUP_YEARS,
     })
     return out
 

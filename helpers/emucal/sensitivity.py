@@ -130,7 +130,7 @@ def model_outputs(params, forcing: xr.Dataset, attrs, *, space: ParameterSpace |
     for b in tqdm(range(forcing.sizes["basin"]), desc="basins", disable=not progress):
         ens = run_ensemble(params, forcing.isel(basin=[b]), attrs, space=space,
                            metrics=("norm_kge",), periods={"scored": period},
-                           chunk_size=len(params), keep_flow=True, progress=False)
+                           chunk_size=len(params), keep_flow=True)
         q = ens["qsim"].isel(basin=0, time=window).astype(np.float64)
         sig = diagnostics.signatures(q, dim="time").sel(signature=list(signatures))
         part = sig.to_dataset("signature").drop_vars(["units", "long_name"], errors="ignore")

@@ -13,6 +13,7 @@ import zipfile
 from pathlib import Path
 
 import pandas as pd
+import numpy as np
 import pytest
 import xarray as xr
 
@@ -294,9 +295,22 @@ def test_mirror_natural_earth_is_a_ready_cartopy_data_dir(synthetic, cartopy_off
         for category, name in plotting.NATURAL_EARTH_FEATURES:
             found = Path(shapereader.natural_earth(resolution, category, name))
             assert found.is_relative_to(data_dir)
-    ax = plotting.basin_map([-70.0, -100.0], [45.0, 40.0], resolution="110m")
+    ax = plotting.basin_map([-70.0, -100.0], [45.0, 40.0])
     ax.figure.canvas.draw()  # reads the shapefiles; a missing one would try to download and fail
     plt.close(ax.figure)
+    # colour map through the scatter keywords, sizes spread over SIZE_RANGE, 50m on request
+    monkeypatch.setattr(plotting, "MAP_RESOLUTION", "50m")
+    ax = plotting.basin_map([-70.0, -100.0, -90.0], [45.0, 40.0, 35.0], color=[0.1, 0.5, 0.9],
+                            size=[10.0, 20.0, 30.0], cmap="RdBu")
+    points = next(c for c in ax.collections if len(c.get_offsets()) == 3)
+    assert points.get_cmap().name == "RdBu"
+    np.testing.assert_allclose(points.get_sizes(), [plotting.SIZE_RANGE[0], np.mean(plotting.SIZE_RANGE),
+                                                    plotting.SIZE_RANGE[1]])
+    ax.figure.canvas.draw()
+    plt.close(ax.figure)
+    monkeypatch.setattr(plotting, "MAP_RESOLUTION", "10m")
+    with pytest.raises(ValueError, match="MAP_RESOLUTION must be one of"):
+        plotting.basin_map([-70.0], [45.0])
 
 
 def test_mirror_natural_earth_missing_without_network_is_explained(synthetic, cartopy_offline,

@@ -339,7 +339,7 @@ class Explorer:
         if self._map_fig is None:
             self._map_fig = Figure(figsize=(3.6, 2.3), layout="constrained")
             ax = self._map_fig.add_subplot(projection=conus_projection())
-            basin_map(lon, lat, ax=ax, size_range=(12.0, 12.0), facecolor="#bbbbbb")
+            basin_map(lon, lat, ax=ax, facecolor="#bbbbbb")
             self._marker = ax.scatter([lon[b]], [lat[b]], s=70, marker="*", color="tab:red",
                                       edgecolor="k", linewidth=0.5, zorder=5,
                                       transform=ccrs.PlateCarree())

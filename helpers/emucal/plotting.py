@@ -17,7 +17,8 @@ import xarray as xr
 
 from .parameters import ParameterSpace
 
-__all__ = ["CONUS_EXTENT", "NATURAL_EARTH_FEATURES", "NATURAL_EARTH_RESOLUTIONS", "basin_map",
+__all__ = ["CONUS_EXTENT", "MAP_RESOLUTION", "NATURAL_EARTH_FEATURES", "NATURAL_EARTH_RESOLUTIONS",
+           "SIZE_RANGE", "basin_map",
            "conus_projection", "hydrograph", "implausibility_matrix", "pair_plot"]
 
 #: Longitude and latitude limits of the contiguous United States (W, E, S, N).
@@ -39,6 +40,8 @@ NATURAL_EARTH_FEATURES = {
 
 #: Natural Earth resolutions :func:`basin_map` offers.
 NATURAL_EARTH_RESOLUTIONS = ("110m", "50m")
+MAP_RESOLUTION = "110m"  # the Natural Earth resolution basin_map draws
+SIZE_RANGE = (15.0, 250.0)  # marker sizes (points squared) of basin_map's smallest and largest value
 
 
 def conus_projection():
@@ -57,15 +60,16 @@ def basin_map(
     size: Sequence[float] | None = None,
     *,
     ax=None,
-    cmap: str = "viridis",
     color_label: str | None = None,
     size_label: str | None = None,
-    size_range: tuple[float, float] = (15.0, 250.0),
     labels: Sequence[str] | None = None,
-    resolution: str = "110m",
     **scatter_kwargs,
 ):
     """Plot basins as points on a map of the contiguous United States.
+
+    The coasts, borders and lakes are Natural Earth's at
+    :data:`MAP_RESOLUTION` (``"110m"``; set it to ``"50m"`` for finer ones:
+    ``emucal mirror --natural-earth`` copies both).
 
     Parameters
     ----------
@@ -75,18 +79,17 @@ def basin_map(
         Values that colour the points (for example the aridity index).
     size
         Values that size the points (for example the basin area); scaled
-        linearly into ``size_range`` (points squared).
+        linearly into :data:`SIZE_RANGE` (points squared).
     ax
         A cartopy ``GeoAxes``; a new figure in an Albers equal-area projection
         is made when None.
-    cmap, color_label, size_label
-        Colour map, colour bar label, and the title of the size legend.
+    color_label, size_label
+        Colour bar label, and the title of the size legend.
     labels
         Text written next to each point (for example gauge ids).
-    resolution
-        Natural Earth resolution, ``"110m"`` or ``"50m"``.
     **scatter_kwargs
-        Passed to :meth:`matplotlib.axes.Axes.scatter`.
+        Passed to :meth:`matplotlib.axes.Axes.scatter` (``cmap``, default
+        ``"viridis"``; ``facecolor``; ...).
 
     Returns
     -------
@@ -95,8 +98,11 @@ def basin_map(
     import cartopy.crs as ccrs
     import cartopy.feature as cfeature
 
+    resolution = MAP_RESOLUTION
     if resolution not in NATURAL_EARTH_RESOLUTIONS:
-        raise ValueError(f"resolution must be one of {NATURAL_EARTH_RESOLUTIONS}; got {resolution!r}.")
+        raise ValueError(f"plotting.MAP_RESOLUTION must be one of {NATURAL_EARTH_RESOLUTIONS}; "
+                         f"got {resolution!r}.")
+    size_range = SIZE_RANGE
     lon = np.asarray(lon, dtype=float)
     lat = np.asarray(lat, dtype=float)
     if lon.shape != lat.shape:
@@ -114,10 +120,10 @@ def basin_map(
         span = np.nanmax(size) - np.nanmin(size)
         frac = (size - np.nanmin(size)) / span if span > 0 else np.zeros_like(size)
         sizes = size_range[0] + frac * (size_range[1] - size_range[0])
-    kwargs = {"edgecolor": "k", "linewidth": 0.4, "zorder": 3}
-    kwargs.update(scatter_kwargs)
-    points = ax.scatter(lon, lat, c=color, s=sizes, cmap=cmap if color is not None else None,
-                        transform=ccrs.PlateCarree(), **kwargs)
+    kwargs = {"edgecolor": "k", "linewidth": 0.4, "zorder": 3, "cmap": "viridis", **scatter_kwargs}
+    if color is None:
+        kwargs.pop("cmap")  # nothing to colour
+    points = ax.scatter(lon, lat, c=color, s=sizes, transform=ccrs.PlateCarree(), **kwargs)
     if color is not None:
         bar = plt.colorbar(points, ax=ax, shrink=0.7, pad=0.02)
         if color_label:

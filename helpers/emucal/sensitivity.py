@@ -22,21 +22,35 @@ signature, a posterior draw).
 Indices of an emulator cost only predictions, so they can use a large
 design; :func:`emulator_indices` also propagates the emulator's own
 uncertainty by computing the indices of posterior draws.
+
+A perturbed-parameter ensemble (PPE) of any model can be explored the same
+way. Its format is an ``xarray.Dataset`` with ``params(member, param)``, each
+parameter's ``lower``, ``upper`` (and optionally ``log_scale``, ``units``,
+``default``) as ``param`` coordinates, as :meth:`ParameterSpace.to_dataset`
+writes them, and one or more outputs over ``member`` and any other
+dimensions (``basin``, ``period``, a month). :func:`check_ensemble` says
+what a file lacks, :func:`ensemble_from_tables` builds one from two tables,
+and :func:`response` emulates one output: cross-validated skill, Sobol'
+indices with intervals, one-at-a-time curves and 2-D maps.
 """
 
 from __future__ import annotations
 
+import warnings
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
+import pandas as pd
 import xarray as xr
 from SALib.analyze import sobol as salib_sobol
 from SALib.sample import sobol as salib_sample
 
-from .parameters import ParameterSpace
+from .parameters import Parameter, ParameterSpace
 
-__all__ = ["SIGNATURES", "sobol_design", "model_outputs", "sobol_indices", "emulator_indices",
-           "top_parameters"]
+__all__ = ["SIGNATURES", "MEMBERS_PER_PARAM", "sobol_design", "model_outputs", "sobol_indices",
+           "emulator_indices", "top_parameters", "check_ensemble", "space_of",
+           "ensemble_from_tables", "response", "Response"]
 
 #: Signatures :func:`model_outputs` computes by default (names of
 #: :func:`emucal.diagnostics.signatures`): mean flow, baseflow index, half-flow date.
@@ -333,3 +347,279 @@ def top_parameters(indices: xr.DataArray, k: int, *, dim: str = "basin") -> list
         raise ValueError(f"k must be between 1 and {indices.sizes['param']}; got {k}.")
     median = indices.median(dim) if dim in indices.dims else indices
     return [str(p) for p in median.sortby(median, ascending=False).param.values[:k]]
+
+
+# ------------------------------------------------------- a perturbed-parameter ensemble
+#: Members an emulator needs per parameter: ``n = 10 d``, the rule of Loeppky, Sacks and
+#: Welch (2009, Technometrics 51, 366-376) for a GP of a computer model.
+MEMBERS_PER_PARAM = 10
+
+
+def space_of(ds: xr.Dataset) -> ParameterSpace:
+    """The :class:`ParameterSpace` of an ensemble, from the ``param`` coordinates of ``params``.
+
+    ``lower`` and ``upper`` are needed; ``log_scale`` (default linear), ``units``
+    (default ``"1"``) and ``default`` (NaN: none) are read where present.
+    """
+    if "params" not in ds:
+        raise ValueError(f"Not an ensemble: no variable 'params(member, param)' (variables: "
+                         f"{list(ds.data_vars)}). Write one with ParameterSpace.to_dataset or "
+                         "ensemble_from_tables.")
+    p = ds["params"]
+    missing = [c for c in ("lower", "upper") if c not in p.coords]
+    if missing:
+        raise ValueError(f"params has no {' or '.join(repr(c) for c in missing)} coordinate along "
+                         "param: each parameter's range is needed to map it to the unit cube. Add "
+                         "them with ds.assign_coords(lower=('param', [...]), upper=('param', [...]))"
+                         " or build the file with ensemble_from_tables(..., ranges=...).")
+    n = p.sizes["param"]
+    col = {c: p[c].values if c in p.coords else np.full(n, fill)
+           for c, fill in (("default", np.nan), ("log_scale", False), ("units", "1"),
+                           ("lower", 0.0), ("upper", 1.0))}
+    default = [None if np.isnan(float(v)) else float(v) for v in col["default"]]
+    return ParameterSpace([
+        Parameter(str(name), default[i], float(col["lower"][i]), float(col["upper"][i]),
+                  bool(col["log_scale"][i]), units=str(col["units"][i]))
+        for i, name in enumerate(p["param"].values)])
+
+
+def check_ensemble(ds: xr.Dataset) -> list[str]:
+    """Check that ``ds`` is an ensemble (see the module docstring); return its outputs.
+
+    The outputs are the numeric variables other than ``params`` with a
+    ``member`` dimension. :func:`~emucal.ensemble.run_ensemble`'s Dataset is an
+    ensemble as it is (the NaN of its default member are read from
+    ``defaults(basin, param)``) once its scores hold no NaN, for example
+    ``ens["norm_kge"] = ens.norm_kge.fillna(-1)``, normKGE's floor.
+
+    An emulator needs :data:`MEMBERS_PER_PARAM` members per parameter (``10 d``:
+    a GP of a smooth response is then usually accurate; Loeppky et al. 2009).
+
+    Raises
+    ------
+    ValueError
+        Without ``params(member, param)`` or the parameters' ranges, with
+        parameter values outside them, or listing each output with NaN (how
+        many members) or without variance across members, and too few members.
+    """
+    space = space_of(ds)
+    if set(ds["params"].dims) != {"member", "param"}:
+        raise ValueError(f"params has dimensions {ds['params'].dims}; an ensemble needs ('member', "
+                         "'param'), one row per run (rename with ds.rename(run='member')).")
+    params = space.validate(ds["params"].transpose("member", "param").values)
+    n = params.shape[0]
+    problems = []
+    if np.isnan(params).any() and "defaults" not in ds:
+        problems.append(f"params is NaN in {int(np.isnan(params).any(axis=1).sum())} member(s) and "
+                        "there is no 'defaults(param)' to read them from: fill or drop them")
+    outputs = [str(k) for k, v in ds.data_vars.items()
+               if k != "params" and "member" in v.dims and np.issubdtype(v.dtype, np.number)]
+    if not outputs:
+        problems.append("no output: no numeric variable besides params has a 'member' dimension")
+    for name in outputs:
+        y = ds[name].transpose("member", ...)
+        flat = y.values.reshape(n, -1).astype(float)
+        nan = np.isnan(flat).any(axis=1)
+        if nan.any():
+            problems.append(f"{name} is NaN in {int(nan.sum())} of {n} members: fill them (a "
+                            "failed run's worst score) or drop them with ds.drop_sel(member=...)")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN slice: reported above
+            flat_ = np.nanmax(flat, axis=0) == np.nanmin(flat, axis=0)
+        if flat_.any():
+            at = dict(zip(y.dims[1:], np.unravel_index(int(np.argmax(flat_)), y.shape[1:])))
+            first = {d: y[d].values[i].item() for d, i in at.items()}
+            problems.append(f"{name} does not vary across members in {int(flat_.sum())} of "
+                            f"{flat_.size} slice(s) (first: {first or 'all of it'}): nothing to "
+                            "emulate there")
+    need = MEMBERS_PER_PARAM * len(space)
+    if n < need:
+        problems.append(f"{n} members for {len(space)} parameters: an emulator needs at least "
+                        f"{MEMBERS_PER_PARAM} per parameter, {need} members (Loeppky et al. 2009)")
+    if problems:
+        raise ValueError("Not an ensemble that can be emulated:\n- " + "\n- ".join(problems))
+    return outputs
+
+
+def ensemble_from_tables(params: pd.DataFrame, outputs: pd.DataFrame, ranges=None) -> xr.Dataset:
+    """An ensemble from two tables with one row per member: a PPE made elsewhere.
+
+    Parameters
+    ----------
+    params
+        One column per parameter, in parameter units.
+    outputs
+        One column per output, rows matching ``params`` (same index).
+    ranges
+        A :class:`ParameterSpace`, or ``{name: (lower, upper)}``; default: the
+        range of the runs. Give the design's ranges where known: the unit
+        cube of the emulator and the Sobol' indices are over them.
+
+    Examples
+    --------
+    >>> ds = ensemble_from_tables(pd.read_csv("params.csv"), pd.read_csv("outputs.csv"),
+    ...                           ranges={"fff": (0.001, 20.0), "FMAX": (0.1, 0.9)})  # doctest: +SKIP
+    >>> ds.to_netcdf("my_ppe.nc")  # doctest: +SKIP
+    """
+    if not params.index.equals(outputs.index):
+        raise ValueError(f"params ({len(params)} rows) and outputs ({len(outputs)} rows) must have "
+                         "the same rows (index), one per member.")
+    if ranges is None:
+        ranges = {c: (params[c].min(), params[c].max()) for c in params.columns}
+    if not isinstance(ranges, ParameterSpace):
+        missing = [c for c in params.columns if c not in ranges]
+        if missing:
+            raise ValueError(f"ranges has no (lower, upper) for {missing}.")
+        ranges = ParameterSpace([Parameter(str(c), None, *map(float, ranges[c]))
+                                 for c in params.columns])
+    ds = ranges.subset([str(c) for c in params.columns]).to_dataset(np.array(params, float))
+    ds = ds.assign_coords(member=np.asarray(params.index))
+    for c in outputs.columns:
+        ds[str(c)] = ("member", outputs[c].to_numpy(float))
+    ds.attrs["title"] = "perturbed-parameter ensemble"
+    return ds
+
+
+@dataclass
+class Response:
+    """One output of an ensemble, emulated: what :func:`response` returns.
+
+    Attributes
+    ----------
+    space
+        The ensemble's parameters.
+    emulator
+        The GP on the unit cube, a batch of one (``predict`` takes ``(1, m, d)``).
+    skill
+        :func:`~emucal.emulators.cross_validate`'s table (``r2``, ``rmse``,
+        ``coverage`` per fold); None for an emulator given to :func:`response`.
+    indices
+        ``S1``, ``ST`` over ``param``, ranked by ``ST``, with 95% intervals
+        ``S1_lo``, ``S1_hi``, ``ST_lo``, ``ST_hi`` (see :func:`response`).
+    runs
+        ``params`` and the output of the runs (where the ensemble lies).
+    """
+
+    space: ParameterSpace
+    emulator: object
+    skill: pd.DataFrame | None
+    indices: xr.Dataset
+    runs: xr.Dataset
+
+    def _unit(self, point) -> np.ndarray:
+        """A point (``{name: value}`` or values, parameter units) in the unit cube; default: centre."""
+        values = self.space.from_unit(np.full(len(self.space), 0.5))
+        if isinstance(point, dict):
+            for name, v in point.items():
+                values[self.space.names.index(self.space[name].name)] = v
+        elif point is not None:
+            values = np.asarray(point, float)
+        return self.space.to_unit(values)
+
+    def _predict(self, u) -> tuple[np.ndarray, np.ndarray]:
+        mean, sd = self.emulator.predict(u.reshape(1, -1, len(self.space)), return_std=True)
+        return mean[0].reshape(u.shape[:-1]), sd[0].reshape(u.shape[:-1])
+
+    def curves(self, point=None, n: int = 41) -> xr.Dataset:
+        """One-at-a-time curves through ``point`` (default: the centre of the ranges).
+
+        Returns ``mean`` and ``sd`` (predictive, noise included) over ``(param,
+        step)`` with each curve's parameter values in ``value``, and the
+        prediction at the point, ``point_mean`` and ``point_sd``.
+        """
+        u0, d = self._unit(point), len(self.space)
+        u = np.tile(u0, (d, n, 1))
+        u[np.arange(d), :, np.arange(d)] = np.linspace(0, 1, n)
+        mean, sd = self._predict(u)
+        at_mean, at_sd = self._predict(u0[None])
+        values = np.stack([self.space.from_unit(u[k])[:, k] for k in range(d)])
+        return xr.Dataset({"mean": (("param", "step"), mean), "sd": (("param", "step"), sd),
+                           "point_mean": at_mean[0], "point_sd": at_sd[0]},
+                          coords={"param": self.space.names, "value": (("param", "step"), values),
+                                  "point": ("param", self.space.from_unit(u0))})
+
+    def map(self, pair=None, point=None, n: int = 41) -> xr.Dataset:
+        """The response to two parameters (default: the two of largest ``ST``), others at ``point``.
+
+        Returns ``mean`` and ``sd`` over the two parameters' dimensions, with
+        their values in parameter units as coordinates.
+        """
+        a, b = pair if pair is not None else [str(p) for p in self.indices.param.values[:2]]
+        ia, ib = (self.space.names.index(self.space[p].name) for p in (a, b))
+        if ia == ib:
+            raise ValueError(f"pair must name two different parameters; got {pair}.")
+        u = np.tile(self._unit(point), (n, n, 1))
+        grid = np.linspace(0, 1, n)
+        u[:, :, ia], u[:, :, ib] = grid[:, None], grid[None, :]
+        mean, sd = self._predict(u)
+        return xr.Dataset({"mean": ((a, b), mean), "sd": ((a, b), sd)},
+                          coords={a: self.space.from_unit(u[:, 0])[:, ia],
+                                  b: self.space.from_unit(u[0])[:, ib]})
+
+
+def response(ds: xr.Dataset, output: str, *, select: dict | None = None, emulator=None,
+             n_draws: int = 50, seed: int = 0) -> Response:
+    """Emulate one output of an ensemble: its skill, Sobol' indices, curves and maps.
+
+    A :class:`~emucal.emulators.GPEmulator` is fitted on the unit cube, and
+    scored by 5-fold cross-validation (R2 near 1: trust it; below about 0.8 the
+    indices and curves are rough). Its indices come from
+    :func:`emulator_indices` on about 32,768 predictions; each interval is
+    the index plus or minus the quadrature sum of its bootstrap half-width
+    (the design's error) and 1.96 sd of the index over ``n_draws`` posterior
+    draws of the emulator (the emulator's error).
+
+    Parameters
+    ----------
+    ds
+        An ensemble (:func:`check_ensemble`).
+    output
+        The output to emulate.
+    select
+        One value for each other dimension of the output, e.g.
+        ``{"basin": "01013500", "period": "calibration"}``.
+    emulator
+        A GPEmulator already fitted to this output (inputs ``(1, member, param)``
+        on the unit cube): no fit and no cross-validation.
+    n_draws, seed
+        Posterior draws for the intervals (0: bootstrap only); seed of the
+        folds, the fit, the designs and the draws.
+
+    Returns
+    -------
+    Response
+        Its ``curves(point)`` and ``map(pair, point)`` cost only predictions.
+    """
+    from .emulators import GPEmulator, cross_validate
+
+    if output not in ds.data_vars or "member" not in ds[output].dims:
+        outputs = [k for k, v in ds.data_vars.items() if "member" in v.dims and k != "params"]
+        raise ValueError(f"{output!r} is not an output of this ensemble (a variable with a "
+                         f"'member' dimension): choose one of {outputs}.")
+    sub = ds[[v for v in ("params", "defaults", output) if v in ds]].sel(select or {})
+    left = [d for d in sub[output].dims if d != "member"]
+    if left:
+        raise ValueError(f"{output} has dimensions {left} besides member: choose one value of each "
+                         f"with select, e.g. select={ {d: sub[d].values[0].item() for d in left} }.")
+    check_ensemble(sub)
+    space = space_of(sub)
+    params = sub["params"].transpose("member", "param")
+    if "defaults" in sub:  # run_ensemble's default member: NaN is the basin's default
+        params = params.fillna(sub["defaults"])
+    x, y = space.to_unit(params.values)[None], sub[output].values[None].astype(float)
+    skill = None
+    if emulator is None:
+        skill = cross_validate(lambda: GPEmulator(seed=seed), x, y, n_splits=5, seed=seed)
+        emulator = GPEmulator(seed=seed).fit(x, y)
+    d = len(space)
+    base = 2 ** int(np.log2(2 ** 15 / (d + 2)))  # about 32,768 predictions
+    ind = emulator_indices(emulator, space, base, n_draws=n_draws, seed=seed,
+                           n_draw_base=max(2, 2 ** int(np.log2(2048 / (d + 2))))).isel(basin=0)
+    for k in ("S1", "ST"):
+        spread = 1.96 * ind[f"{k}_draws"].std("draw") if n_draws > 1 else 0.0
+        half = np.sqrt(ind[f"{k}_conf"] ** 2 + spread ** 2)
+        ind[f"{k}_lo"], ind[f"{k}_hi"] = ind[k] - half, ind[k] + half
+    ind = ind.drop_vars("basin").sortby("ST", ascending=False)
+    ind.attrs.update(output=output, select=str(select or {}), interval="95%",
+                     cv_r2=float(skill["r2"].mean()) if skill is not None else np.nan)
+    return Response(space, emulator, skill, ind, xr.Dataset({"params": params, output: sub[output]}))

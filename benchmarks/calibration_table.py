@@ -42,6 +42,14 @@ median over 19 basins can tell.
 
 Run: python benchmarks/calibration_table.py [--seeds 0,1,2,3,4] [--scale linear|log]
      [--checkpoints DIR] [--csv FILE] [--skip-hierarchical]
+     [--basins sample|tang2025|all|N] [--timing]
+``--basins`` other than ``sample`` (the default: the 19 sample basins) reads the
+CAMELS-US copy named by ``EMUCAL_CAMELS_DIR`` (without it, downloads the archive):
+Tang et al.'s 627 basins (``data_registry/tang2025_basins.txt``), all 671, or N of
+the 671 at random (``protocol.SUBSET_SEED``); its checkpoints carry the selection
+in their names. ``--timing`` writes the run time of each step to ``--csv`` instead
+of the skill table; from a stand-in (``benchmarks/standin.py``) it is the only CSV
+written.
 With --checkpoints, every loop saves its progress in DIR, and running the same
 command again after an interruption resumes the protocol where it stopped
 (DDS, 71 s for 3,500 runs per basin, and the regionalisation run again).
@@ -75,11 +83,29 @@ parser.add_argument("--checkpoints", type=Path, default=None,
 parser.add_argument("--csv", type=Path, default=None, help="write every number to this CSV file")
 parser.add_argument("--skip-hierarchical", action="store_true",
                     help="leave out the hierarchical Thompson loop (about 4 minutes per seed)")
+parser.add_argument("--basins", default="sample",
+                    help="sample (default, 19 basins), tang2025 (627), all (671) or a number N of "
+                         "random basins, from the CAMELS-US copy in EMUCAL_CAMELS_DIR")
+parser.add_argument("--timing", action="store_true",
+                    help="write the run times of the steps to --csv, not the skill table")
 args = parser.parse_args()
 seeds = [int(s) for s in args.seeds.split(",")]
 print(emucal.size_thread_pools(), flush=True)
 
-setup = protocol.setting(args.scale)
+standin = None
+if args.basins == "sample":
+    setup = protocol.setting(args.scale)
+else:
+    try:
+        selected = protocol.basin_selection(args.basins)
+        standin = protocol.standin_marker()
+        protocol.refuse_standin_results(standin, args.csv, args.timing)
+    except ValueError as err:
+        parser.error(str(err))
+    if standin is not None:
+        print(f"STAND-IN data ({standin}), not CAMELS: timing only, the skill scores below "
+              "mean nothing.", flush=True)
+    setup = protocol.setting(args.scale, basins=selected)
 space, run, validate, n_basin = setup.space, setup.run, setup.validate, setup.n_basin
 basin_attrs, coords = setup.basin_attrs, setup.coords
 TANG_SEARCH = protocol.TANG_SEARCH
@@ -131,7 +157,9 @@ records, times, by_iteration = [], [], []
 start_all = time.perf_counter()
 for seed in seeds:
     def checkpoint(name):
-        return None if args.checkpoints is None else args.checkpoints / f"{name}_{args.scale}_{seed}.nc"
+        selection = "" if args.basins == "sample" else f"_{args.basins}basins"
+        return (None if args.checkpoints is None
+                else args.checkpoints / f"{name}_{args.scale}_{seed}{selection}.nc")
 
     def timed(name, fn):
         t = time.perf_counter()
@@ -281,13 +309,21 @@ if not args.skip_hierarchical:
 steps = pd.DataFrame(times).groupby("step", sort=False).seconds.agg(["mean", "max"])
 print("\nrun times per seed (s):\n" + steps.round(1).to_string())
 print(f"total {time.perf_counter() - start_all:.0f} s")
-if args.csv is not None:
+if standin is not None:
+    print(f"STAND-IN data ({standin}): timing only, the skill scores above mean nothing.")
+if args.csv is not None and args.timing:
+    pd.DataFrame(times).assign(
+        basins=args.basins, n_basin=n_basin, data="stand-in" if standin else "CAMELS-US",
+        date=datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+        machine=f"{platform.machine()}, {platform.system()}").to_csv(args.csv, index=False)
+    print(f"wrote {args.csv} (run times)")
+elif args.csv is not None:
     table["scale"] = args.scale
     table["date"] = datetime.now(timezone.utc).strftime("%Y-%m-%d")
     table["machine"] = f"{platform.machine()}, {platform.system()}"
     table["command"] = "python benchmarks/calibration_table.py " + " ".join(
         f"--{k.replace('_', '-')}" + ("" if v is True else f" {v}") for k, v in vars(args).items()
-        if v not in (None, False) and k != "csv")
+        if v not in (None, False) and k != "csv" and (k, v) != ("basins", "sample"))
     table.to_csv(args.csv, index=False)
     print(f"wrote {args.csv}")
     if by_iteration:

@@ -14,6 +14,8 @@ the large-sample emulator's GA has population 100 and 100 generations
 """
 
 import functools
+import os
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -26,12 +28,72 @@ from emucal.parameters import ParameterSpace
 TANG_SEARCH = dict(popsize=60, generations=60)  # pymoo GA in MOASMO_parameters.py: 60 x 60
 TANG_LSE_SEARCH = dict(popsize=100, generations=100)  # pymoo GA of their LSE: 100 x 100
 N_PROPOSALS = 10  # numruns = 10 proposals per held-out basin in Tang et al.'s spatial CV
+#: Tang et al.'s 627 basins, with their source (NCAR/CTSM_calibration) in its header lines
+TANG2025_BASINS = Path(__file__).resolve().parents[1] / "data_registry" / "tang2025_basins.txt"
+SUBSET_SEED = 0  # --basins N: the same N basins in every run, whatever the seeds
+STANDIN_MARKER = "STANDIN.txt"  # written by benchmarks/standin.py at the top of a stand-in
 
 
-def setting(scale: str = "linear") -> SimpleNamespace:
-    """The parameter space, the data, the two runners and the basins' attributes and coordinates."""
+def basin_selection(which: str = "sample", seed: int = SUBSET_SEED) -> list[str] | None:
+    """The basins of ``--basins``: ``sample``, ``tang2025``, ``all`` or a number N.
+
+    ``None`` for the 19-basin teaching sample (today's path); Tang et al.'s
+    627 basins (``TANG2025_BASINS``); the 671 CAMELS-US basins; or N of the
+    671 drawn at random with ``seed``, sorted.
+    """
+    if which == "sample":
+        return None
+    every = list(camels.attributes().index)
+    if which == "tang2025":
+        lines = TANG2025_BASINS.read_text().splitlines()
+        return camels.check_basins([line for line in lines if line.strip() and not line.startswith("#")])
+    if which == "all":
+        return every
+    if which.isdigit() and 1 <= int(which) <= len(every):
+        return sorted(np.random.default_rng(seed).choice(every, int(which), replace=False).tolist())
+    raise ValueError(f"--basins must be 'sample', 'tang2025', 'all' or a number of basins from 1 "
+                     f"to {len(every)}, not {which!r}.")
+
+
+def standin_marker(source=None) -> Path | None:
+    """The stand-in marker of a CAMELS copy (``source``, else ``$EMUCAL_CAMELS_DIR``), or None.
+
+    Looked for in the folder and the folders above it (a stand-in may be
+    named by one of its subfolders).
+    """
+    given = source if source not in (None, "full") else os.environ.get(camels.CAMELS_DIR_VARIABLE, "")
+    if not str(given).strip() or given == "sample":
+        return None
+    root = Path(given).expanduser().resolve()
+    return next((folder / STANDIN_MARKER for folder in (root, *root.parents)
+                 if (folder / STANDIN_MARKER).is_file()), None)
+
+
+def refuse_standin_results(marker: Path | None, csv, timing: bool) -> None:
+    """Refuse a results CSV from a stand-in unless it is a timing run.
+
+    Raises ``ValueError`` when ``marker`` (:func:`standin_marker`) is a stand-in's
+    and a ``csv`` is asked for without ``timing``: its skill scores are not data.
+    """
+    if marker is not None and csv is not None and not timing:
+        raise ValueError(f"The CAMELS copy is a stand-in ({marker}): its skill scores say nothing "
+                         f"about real basins, so no results CSV ({csv}) is written from it. Add "
+                         "--timing to write the run times instead, or point EMUCAL_CAMELS_DIR at "
+                         "a real CAMELS-US copy.")
+
+
+def setting(scale: str = "linear", basins=None, source=None) -> SimpleNamespace:
+    """The parameter space, the data, the two runners and the basins' attributes and coordinates.
+
+    Default: the 19 sample basins. ``basins`` (ids, e.g. :func:`basin_selection`)
+    or ``source`` read a CAMELS-US copy instead: ``source`` as
+    ``camels.load_basins`` takes it, ``"full"`` (``$EMUCAL_CAMELS_DIR``) by default.
+    """
     space = ParameterSpace.tang2025(scale=scale)
-    ds = camels.load_basins(start="1993-10-01", end="2013-09-30")
+    if basins is None and source is None:
+        ds = camels.load_basins(start="1993-10-01", end="2013-09-30")
+    else:
+        ds = camels.load_basins(basins, source=source or "full", start="1993-10-01", end="2013-09-30")
     attrs = camels.attributes()
     return SimpleNamespace(
         space=space, ds=ds, attrs=attrs, n_basin=ds.sizes["basin"],

@@ -1,0 +1,115 @@
+"""benchmarks/standin.py and the basin switch of the benchmarks (issue 32).
+
+A stand-in large sample: CAMELS-US files for many basins, each with its own
+attributes and the forcing and flow of one of the 19 sample basins, read by
+``emucal.camels.load_basins`` as a real copy; the benchmarks refuse to write
+results from it unless they are asked for run times.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from emucal import camels
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _load(name):
+    """A benchmarks/ module by path, registered under its name (protocol imports variants)."""
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = sys.modules[name] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+variants, protocol, standin = _load("variants"), _load("protocol"), _load("standin")
+
+
+@pytest.fixture
+def standin25(real_camels, tmp_path):
+    """A 25-basin stand-in in tmp_path: (folder, pairs)."""
+    paired = standin.build(tmp_path / "camels", 25)
+    return tmp_path / "camels", paired
+
+
+def test_standin_reads_as_camels_with_the_paired_basins_forcing_and_the_targets_attributes(standin25):
+    folder, paired = standin25
+    assert len(paired) == 25 and paired.index.is_unique
+    ds = camels.load_basins(list(paired.index), source=folder, start="1993-10-01", end="2013-09-30")
+    sample = camels.load_basins(sorted(set(paired)), start="1993-10-01", end="2013-09-30")
+    attrs = camels.attributes()
+    assert list(ds.basin.values) == list(paired.index)
+    for target, source in paired.items():
+        got, want = ds.sel(basin=target), sample.sel(basin=source)
+        for name in ("prcp", "srad", "tmax", "tmin", "vp", "dayl", "swe"):
+            np.testing.assert_array_equal(got[name].values, want[name].values)
+        # the flow as a depth is the sample basin's (scaled by the areas in the file)
+        np.testing.assert_allclose(got.qobs.values, want.qobs.values, rtol=1e-6, atol=1e-6)
+        assert (got.qobs_flag.values == want.qobs_flag.values).all()
+        # the attributes and the header are the target basin's
+        assert float(got.gauge_lat) == attrs.at[target, "gauge_lat"]
+        assert float(got.area_km2) == attrs.at[target, "area_gages2"]
+        assert float(got.area_header_km2) == pytest.approx(attrs.at[target, "area_geospa_fabric"])
+        flow = folder / "usgs_streamflow" / attrs.at[target, "huc_02"] / f"{target}_streamflow_qc.txt"
+        rows = [line.split() for line in flow.read_text().splitlines()]
+        assert {r[0] for r in rows} == {target} and {len(r) for r in rows} == {6}
+        assert len({tuple(r[1:4]) for r in rows}) == len(rows)  # no day twice
+    # a sample basin is its own pair, the others their nearest in the LSE attributes
+    in_sample = [b for b in paired.index if b in camels.sample_basins()]
+    assert in_sample and all(paired[b] == b for b in in_sample)
+    assert (folder / protocol.STANDIN_MARKER).read_text().startswith("STAND-IN, NOT DATA")
+
+
+def test_a_standin_refuses_a_results_csv_unless_timing(standin25, monkeypatch, tmp_path):
+    folder, _ = standin25
+    marker = protocol.standin_marker(folder)
+    assert marker == folder / protocol.STANDIN_MARKER
+    with pytest.raises(ValueError, match="stand-in"):
+        protocol.refuse_standin_results(marker, tmp_path / "results.csv", timing=False)
+    protocol.refuse_standin_results(marker, tmp_path / "times.csv", timing=True)
+    protocol.refuse_standin_results(marker, None, timing=False)  # printed output only
+    protocol.refuse_standin_results(None, tmp_path / "results.csv", timing=False)  # real data
+    # found through EMUCAL_CAMELS_DIR, also when it names a subfolder of the stand-in
+    monkeypatch.setenv(camels.CAMELS_DIR_VARIABLE, str(folder / "usgs_streamflow"))
+    assert protocol.standin_marker() == marker
+    monkeypatch.setenv(camels.CAMELS_DIR_VARIABLE, str(tmp_path))
+    assert protocol.standin_marker() is None
+    # the benchmark stops before any work and writes nothing
+    env = {**os.environ, camels.CAMELS_DIR_VARIABLE: str(folder)}
+    out = subprocess.run([sys.executable, str(BENCHMARKS / "calibration_table.py"), "--basins", "25",
+                          "--csv", str(tmp_path / "results.csv")],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 2 and "stand-in" in out.stderr
+    assert not (tmp_path / "results.csv").exists()
+
+
+def test_basins_n_picks_the_same_random_basins_every_time(real_camels):
+    every = camels.attributes().index
+    first = protocol.basin_selection("25")
+    assert first == protocol.basin_selection("25") and len(set(first)) == 25
+    assert first == sorted(first) and set(first) <= set(every)
+    assert protocol.basin_selection("25", seed=1) != first
+    assert protocol.basin_selection("sample") is None
+    assert protocol.basin_selection("all") == list(every)
+    tang = protocol.basin_selection("tang2025")
+    assert len(tang) == 627 and set(camels.sample_basins()) <= set(tang)
+    for bad in ("0", "672", "tang", "-3"):
+        with pytest.raises(ValueError, match="--basins"):
+            protocol.basin_selection(bad)
+
+
+def test_setting_reads_a_basin_selection_from_a_camels_copy(standin25):
+    folder, paired = standin25
+    ids = list(paired.index[:6])
+    s = protocol.setting(basins=ids, source=folder)
+    assert s.n_basin == 6 and list(s.ds.basin.values) == ids
+    attrs = camels.attributes()
+    np.testing.assert_array_equal(s.coords, attrs.loc[ids, ["gauge_lat", "gauge_lon"]].to_numpy())

@@ -689,7 +689,7 @@ def test_an_interrupted_preparation_resumes_and_deletes_only_its_own_files(files
     plan = ctsm.prepare_ensemble(SPACE, samples, files["case"], files[NEW], files["out"], **kwargs)
     assert list(plan.index) == [0, 1, 2, 3]
     assert sorted(p.name for p in files["out"].iterdir()) == (
-        ["base_values.csv"] + [f"member_{m:04d}" for m in range(4)])
+        [".emucal-inputs.json", "base_values.csv"] + [f"member_{m:04d}" for m in range(4)])
     assert sha256(files["out"] / "member_0001" / "user_nl_clm") == before  # kept, not rewritten
     # a .part folder that emucal did not make is never deleted
     stranger = files["out"] / "member_0004.part"
@@ -870,3 +870,75 @@ def test_read_history_start_leaves_out_the_first_year(tmp_path):
     assert str(out.time.values[0])[:10] == "2001-10-01" and out.sizes["time"] == 365
     np.testing.assert_allclose(out.qsim.values, 1.0, rtol=1e-6)
     assert out.expected_days.item() == 365 and out.days_read.item() == 365
+
+
+# ------------------------------------------------------- nothing read wrong (issue 30)
+@pytest.mark.parametrize("hole", ["file", "inside"])
+def test_holes_in_the_history_are_named_and_listed(tmp_path, hole):
+    days = pd.date_range("2001-01-01", "2003-12-31", freq="D")
+    flow = pd.Series(1.0, index=days)
+    if hole == "inside":  # five days missing between two records of one file with time_bounds
+        lost = pd.date_range("2002-03-10", "2002-03-14")
+        write_history(tmp_path / "m0", "c0", flow.drop(lost))
+        where = "inside c0.clm2.h1.2002-01-01-00000.nc"
+    else:  # the history file of 2002 is missing
+        lost = pd.date_range("2002-01-01", "2002-12-31")
+        write_history(tmp_path / "m0", "c0", flow)[1].unlink()
+        where = "between c0.clm2.h1.2001-01-01-00000.nc and c0.clm2.h1.2003-01-01-00000.nc"
+    said = f"0:b ({1095 - len(lost)} of 1095 days; missing {lost[0]:%Y-%m-%d} to {lost[-1]:%Y-%m-%d} {where})"
+    with pytest.warns(UserWarning, match=re.escape(said)):
+        out = ctsm.read_history([tmp_path / "m0"], basin="b")
+    assert out.sizes["time"] == 1095 and np.isnan(out.qsim.sel(time=lost)).all()
+    assert ctsm.incomplete_members(out)[["member", "status", "days_read"]].values.tolist() == [
+        [0, "incomplete", 1095 - len(lost)]]
+
+
+@pytest.mark.parametrize("lines, why", [
+    ("interception_fraction = 0.5, baseflow_scalar = 0.01", r"shares the line with \['interception_fraction'\]"),
+    ("baseflow_scalar = 0.01, hist_mfilt = 365", r"shares the line with \['hist_mfilt'\]"),
+    ("hist_mfilt = 1; baseflow_scalar = 0.01 ! one line", "shares the line"),
+    ("baseflow_scalar = 0.01,\n\n  0.02", "continues on the next line"),
+    ("hist_fincl3 = 'QRUNOFF',\n  'QOVER'\nbaseflow_scalar = 0.01", None),  # not ours to edit: kept
+])
+def test_base_user_nl_clm_lines_that_cannot_be_edited_are_refused(files, lines, why):
+    path = files["case"] / "user_nl_clm"
+    line = len(path.read_text().splitlines()) + 1
+    path.write_text(path.read_text() + lines + "\n")
+    args = (SPACE.subset(["baseflow_scalar"]), [[0.03]], files["case"], files[OLD], files["out"])
+    if why is None:
+        plan = ctsm.prepare_ensemble(*args, ctsm_version=OLD)
+        assert namelist(plan.user_nl_clm.iloc[0])["baseflow_scalar"] == "3.0e-02"
+        assert "  'QOVER'\n" in plan.user_nl_clm.iloc[0].read_text()
+        return
+    with pytest.raises(ValueError, match=rf"user_nl_clm, line {line}: baseflow_scalar {why}"):
+        ctsm.prepare_ensemble(*args, ctsm_version=OLD)
+    assert not files["out"].exists()
+
+
+def test_a_replaced_paramfile_is_refused_in_the_same_out_dir(files, tmp_path):
+    kwargs = dict(ctsm_version=NEW, surfdata=files["surf"])
+    samples = sampling.sample(SPACE, 3, "lhs", seed=12, include_default=False)
+    moved = tmp_path / "moved" / PARAMFILE_NAME  # the same bytes elsewhere are the same file
+    moved.parent.mkdir()
+    moved.write_bytes(files[NEW].read_bytes())
+    ctsm.prepare_ensemble(SPACE, samples[:1], files["case"], files[NEW], files["out"], **kwargs)
+    ctsm.prepare_ensemble(SPACE, samples[1:2], files["case"], moved, files["out"], member_start=1,
+                          **kwargs)
+    with xr.open_dataset(files[NEW]) as ds:  # replaced: a variable that is not sampled changed
+        ds = ds.load()
+    ds["slatop"] = ds.slatop * 2
+    ds.to_netcdf(files[NEW], format="NETCDF3_64BIT", encoding={v: {"_FillValue": None} for v in ds})
+    with pytest.raises(ValueError, match=rf"paramfile: {re.escape(str(moved))} \(sha256 \w{{12}}\) "
+                                         rf"there, {re.escape(str(files[NEW]))} \(sha256 \w{{12}}\) now"):
+        ctsm.prepare_ensemble(SPACE, samples[2:], files["case"], files[NEW], files["out"],
+                              member_start=2, **kwargs)
+    assert not (files["out"] / "member_0002").exists()
+
+
+def test_folders_with_brackets_are_not_glob_patterns(tmp_path):
+    days = pd.date_range("2001-01-01", "2001-12-31", freq="D")
+    write_history(tmp_path / "ens[1]" / "m0", "c0", pd.Series(1.0, index=days))
+    write_history(tmp_path / "ens1" / "m0", "c0", pd.Series(5.0, index=days))  # what [1] matches
+    for where in (tmp_path / "ens[1]" / "m0", tmp_path / "ens[1]" / "m0" / "c0.clm2.h1.*.nc"):
+        out = ctsm.read_history([where], basin="b")
+        np.testing.assert_allclose(out.qsim, 1.0, rtol=1e-6)

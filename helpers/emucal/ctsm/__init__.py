@@ -19,7 +19,7 @@ to CIME on the cluster, one module per step:
    :func:`emucal.model.simulate`, a Dataset ``(member, basin, time)`` of flows
    in mm/day, so that the chapters' code (metrics, emulators) works on real
    CTSM output unchanged. :func:`~emucal.ctsm.history.incomplete_members`
-   lists the runs that failed or stopped early.
+   lists the runs that failed, stopped early or have gaps.
 
 The public names of both modules are also names of this package, so that
 ``from emucal import ctsm`` gives ``ctsm.prepare_ensemble``,

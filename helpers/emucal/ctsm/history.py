@@ -1,12 +1,8 @@
 r"""Reading the daily history files of a CTSM ensemble back.
 
-The second end of a CTSM ensemble; the first, writing the members, is
-:mod:`emucal.ctsm.members`. :func:`read_history` reads the daily history
-files the runs write and returns them in the layout of
-:func:`emucal.model.simulate`, a Dataset ``(member, basin, time)`` of flows
-in mm/day, so that the chapters' code (metrics, emulators) works on real CTSM
-output unchanged. :func:`incomplete_members` lists the runs that failed or
-stopped early.
+The second end of a CTSM ensemble (the first is :mod:`emucal.ctsm.members`);
+:func:`read_history` and :func:`incomplete_members` are introduced in
+:mod:`emucal.ctsm`.
 
 History files and CTSM's time stamps
 ------------------------------------
@@ -39,7 +35,6 @@ Model. Earth Syst. 11, 4245-4287 (history fields).
 from __future__ import annotations
 
 import datetime as _dt
-import glob
 import os
 import re
 import warnings
@@ -147,10 +142,12 @@ def _history_days(nc, path: Path) -> pd.DatetimeIndex:
 
 def _find_history(spec, tape: str) -> list[Path]:
     """History files for one (member, basin): a file, a glob, or a folder to search."""
-    text = str(spec)
-    if any(c in text for c in "*?["):
-        return sorted(Path(p) for p in glob.glob(os.path.expanduser(text)))
-    path = Path(text).expanduser()
+    path = Path(str(spec)).expanduser()
+    parts, k = path.parts, 0
+    while k < len(parts) and Path(*parts[:k + 1]).exists():
+        k += 1  # the leading part that exists is literal, '[' in a folder name included
+    if k < len(parts):
+        return sorted(Path(*parts[:k]).glob(str(Path(*parts[k:]))))
     if path.is_file():
         return [path]
     if not path.is_dir():
@@ -202,20 +199,22 @@ def _basin_mean(var, nc, path: Path) -> np.ndarray:
         return np.where(ok, x * w, 0.0).sum(1) / np.where(ok, w, 0.0).sum(1)
 
 
-def _read_files(files: list[Path], names: list[str], required: bool) -> tuple[dict, dict]:
-    """Daily series {CTSM name: pandas.Series (mm/day)} and long names of one (member, basin).
+def _read_files(files: list[Path], names: list[str], required: bool) -> tuple[dict, dict, pd.Series]:
+    """Daily series {CTSM name: Series (mm/day)}, long names and {day: file name} of one run.
 
     Files are read in name order (chronological for CTSM's names); a day in
     two files (a run restarted over old output) keeps the later file's value.
     """
     series: dict[str, list[pd.Series]] = {n: [] for n in names}
     long_names: dict[str, str] = {}
+    origin = [pd.Series(dtype=object)]
     for path in files:
         with netCDF4.Dataset(path) as nc:
             nc.set_auto_mask(True)
             if "time" not in nc.variables or nc.variables["time"].shape[0] == 0:
                 continue
             days = _history_days(nc, path)
+            origin.append(pd.Series(path.name, index=days))
             for name in names:
                 if name not in nc.variables:
                     if required:
@@ -230,7 +229,21 @@ def _read_files(files: list[Path], names: list[str], required: bool) -> tuple[di
         if parts:
             s = pd.concat(parts)
             out[name] = s[~s.index.duplicated(keep="last")].sort_index()
-    return out, long_names
+    origin = pd.concat(origin)
+    return out, long_names, origin[~origin.index.duplicated(keep="last")].sort_index()
+
+
+def _gaps(lost: pd.DatetimeIndex, expected: pd.DatetimeIndex, origin: pd.Series) -> str:
+    """The runs of missing days of one run, each with the history files around it."""
+    runs = np.split(np.arange(len(lost)), np.flatnonzero(np.diff(expected.get_indexer(lost)) != 1) + 1)
+    text = []
+    for run in runs[:5]:
+        a, z = lost[run[0]], lost[run[-1]]
+        near = [*origin[origin.index < a].iloc[-1:], *origin[origin.index > z].iloc[:1]]
+        where = ("inside " if len(set(near)) < len(near) else "between " if len(near) == 2
+                 else "after " if origin.index[0] < a else "before ") + " and ".join(dict.fromkeys(near))
+        text.append(f"{a:%Y-%m-%d}" + (f" to {z:%Y-%m-%d} " if z != a else " ") + where)
+    return "; ".join(text) + (f"; ... ({len(runs) - 5} more gaps)" if len(runs) > 5 else "")
 
 
 def _normalise_cases(cases, basin) -> dict[tuple[int, str], object]:
@@ -288,9 +301,9 @@ def read_history(
         ``h1a``), or e.g. ``"h2"``.
     start, end
         First and last day to return (anything pandas reads as a date).
-        With both, a run is complete when it has every day between them
-        (but 29 February when no run has one, as in CTSM's ``noleap``
-        calendar). Default: the days that any run of the basin has. Members
+        A run is complete when it has every day between them (but 29
+        February when no run has one, as in CTSM's ``noleap`` calendar);
+        default: the first and last day that any run of the basin has. Members
         that start from a restart file spun up with the base case's
         parameters (``finidat``) spend their first months moving their
         water stores towards their own parameters: set ``start`` a year
@@ -308,7 +321,9 @@ def read_history(
         the day each mean covers (see the module docstring). ``days_read``
         ``(member, basin)`` counts the days found; ``attrs["missing"]`` and
         ``attrs["incomplete"]`` list the runs with no files and with fewer
-        days than their basin's period (also reported by a warning and by
+        days than their basin's period: a missing history file, days missing
+        inside a file, a run stopped early (each gap named with its dates and
+        the files around it; also by a warning and by
         :func:`incomplete_members`).
 
     Raises
@@ -342,9 +357,10 @@ def read_history(
 
     data: dict[tuple[int, str], dict[str, pd.Series]] = {}
     long_names: dict[str, str] = {}
+    origins: dict[tuple[int, str], pd.Series] = {}
     for key, spec in runs.items():
         files = _find_history(spec, tape)
-        series, names_found = _read_files(files, names, required)
+        series, names_found, origins[key] = _read_files(files, names, required)
         if files and "QRUNOFF" not in series and "QRUNOFF" in names:
             raise KeyError(f"The history files of member {key[0]}, basin {key[1]} ({files[0]}, "
                            "...) have no QRUNOFF.")
@@ -363,9 +379,10 @@ def read_history(
     for b in basins:
         days = [s.index for (m, bb), d in data.items() if bb == b for s in d.values()]
         idx = days[0].append(days[1:]).unique().sort_values() if days else pd.DatetimeIndex([])
-        if lo is not None and hi is not None and len(idx):
-            # the full daily period, without 29 February if the runs have none
-            full = pd.date_range(lo, hi, freq="D")
+        if len(idx):
+            # every day of the period (holes included), without 29 February if the runs have none
+            both = lo is not None and hi is not None
+            full = pd.date_range(lo if both else idx[0], hi if both else idx[-1], freq="D")
             if not ((idx.month == 2) & (idx.day == 29)).any():
                 full = full[~((full.month == 2) & (full.day == 29))]
             idx = full
@@ -395,7 +412,9 @@ def read_history(
         if n_have == 0:
             missing.append(f"{m}:{b}")
         elif n_have < len(expected[b]):
-            incomplete.append(f"{m}:{b} ({n_have} of {len(expected[b])} days)")
+            lost = expected[b][~expected[b].isin(have)]
+            incomplete.append(f"{m}:{b} ({n_have} of {len(expected[b])} days; missing "
+                              f"{_gaps(lost, expected[b], origins[(m, b)])})")
     # (member, basin) pairs not in cases at all are missing too
     for m in members:
         for b in basins:
@@ -439,7 +458,7 @@ def read_history(
 
 
 def incomplete_members(flows: xr.Dataset) -> pd.DataFrame:
-    """The runs of :func:`read_history` output that are missing or stopped early.
+    """The runs of :func:`read_history` output that are missing, stopped early or have gaps.
 
     Parameters
     ----------

@@ -1,11 +1,8 @@
 r"""Writing the members of a CTSM perturbed-parameter ensemble.
 
-The first end of a CTSM ensemble; the second, reading the runs back, is
-:mod:`emucal.ctsm.history`. :func:`prepare_ensemble` writes, for every
-parameter set, a folder with the files that make a single-basin CTSM case run
-with those values, and a shell script of CIME commands that clones the base
-case and submits it. Nothing is submitted from Python. :func:`example_case`
-writes a stand-in base case to try it without CTSM, and
+The first end of a CTSM ensemble (the second is :mod:`emucal.ctsm.history`);
+:func:`prepare_ensemble` is introduced in :mod:`emucal.ctsm`.
+:func:`example_case` writes a stand-in base case to try it without CTSM, and
 :func:`fortran_number` writes a number as a namelist reads it.
 
 Where CTSM reads a parameter
@@ -86,9 +83,8 @@ The base case's own values
     repartition temperatures) move by the same difference from their base
     values, so that the rain/snow ramps keep their widths.
 
-Base values (for scaling and shifting) come from the base
-files, or for namelist parameters from the base case's ``user_nl_clm``, then
-its ``Buildconf/clmconf/lnd_in``, then CTSM's namelist defaults.
+Base values (for scaling and shifting) come from the base files, or for namelist
+parameters from ``user_nl_clm``, ``Buildconf/clmconf/lnd_in``, CTSM's defaults.
 
 What runs on the cluster
 ------------------------
@@ -97,7 +93,8 @@ For member ``N`` the script ``run_case.sh`` runs CIME's ``create_clone
 build: a clone costs seconds and a few megabytes), optionally ``./xmlchange``,
 installs the member's ``user_nl_clm`` (the base case's file, with the
 member's lines appended and any earlier lines setting the same variables
-commented out, so that no variable is set twice), then ``./case.setup`` and
+commented out, so that no variable is set twice; such a line must set nothing
+else and end on its own line), then ``./case.setup`` and
 ``./case.submit``. Each member is its own CIME case and its own batch job (or,
 with ``submit_args="--no-batch"``, runs inside a job you already hold, such as
 one task of a job array).
@@ -114,6 +111,7 @@ Model. Earth Syst. 11, 4245-4287 (parameter files).
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 import math
 import os
@@ -146,6 +144,7 @@ NAMELIST_DEFAULTS = {
 
 _STAMP = ".emucal-member.json"  # what a finished member folder was made from
 _BASE_FILE = "base_values.csv"  # the base case's values, in out_dir
+_INPUTS = ".emucal-inputs.json"  # sha256 of the base files the members of out_dir are made from
 _PART_MARK = ".emucal-part"  # marks a member folder that emucal is still writing
 _FILL_LIMIT = 1e30  # CTSM's fill value is 1e36; anything this large is not data
 _KELVIN = 273.15
@@ -369,17 +368,38 @@ def _script(*, base_case: Path, case: Path, folder: Path, tag: str, xmlchange: d
     return "\n".join(lines)
 
 
-def _user_nl_clm(base_lines: list[str], settings: dict[str, str], tag: str,
-                 ctsm_version: str) -> str:
-    """The member's user_nl_clm: base lines (conflicts commented out) + the member's block."""
+_ASSIGN = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_%]*)\s*(?:\([^)]*\))?\s*=")
+
+
+def _code(line: str) -> str:
+    """A namelist line without its strings and its ``!`` comment."""
+    return re.sub(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"", "''", line).split("!")[0]
+
+
+def _user_nl_clm(base_lines: list[str], settings: dict[str, str], tag: str, ctsm_version: str,
+                 source: Path) -> str:
+    """The member's user_nl_clm: base lines (conflicts commented out) + the member's block.
+
+    A conflicting base line that sets another variable too, or whose value
+    continues on the next line, cannot be commented out alone: ValueError.
+    """
     names = {n.lower() for n in settings}
     out = []
-    for line in base_lines:
-        match = re.match(r"^\s*([A-Za-z_][A-Za-z0-9_%]*)\s*=", line)
-        if match and not line.lstrip().startswith("!") and match.group(1).lower() in names:
-            out.append(f"! emucal {tag}: replaced below: {line.strip()}")
-        else:
+    for i, line in enumerate(base_lines):
+        sets = _ASSIGN.findall(_code(line))
+        hit = [n for n in sets if n.lower() in names]
+        if not hit:
             out.append(line.rstrip("\n"))
+            continue
+        rest = [_code(ln) for ln in base_lines[i + 1:] if _code(ln).strip()]
+        why = (f"shares the line with {[n for n in sets if n != hit[0]]}; put each variable on a "
+               "line of its own" if len(sets) > 1 else
+               "continues on the next line; write its value on one line"
+               if rest and not (_ASSIGN.match(rest[0]) or rest[0].strip()[0] in "/&") else None)
+        if why:
+            raise ValueError(f"{source}, line {i + 1}: {hit[0]} {why}, so that emucal can comment "
+                             "it out and set the member's value.")
+        out.append(f"! emucal {tag}: replaced below: {line.strip()}")
     while out and not out[-1].strip():
         out.pop()
     if out:
@@ -390,11 +410,9 @@ def _user_nl_clm(base_lines: list[str], settings: dict[str, str], tag: str,
 
 
 def _write_edited(source: Path, target: Path, edited: xr.Dataset, names, note: str) -> None:
-    """Copy ``source`` byte for byte, then rewrite the values of ``names`` in place.
+    """Copy ``source`` byte for byte, then rewrite the values of ``names`` and ``history``.
 
-    The copy keeps the file's format, every variable's type, attributes and
-    (absent) fill value; only the data of the edited variables and the
-    global ``history`` change.
+    Format, types, attributes and (absent) fill values stay as they are.
     """
     shutil.copyfile(source, target)
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
@@ -409,10 +427,7 @@ def _write_edited(source: Path, target: Path, edited: xr.Dataset, names, note: s
 
 def _member_edits(values: pd.Series, by_place: dict, base: dict, sources: dict, targets: dict,
                   namelist_base: dict, zeros_in_mean: bool, bedrock: dict):
-    """One member's edited datasets, namelist settings and table of changes.
-
-    NaN values are left as the base case has them (no edit, no record).
-    """
+    """One member's edited datasets, namelist settings and changes (none for a NaN value)."""
     edited = {place: ds.copy() for place, ds in base.items() if ds is not None}
     settings: dict[str, str] = {}
     changes: list[dict] = []
@@ -498,7 +513,7 @@ def prepare_ensemble(
     - ``user_nl_clm``: the base case's file, with the member's lines appended
       (``paramfile = '...'``, ``fsurdat = '...'`` and the namelist parameters
       of ``ctsm_version``); earlier lines of the base file that set the same
-      variables are commented out;
+      variables are commented out (each must be on a line of its own);
     - ``run_case.sh``: CIME commands (``create_clone --keepexe``,
       ``./xmlchange``, ``./case.setup``, ``./case.submit``) to run on the
       cluster;
@@ -511,8 +526,9 @@ def prepare_ensemble(
     ``.emucal-member.json``). A folder made from other samples or settings
     is never overwritten, and nothing emucal did not write is deleted. The
     base files are only read. ``out_dir/base_values.csv`` records the base
-    case's values (the table of :func:`base_values`); a later call into the
-    same ``out_dir`` whose base files hold other values is refused.
+    case's values (the table of :func:`base_values`), ``.emucal-inputs.json``
+    the sha256 of the paramfile, surface dataset and ``user_nl_clm``; a later
+    call into the same ``out_dir`` with other values or other files is refused.
 
     Parameters
     ----------
@@ -585,7 +601,9 @@ def prepare_ensemble(
     ValueError
         A value outside its range (naming it), an unknown CTSM version, a
         member folder or member case that exists already, a base case that is
-        not a CIME case, an array that cannot be scaled.
+        not a CIME case, an array that cannot be scaled, a base
+        ``user_nl_clm`` line that cannot be commented out alone (the message
+        names the line), base files other than those of ``out_dir``'s members.
     KeyError
         A parameter that ``ctsm_version`` reads from the paramfile or the
         surface dataset is not in that file (the message names the file and
@@ -645,6 +663,13 @@ def prepare_ensemble(
         warnings.warn(f"The base case reads the parameter file {case_paramfile} ({found_in}), "
                       f"but the members get copies of {paramfile}; the members that leave it "
                       "unedited (the base-case member too) are pointed at it.", stacklevel=2)
+    user_nl = base_case / "user_nl_clm"
+    base_user_nl = user_nl.read_text().splitlines() if user_nl.is_file() else []
+    # what members may set must be editable in the base user_nl_clm, checked before any writing
+    _user_nl_clm(base_user_nl, dict.fromkeys(
+        [n for p in by_place["namelist"] for n in (p.name, *(p.bound_with if p.kind == "shift" else ()))]
+        + ["paramfile"] * bool(by_place["paramfile"] or by_place["surface"] or redirect_param)
+        + ["fsurdat"] * bool(by_place["surface"]), ""), "", ctsm_version, user_nl)
 
     # base files, read once
     base_param = _open_copy(paramfile)
@@ -668,8 +693,6 @@ def prepare_ensemble(
                           "base-case member too) are pointed at it.", stacklevel=2)
     _check_variables(by_place, base_param, paramfile, base_surf, surf_path, ctsm_version)
     namelist_base, namelist_from = _namelist_bases(by_place, base_case)
-    base_user_nl = ((base_case / "user_nl_clm").read_text().splitlines()
-                    if (base_case / "user_nl_clm").is_file() else [])
 
     # nothing may be overwritten; members this very call wrote before an interruption are kept
     common = {"ctsm_version": ctsm_version, "base_case": str(base_case), "paramfile": str(paramfile),
@@ -704,7 +727,8 @@ def prepare_ensemble(
                        namelist_from, bedrock, zeros_in_mean)
     base_row = base["base"].to_numpy(dtype=float)
     if not dry_run:
-        _record_base(out_dir, base)
+        _record_base(out_dir, base, {"paramfile": paramfile, "surfdata": surf_path,
+                                     "user_nl_clm": user_nl})
 
     rows = []
     for member, values in table.iterrows():
@@ -765,7 +789,8 @@ def prepare_ensemble(
                         + ", ".join(f"{c['variable']} = {c['new']:.6g}" for c in mine))
                 _write_edited(source, part / targets[place].name, edited[place],
                               sorted({c["variable"] for c in mine}), note)
-        (part / "user_nl_clm").write_text(_user_nl_clm(base_user_nl, settings, tag, ctsm_version))
+        (part / "user_nl_clm").write_text(
+            _user_nl_clm(base_user_nl, settings, tag, ctsm_version, user_nl))
         script = part / "run_case.sh"
         script.write_text(_script(base_case=base_case, case=cases[member], folder=folder, tag=tag,
                                   xmlchange=xml, submit_args=submit_args))
@@ -811,10 +836,8 @@ def _check_variables(by_place, base_param, paramfile, base_surf, surf_path, ctsm
 def _namelist_bases(by_place, base_case: Path | None) -> tuple[dict, dict]:
     """Base values of the namelist parameters (and bound ones) and where each was read.
 
-    The base case's ``user_nl_clm``, then its ``lnd_in``; for a shifted
-    temperature that neither sets, CTSM's namelist default. A ``value``
-    parameter that the case does not set is NaN (its value is CTSM's namelist
-    default, which the case's ``lnd_in`` lists once ``preview_namelists`` ran).
+    ``user_nl_clm``, then ``lnd_in``; else CTSM's default for a shifted
+    temperature, NaN for a ``value`` (``lnd_in`` lists it after ``preview_namelists``).
     """
     base, source = {}, {}
     for p in by_place["namelist"]:
@@ -879,10 +902,12 @@ def _is_base_row(values: np.ndarray, defaults: np.ndarray, base: np.ndarray) -> 
     return bool(np.all(np.isnan(values) | np.isclose(values, base, rtol=1e-12, atol=0)))
 
 
-def _record_base(out_dir: Path, base: pd.DataFrame) -> None:
-    """Write ``base_values.csv`` in ``out_dir``; refuse one that records other base values."""
-    path = out_dir / _BASE_FILE
-    table = base
+def _record_base(out_dir: Path, base: pd.DataFrame, files: dict) -> None:
+    """Record the base values and the sha256 of ``files`` in ``out_dir``; refuse other ones."""
+    path, record = out_dir / _BASE_FILE, out_dir / _INPUTS
+    digests = {k: [str(f), hashlib.sha256(f.read_bytes()).hexdigest()]
+               for k, f in files.items() if f is not None and f.is_file()}
+    table, old_digests = base, json.loads(record.read_text()) if record.is_file() else {}
     if path.is_file():
         old = pd.read_csv(path, index_col="parameter")
         common = old.index.intersection(base.index)
@@ -894,13 +919,20 @@ def _record_base(out_dir: Path, base: pd.DataFrame) -> None:
             raise ValueError(
                 f"{path} records other base values than this call's base files hold ({listed}); "
                 "the members of one out_dir share one base case. Choose another out_dir.")
-        if base.index.difference(old.index).empty:
-            return
         table = pd.concat([old, base.loc[base.index.difference(old.index, sort=False)]])
+    other = [f"{k}: {old_digests[k][0]} (sha256 {old_digests[k][1][:12]}) there, {f} (sha256 "
+             f"{d[:12]}) now" for k, (f, d) in digests.items()
+             if k in old_digests and old_digests[k][1] != d]
+    if other:
+        raise ValueError(f"The members in {out_dir} were made from other base files ({'; '.join(other)}"
+                         "), so one ensemble would mix both. Give the files they were made from, "
+                         "or choose another out_dir.")
     out_dir.mkdir(parents=True, exist_ok=True)
-    part = path.with_name(path.name + ".part")
-    table.to_csv(part)
-    os.replace(part, path)
+    for target, write in ((path, table.to_csv), (record, lambda part: part.write_text(
+            json.dumps({**old_digests, **digests}, indent=1)))):
+        part = target.with_name(target.name + ".part")
+        write(part)
+        os.replace(part, target)
 
 
 def _warn_recorded(plan: pd.DataFrame, space: ParameterSpace, base: pd.DataFrame) -> None:
@@ -1097,10 +1129,8 @@ def ensemble_params(space: ParameterSpace, plans: Mapping[str, pd.DataFrame]) ->
     :func:`emucal.emulators.sse_data` and :func:`~emucal.emulators.lse_data`
     place every run, the base-case member included, where it ran;
     ``defaults`` is also what a :class:`emucal.ensemble.Runner` around CTSM
-    takes as its ``defaults``. Tang et al. trained on the same values: the
-    mean of each member's values, the case's own for member 0
-    (``run_multiple_paramsets_Derecho.py`` line 209; ``MOASMO_parameters.py``
-    lines 220-231).
+    takes as its ``defaults``. Tang et al. trained on the same values (see
+    the module docstring).
 
     Parameters
     ----------

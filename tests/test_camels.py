@@ -330,3 +330,74 @@ def test_load_basins_refuses_empty_duplicate_and_out_of_record_requests(syntheti
         camels.load_basins("01000001", start="1950-01-01", end="1950-12-31")
     with pytest.raises(ValueError, match="after end"):
         camels.load_basins("01000001", start="2001-01-01", end="2000-01-01")
+
+
+# ------------------------------------------------------ damaged files are refused
+def _line(n: int, new):
+    """Replace line ``n`` (1-based) of a file's lines by the lines ``new(line)`` returns."""
+    return lambda lines: lines[:n - 1] + new(lines[n - 1]) + lines[n:]
+
+
+_CUT = _line(9, lambda ln: [" ".join(ln.split()[:6] + [ln.split()[6][:2]])])  # srad 103.91: 10
+DAMAGED = {  # id: (file, damage, what the message says after the file's path)
+    "forcing-line-cut": ("forcing", _CUT,
+                         r", line 9: 7 fields in '2000 01 05 12 [\d. ]+ 10'; a row holds 11 fields"),
+    "flow-line-cut": ("flow", _line(5, lambda ln: [ln[:24]]),  # 57.39 A -> 5
+                      r", line 5: 5 fields in '03000003 2000 01 05 +5'"),
+    "flow-line-cut-in-the-date": ("flow", _line(5, lambda ln: [ln[:16]]),
+                                  r", line 5: 3 fields in '03000003 2000 01'"),
+    "forcing-day-twice": ("forcing", _line(9, lambda ln: [ln, ln]),
+                          r", line 10: the day 2000-01-05 written twice"),
+    "flow-day-twice": ("flow", _line(5, lambda ln: [ln, ln]),
+                       r", line 6: the day 2000-01-05 written twice"),
+    "flow-days-swapped": ("flow", lambda lines: lines[:4] + [lines[5], lines[4]] + lines[6:],
+                          r", line 6: 2000-01-05 coming after 2000-01-06 \(days must increase\)"),
+    "flow-no-such-date": ("flow", _line(5, lambda ln: [ln.replace(" 01 05 ", " 13 05 ")]),
+                          r", line 5: no such date, or an NA in '03000003 2000 13 05"),
+    "flow-empty": ("flow", lambda lines: [], r" has no daily rows"),
+    "flow-of-another-gauge": ("flow", lambda lines: [ln.replace("03000003", "03000004")
+                                                     for ln in lines],
+                              r" holds rows of gauge 03000004, expected only 03000003"),
+    "forcing-area-0": ("forcing", _line(3, lambda ln: ["0"]), r", line 3: the basin area '0'"),
+    "forcing-area-negative": ("forcing", _line(3, lambda ln: ["-41500000"]),
+                              r", line 3: the basin area '-41500000' m2 is not a positive"),
+    "forcing-area-nan": ("forcing", _line(3, lambda ln: ["nan"]), r", line 3: the basin area"),
+    "forcing-column-renamed": ("forcing", _line(4, lambda ln: [ln.replace("Year", "Yr")]),
+                               r", line 4: columns \['year'\] missing in 'Yr Mnth Day"),
+    "forcing-column-twice": ("forcing", _line(4, lambda ln: [ln.replace("Hr", "Day")]),
+                             r", line 4: columns \['day'\] given twice in 'Year Mnth Day Day"),
+    "forcing-column-line-gone": ("forcing", _line(4, lambda ln: []),
+                                 r", line 4: columns \['year', 'month', 'day', .* missing in "
+                                 r"'2000 01 01 .*Year Mnth Day"),
+    "forcing-not-a-number": ("forcing", _line(9, lambda ln: [ln.replace(".", "O", 1)]),
+                             r", line 9: \d+O\d\d not a number in '2000 01 05 .*11 fields"),
+    "flow-not-a-number": ("flow", _line(5, lambda ln: [ln.replace(".", "O")]),
+                          r", line 5: \d+O\d\d not a number in '03000003 2000 01 05 .*: "
+                          r"gauge_id year month day q_cfs flag"),
+    "flow-extra-field": ("flow", _line(5, lambda ln: [ln + " x"]),
+                         r", line 5: 7 fields in '03000003 2000 01 05 .* x'"),
+}
+
+
+@pytest.mark.parametrize("case", list(DAMAGED))
+def test_a_damaged_camels_file_is_refused_naming_file_and_line(synthetic, tmp_path, case):
+    kind, damage, message = DAMAGED[case]
+    copy = _local_copy(synthetic, tmp_path, "huc")
+    path = next(copy.rglob("03000003_" + ("lump_nldas_forcing_leap.txt" if kind == "forcing"
+                                          else "streamflow_qc.txt")))
+    path.write_text("\n".join(damage(path.read_text().splitlines())))
+    with pytest.raises(ValueError, match=re.escape(str(path)) + message):
+        camels.load_basins(["03000003"], source=copy)
+
+
+def test_a_bad_crc_in_a_local_zip_names_archive_and_member(synthetic, tmp_path):
+    folder = _local_copy(synthetic, tmp_path, "no_huc")
+    archive = tmp_path / "stored.zip"
+    with zipfile.ZipFile(archive, "w") as zf:  # stored: each member's bytes lie as they are
+        for path in sorted(folder.rglob("*.txt")):
+            zf.write(path, path.relative_to(folder).as_posix())
+    raw = archive.read_bytes()
+    archive.write_bytes(raw.replace(b"03000003 2000 01 05", b"03000003 2000 01 06", 1))
+    with pytest.raises(zipfile.BadZipFile, match=rf"The zip {re.escape(str(archive))} is damaged: "
+                       r"member .*/03000003_streamflow_qc\.txt .*Download the archive again"):
+        camels.load_basins(["03000003"], source=archive)

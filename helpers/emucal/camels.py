@@ -24,23 +24,24 @@ a folder or zip
     without the HUC subfolders. Files are found by name; a zip is read member
     by member, never extracted.
 
-The CAMELS files have a few quirks that the readers here handle: columns
-separated by a mix of tabs and spaces, a last line with no newline, missing
-flow written as ``-999.00`` with flag ``M``, estimated flow flagged ``A:e``,
-``NA`` in attribute files, capitalised NLDAS headers (``PRCP(mm/day)``) but
-lower-case Daymet headers (``prcp(mm/day)``), NLDAS files whose ``Tmax``
-equals ``Tmin`` (both hold the daily mean), and a basin area in the forcing
-header that differs from ``area_gages2``.
+The readers handle the CAMELS quirks: tabs and spaces mixed, no final newline,
+missing flow ``-999.00`` flagged ``M``, estimated flow ``A:e``, ``NA`` in attribute
+files, NLDAS headers ``PRCP(mm/day)`` vs Daymet ``prcp(mm/day)``, NLDAS ``Tmax``
+equal to ``Tmin`` (both the daily mean), a header area unlike ``area_gages2``.
+They refuse damaged files (a cut or repeated row, another gauge's flow), naming
+the file and line.
 """
 
 from __future__ import annotations
 
 import contextlib
+import csv
 import fnmatch
 import io
 import os
 import re
 import zipfile
+import zlib
 from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, Literal
@@ -115,9 +116,13 @@ _VARIABLES = {
 
 # --------------------------------------------------------------------- helpers
 def _read_bytes(path: FilePath) -> bytes:
-    if isinstance(path, zipfile.Path):
+    if not isinstance(path, zipfile.Path):
+        return Path(path).read_bytes()
+    try:
         return path.read_bytes()
-    return Path(path).read_bytes()
+    except (zipfile.BadZipFile, zlib.error, EOFError) as err:
+        raise zipfile.BadZipFile(f"The zip {path.root.filename} is damaged: member {path.at} "
+                                 f"cannot be read ({err}). Download the archive again.") from err
 
 
 def _read_text(path: FilePath) -> str:
@@ -126,6 +131,48 @@ def _read_text(path: FilePath) -> str:
         return raw.decode("utf-8")
     except UnicodeDecodeError:  # older CAMELS releases wrote names in Latin-1
         return raw.decode("latin-1")
+
+
+def _daily(path: FilePath, lines: list[str], first: int, names: list[str],
+           text: tuple[str, ...] = ()) -> pd.DataFrame:
+    """Rows ``lines[first:]`` as columns ``names`` (numbers but ``text``), indexed by ``time``.
+
+    A row with other fields, no such date or a day not after the row before is a
+    ValueError naming the file, the line and what was expected.
+    """
+    def refuse(row, problem=None):
+        numbered = [(n, ln.strip()) for n, ln in enumerate(lines[first:], first + 1) if ln.strip()]
+        if row is None:  # pandas refused a row with too many fields
+            row = next((i for i, (_, ln) in enumerate(numbered) if len(ln.split()) > len(names)), 0)
+        n, line = numbered[row]
+        fields = line.split()
+        nan = [f for c, f in zip(names, fields) if c not in text
+               and pd.isna(pd.to_numeric(f, errors="coerce"))]
+        problem = problem or (f"{len(fields)} fields" if len(fields) != len(names) else
+                              f"{', '.join(nan)} not a number" if nan else "no such date, or an NA")
+        raise ValueError(f"{path}, line {n}: {problem} in {line!r}; a row holds {len(names)} "
+                         f"fields: {' '.join(names)}. Mend the file or fetch it again.")
+
+    try:
+        table = pd.read_csv(io.StringIO("\n".join(lines[first:])), sep=r"\s+", header=None,
+                            names=names, dtype=dict.fromkeys(text, str), quoting=csv.QUOTE_NONE)
+    except pd.errors.ParserError:
+        refuse(None)
+    if table.empty:
+        raise ValueError(f"{path} has no daily rows; fetch it again.")
+    numbers = table.drop(columns=list(text))
+    for column in numbers.select_dtypes(exclude="number"):  # a field that is no number
+        numbers[column] = pd.to_numeric(numbers[column], errors="coerce")
+    dates = pd.DatetimeIndex(pd.to_datetime(numbers[["year", "month", "day"]], errors="coerce"))
+    bad = numbers.isna().any(axis=1) | table[list(text)].isna().any(axis=1) | dates.isna()
+    if bad.any():
+        refuse(int(np.argmax(bad)))
+    back = np.flatnonzero(np.diff(dates.asi8) <= 0)
+    if back.size:
+        day, before = dates[back[0] + 1], dates[back[0]]
+        refuse(back[0] + 1, f"the day {day:%Y-%m-%d} written twice" if day == before
+               else f"{day:%Y-%m-%d} coming after {before:%Y-%m-%d} (days must increase)")
+    return numbers.astype(float).assign(**table[list(text)]).set_index(dates.rename("time"))
 
 
 def _check_ids(ids: Iterable[str], valid: Iterable[str], where: str) -> list[str]:
@@ -190,13 +237,11 @@ def attributes(*, reload: bool = False) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        One row per basin, indexed by ``basin`` (the CAMELS ``gauge_id``, an
-        8-character zero-padded string such as ``"01013500"``, and the name
-        of the basin dimension of :func:`load_basins`, so that
-        ``attrs.loc[ds.basin.values]`` and ``attrs.to_xarray()`` line up
-        with the forcing), one column per attribute. ``NA`` in
-        the files becomes NaN; text fields are stripped of padding. Units and
-        definitions are in Addor et al. (2017), Table 1-3, and the CAMELS
+        One row per basin, indexed by ``basin`` (the 8-character ``gauge_id``, such
+        as ``"01013500"``; the basin dimension of :func:`load_basins`, so
+        ``attrs.loc[ds.basin.values]`` and ``attrs.to_xarray()`` line up with it),
+        one column per attribute. ``NA`` becomes NaN; text is stripped of padding.
+        Units and definitions: Addor et al. (2017), Table 1-3, and the CAMELS
         attribute description file on Zenodo record 15529996.
 
     Examples
@@ -253,7 +298,9 @@ def read_forcing(path: FilePath) -> tuple[pd.DataFrame, dict[str, float]]:
     ----------
     path
         A ``*_lump_*_forcing_leap.txt`` file, or a :class:`zipfile.Path` to
-        one inside a zip archive.
+        one inside a zip archive. Header names are matched case-insensitively
+        (NLDAS ``PRCP(mm/day)``, Daymet ``prcp(mm/day)``); columns may be
+        separated by any mix of tabs and spaces.
 
     Returns
     -------
@@ -263,55 +310,43 @@ def read_forcing(path: FilePath) -> tuple[pd.DataFrame, dict[str, float]]:
         W m-2, degC, degC, Pa, s, mm).
     header : dict
         ``latitude`` (deg N), ``elevation`` (m) and ``area_m2`` (basin area,
-        m2) from the first three lines of the file.
+        m2, positive) from the first three lines of the file.
 
-    Notes
-    -----
-    The header names are matched case-insensitively (NLDAS files write
-    ``PRCP(mm/day)``, Daymet files ``prcp(mm/day)``), and columns may be
-    separated by any mix of tabs and spaces.
+    Raises ValueError naming the file and line for a damaged header or row.
     """
-    text = _read_text(path)
-    lines = text.splitlines()
+    lines = _read_text(path).splitlines()
     if len(lines) < 5:
         raise ValueError(f"{path} has {len(lines)} lines; a CAMELS forcing file has a "
                          "3-line header, a column line and daily rows.")
     try:
-        header = {
-            "latitude": float(lines[0]),
-            "elevation": float(lines[1]),
-            "area_m2": float(lines[2]),
-        }
+        header = dict(zip(["latitude", "elevation", "area_m2"], map(float, lines[:3])))
     except ValueError as err:
-        raise ValueError(
-            f"{path}: the first three lines must be latitude, elevation and area; "
-            f"got {lines[:3]!r}."
-        ) from err
-    columns = [c.lower() for c in lines[3].split()]
-    table = pd.read_csv(io.StringIO("\n".join(lines[4:])), sep=r"\s+", header=None,
-                        names=columns, engine="c")
-    dates = pd.to_datetime(
-        {"year": table["year"], "month": table["mnth"], "day": table["day"]}
-    )
-    missing = [col for _, (col, _) in _VARIABLES.items() if col not in columns]
-    if missing:
-        raise ValueError(f"{path}: columns {missing} not found in header {lines[3]!r}.")
-    frame = pd.DataFrame(
-        {name: table[col].to_numpy(dtype=float) for name, (col, _) in _VARIABLES.items()},
-        index=pd.DatetimeIndex(dates, name="time"),
-    )
-    return frame, header
+        raise ValueError(f"{path}: the first three lines must be latitude, elevation and area; "
+                         f"got {lines[:3]!r}.") from err
+    if not 0 < header["area_m2"] < np.inf:
+        raise ValueError(f"{path}, line 3: the basin area {lines[2].strip()!r} m2 is not a "
+                         "positive number; flow per area would be wrong. Fetch the file again.")
+    columns = ["month" if c == "mnth" else c for c in lines[3].lower().split()]
+    wanted = [col for col, _ in _VARIABLES.values()]
+    missing = [c for c in ["year", "month", "day", *wanted] if c not in columns]
+    twice = sorted({c for c in columns if columns.count(c) > 1})
+    if missing or twice:
+        problem = f"columns {missing} missing" if missing else f"columns {twice} given twice"
+        raise ValueError(f"{path}, line 4: {problem} in {lines[3]!r}; the column line names "
+                         f"Year Mnth Day and {', '.join(wanted)} once each.")
+    return _daily(path, lines, 4, columns)[wanted].set_axis(list(_VARIABLES), axis=1), header
 
 
-def read_streamflow(path: FilePath) -> pd.DataFrame:
+def read_streamflow(path: FilePath, basin: str | None = None) -> pd.DataFrame:
     """Read one CAMELS USGS streamflow file.
 
     Parameters
     ----------
     path
-        A ``*_streamflow_qc.txt`` file: gauge id, year, month, day, flow in
-        cubic feet per second, and a quality flag. Or a :class:`zipfile.Path`
-        to one inside a zip archive.
+        A ``*_streamflow_qc.txt`` file (gauge id, year, month, day, flow in ft3/s,
+        quality flag), or a :class:`zipfile.Path` to one inside a zip archive.
+    basin
+        The gauge id every row must have. Default: the 8 digits the file name starts with.
 
     Returns
     -------
@@ -319,19 +354,21 @@ def read_streamflow(path: FilePath) -> pd.DataFrame:
         Indexed by date, columns ``q_cfs`` (float; ``-999`` becomes NaN) and
         ``flag`` (``"A"`` approved, ``"A:e"`` approved but estimated,
         ``"M"`` missing).
+
+    Raises ValueError naming the file and line for a damaged row, an empty
+    file or another gauge's rows.
     """
-    table = pd.read_csv(
-        io.BytesIO(_read_bytes(path)), sep=r"\s+", header=None, engine="c",
-        names=["gauge_id", "year", "month", "day", "q_cfs", "flag"],
-        dtype={"gauge_id": str, "flag": str},
-    )
-    dates = pd.to_datetime(table[["year", "month", "day"]])
+    names = ["gauge_id", "year", "month", "day", "q_cfs", "flag"]
+    table = _daily(path, _read_text(path).splitlines(), 0, names, text=("gauge_id", "flag"))
+    named = re.match(r"(\d{8})_", Path(str(path)).name)
+    basin = _normalise_id(basin) if basin else named and named.group(1)
+    ids = sorted({i.zfill(8) for i in table["gauge_id"].unique()})
+    if len(ids) > 1 or (basin and ids != [basin]):
+        raise ValueError(f"{path} holds rows of gauge {' and '.join(ids)}, expected only "
+                         f"{basin or ids[0]}: another gauge's file or a mix. Fetch the right one.")
     q = np.array(table["q_cfs"], dtype=float)
     q[q < 0] = np.nan  # -999.00 marks a missing day (flag M)
-    return pd.DataFrame(
-        {"q_cfs": q, "flag": table["flag"].fillna("").astype(str).to_numpy()},
-        index=pd.DatetimeIndex(dates, name="time"),
-    )
+    return pd.DataFrame({"q_cfs": q, "flag": table["flag"].to_numpy(dtype=str)}, index=table.index)
 
 
 def cfs_to_mm_per_day(q_cfs, area_km2):
@@ -375,11 +412,7 @@ def _full_paths(basins: list[str], forcing: str) -> dict[str, tuple[Path, Path]]
 
 
 def _local_copy(source: str | os.PathLike) -> Path | None:
-    """The local CAMELS copy that ``source`` names, or None for the registry's sources.
-
-    ``"sample"`` reads the registry; ``"full"`` reads ``$EMUCAL_CAMELS_DIR``
-    when it is set, else the registry; anything else is a folder or a zip.
-    """
+    """The CAMELS folder or zip ``source`` names (``"full"``: ``$EMUCAL_CAMELS_DIR``), or None."""
     variable = os.environ.get(CAMELS_DIR_VARIABLE, "").strip()
     if isinstance(source, str) and source == "sample":
         return None
@@ -473,21 +506,14 @@ def load_basins(
     basins
         Gauge ids (8-digit strings). Default: every basin of the sample.
     source
-        ``"sample"`` (19 basins, fetched file by file), ``"full"`` (any of
-        the 671 basins; fetches the 3.4 GB archive once and extracts only the
-        requested basins' files), or the path of a CAMELS-US copy you already
-        have: the zip ``basin_timeseries_v1p2_metForcing_obsFlow.zip`` (read
-        member by member, not extracted) or a folder holding its files, such
-        as the unpacked ``basin_dataset_public_v1p2``, with or without HUC
-        subfolders (files are found by name). If the environment variable
-        ``EMUCAL_CAMELS_DIR`` names such a copy, ``"full"`` reads it instead
-        of downloading; ``"sample"`` is never redirected. Basin attributes
-        (names, ``area_gages2``) still come from the registry.
+        ``"sample"``, ``"full"`` or the path of a CAMELS-US copy you have, as in
+        the module docstring: the zip (read member by member) or a folder such as
+        ``basin_dataset_public_v1p2``, HUC subfolders or not (files found by name).
+        ``EMUCAL_CAMELS_DIR`` redirects ``"full"``, never ``"sample"``. Basin
+        attributes (names, ``area_gages2``) still come from the registry.
     forcing
-        ``"nldas"``, ``"daymet"`` or ``"maurer"`` (the sample has NLDAS only);
-        in a CAMELS copy these are the files ``<basin>_lump_nldas_forcing_leap.txt``,
-        ``<basin>_lump_cida_forcing_leap.txt`` and
-        ``<basin>_lump_maurer_forcing_leap.txt``.
+        ``"nldas"``, ``"daymet"`` or ``"maurer"`` (the sample has NLDAS only): the
+        files ``<basin>_lump_{nldas|cida|maurer}_forcing_leap.txt``.
     area
         Basin area used to turn flow into a depth: ``"gages2"`` (the
         ``area_gages2`` attribute, default) or ``"header"`` (the area on line 3
@@ -519,6 +545,11 @@ def load_basins(
         ``source`` (or ``EMUCAL_CAMELS_DIR``) names no folder or zip, or the
         copy lacks a basin's forcing or streamflow file; the message names the
         basin, the forcing, the file looked for and where.
+    ValueError
+        A damaged file (a cut or repeated row, no rows, another gauge's flow, a
+        header area not above 0); the message names the file and line.
+    zipfile.BadZipFile
+        A damaged member of a local zip; the message names archive and member.
 
     Examples
     --------
@@ -548,7 +579,7 @@ def load_basins(
         for basin in basins:
             forcing_path, flow_path = paths[basin]
             frames[basin], headers[basin] = read_forcing(forcing_path)
-            flows[basin] = read_streamflow(flow_path)
+            flows[basin] = read_streamflow(flow_path, basin)
 
     index = frames[basins[0]].index
     for basin in basins:

@@ -149,3 +149,31 @@ def test_the_decimal_check_catches_an_unglued_result():
              nbformat.v4.new_markdown_cell("Glued: {glue:text}`kge:.3f`, cited 0.461 {cite:p}`tang2025lse`."),
              nbformat.v4.new_code_cell("threshold = 0.05")]
     assert [f.split()[0] for f in unglued_decimals("book/xx", cells)] == ["0.781"]
+
+
+def repeated_paragraphs(cells) -> list[str]:
+    """Paragraphs of prose (two lines or more) that appear twice in one page."""
+    seen, repeated = set(), []
+    for cell in cells:
+        if cell.cell_type != "markdown":
+            continue
+        for paragraph in re.split(r"\n\s*\n", cell.source):
+            key = " ".join(paragraph.split())
+            if paragraph.count("\n") >= 1 and not paragraph.lstrip().startswith((":::", "```", "|")):
+                if key in seen:
+                    repeated.append(key[:80])
+                seen.add(key)
+    return repeated
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS)
+def test_no_paragraph_is_printed_twice(notebook):
+    found = repeated_paragraphs(_cells(notebook))
+    assert not found, f"{notebook} prints these paragraphs twice: {found}"
+
+
+def test_the_repeat_check_catches_a_copied_paragraph():
+    text = "A paragraph of prose\nover two lines."
+    cells = [nbformat.v4.new_markdown_cell(text), nbformat.v4.new_markdown_cell(text + "\n\nMore.")]
+    assert len(repeated_paragraphs(cells)) == 1
+    assert repeated_paragraphs(cells[:1]) == []

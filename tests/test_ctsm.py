@@ -10,6 +10,7 @@ model.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import re
 import warnings
 from pathlib import Path
@@ -246,12 +247,13 @@ def test_values_go_where_the_version_reads_them(files, version):
 
 
 def test_script_clones_with_keepexe_and_submits(files):
-    plan = ctsm.prepare_ensemble(SPACE, SPACE.defaults, files["case"], files[NEW], files["out"],
-                                 ctsm_version=NEW, surfdata=files["surf"], member_start=7,
-                                 case_root=files["out"] / "cases",
-                                 xmlchange={"DOUT_S_ROOT": "{folder}/archive",
-                                            "JOB_WALLCLOCK_TIME": "00:30:00"},
-                                 submit_args="--no-batch")
+    plan = ctsm.prepare_ensemble(SPACE, SPACE.to_dataset(SPACE.defaults, member_start=7),
+                                 files["case"], files[NEW], files["out"],
+                                 ctsm_version=NEW, surfdata=files["surf"],
+                                 options={"case_root": files["out"] / "cases",
+                                          "xmlchange": {"DOUT_S_ROOT": "{folder}/archive",
+                                                        "JOB_WALLCLOCK_TIME": "00:30:00"},
+                                          "submit_args": "--no-batch"})
     row = plan.loc[7]
     assert row.case == files["out"] / "cases" / "camels_01013500_member_0007"
     script = Path(row.script)
@@ -301,16 +303,15 @@ def test_shift_moves_bound_temperatures_in_the_paramfile(files, tmp_path, kelvin
 def test_zeros_in_mean_follows_tang_et_al(files):
     space = SPACE.subset(["medlynslope"])
     plan = ctsm.prepare_ensemble(space, [[6.0]], files["case"], files[NEW], files["out"],
-                                 ctsm_version=NEW, zeros_in_mean=True)
+                                 ctsm_version=NEW, options={"zeros_in_mean": True})
     slope = load(plan.paramfile.iloc[0]).medlynslope.values
     assert slope.mean() == pytest.approx(6.0) and slope[0] == 0.0
 
 
-def test_dry_run_writes_nothing(files, tmp_path):
+def test_plan_ensemble_writes_nothing(files, tmp_path):
     before = sorted(p for p in tmp_path.rglob("*"))
-    plan = ctsm.prepare_ensemble(SPACE, sampling.sample(SPACE, 3, seed=1), files["case"],
-                                 files[NEW], files["out"], ctsm_version=NEW,
-                                 surfdata=files["surf"], dry_run=True)
+    plan = ctsm.plan_ensemble(SPACE, sampling.sample(SPACE, 3, seed=1), files["case"],
+                              files[NEW], files["out"], ctsm_version=NEW, surfdata=files["surf"])
     assert sorted(p for p in tmp_path.rglob("*")) == before
     assert not files["out"].exists()
     assert len(plan) == 3 and plan.attrs["dry_run"]
@@ -357,8 +358,8 @@ def test_existing_member_folder_is_refused(files):
         ctsm.prepare_ensemble(SPACE, other, files["case"], files[NEW], files["out"], **kwargs)
     assert sha256(files["out"] / "member_0000" / "user_nl_clm") == stamp
     # adding members after the first ones is fine
-    plan = ctsm.prepare_ensemble(SPACE, SPACE.defaults, files["case"], files[NEW], files["out"],
-                                 member_start=1, **kwargs)
+    plan = ctsm.prepare_ensemble(SPACE, SPACE.to_dataset(SPACE.defaults, member_start=1),
+                                 files["case"], files[NEW], files["out"], **kwargs)
     assert list(plan.index) == [1]
 
 
@@ -450,7 +451,7 @@ def test_round_trip_gives_the_kge_of_the_teaching_model(toy, tmp_path):
         case = make_case(tmp_path / "cases", f"camels_{basin}")
         plans[basin] = ctsm.prepare_ensemble(
             SPACE, samples, case, paramfile, tmp_path / "ens" / basin, ctsm_version=NEW,
-            surfdata=surf, xmlchange={"DOUT_S_ROOT": "{folder}/archive"})
+            surfdata=surf, options={"xmlchange": {"DOUT_S_ROOT": "{folder}/archive"}})
         for m, row in plans[basin].iterrows():
             recovered[m, j] = ctsm_reads(row, NEW, surf)
     np.testing.assert_allclose(recovered, np.broadcast_to(samples[:, None], recovered.shape),
@@ -547,8 +548,8 @@ def test_read_history_errors(tmp_path):
 def test_samples_as_dataset_or_dataframe(files):
     x = sampling.sample(SPACE, 3, seed=4)
     ds = SPACE.to_dataset(x, member_start=20)
-    plan = ctsm.prepare_ensemble(SPACE, ds, files["case"], files[OLD], files["out"],
-                                 ctsm_version=OLD, surfdata=files["surf"], dry_run=True)
+    plan = ctsm.plan_ensemble(SPACE, ds, files["case"], files[OLD], files["out"],
+                              ctsm_version=OLD, surfdata=files["surf"])
     assert list(plan.index) == [20, 21, 22]
     np.testing.assert_array_equal(plan[SPACE.names].to_numpy()[1:], x[1:])
     # member 20 is the default row, so the base case: recorded at its own values
@@ -556,18 +557,36 @@ def test_samples_as_dataset_or_dataframe(files):
     expected = base_case_reads(OLD, files[OLD])
     np.testing.assert_allclose(plan.loc[20, SPACE.names].to_numpy(float),
                                [expected[n] for n in SPACE.names], rtol=1e-12)
-    frame = pd.DataFrame(x[:, ::-1], columns=SPACE.names[::-1])  # any column order
+    # any column order; the index numbers the members
+    frame = pd.DataFrame(x[:, ::-1], columns=SPACE.names[::-1], index=[5, 6, 7])
     plan = ctsm.prepare_ensemble(SPACE, frame, files["case"], files[OLD], files["out"],
-                                 ctsm_version=OLD, surfdata=files["surf"], member_start=5)
+                                 ctsm_version=OLD, surfdata=files["surf"])
     assert list(plan.index) == [5, 6, 7]
     np.testing.assert_array_equal(plan[SPACE.names].to_numpy()[1:], x[1:])
     changes = pd.read_csv(plan.parameters[6]).set_index("variable")
     # a namelist value records the base case's setting (0.1d-02 in lnd_in)
     assert changes.loc["baseflow_scalar", "base"] == pytest.approx(1e-3)
     assert changes.loc["baseflow_scalar", "new"] == x[1, SPACE.names.index("baseflow_scalar")]
-    with pytest.raises(ValueError, match="member_start"):
-        ctsm.prepare_ensemble(SPACE, ds, files["case"], files[OLD], files["out"],
-                              ctsm_version=OLD, surfdata=files["surf"], member_start=3)
+    # a plain array numbers its rows from 0
+    plan = ctsm.plan_ensemble(SPACE, x, files["case"], files[OLD], files["out"] / "array",
+                              ctsm_version=OLD, surfdata=files["surf"])
+    assert list(plan.index) == [0, 1, 2]
+    for bad in (frame.set_axis(["a", "b", "c"]), frame.set_axis([5, -1, 7])):
+        with pytest.raises(ValueError, match=r"non-negative integers.*member_start"):
+            ctsm.plan_ensemble(SPACE, bad, files["case"], files[OLD], files["out"],
+                               ctsm_version=OLD, surfdata=files["surf"])
+
+
+def test_options_name_what_is_valid(files):
+    with pytest.raises(ValueError, match=r"Unknown options \['dry_run'\]; valid are \['case_root', "
+                                         r"'submit_args', 'xmlchange', 'zeros_in_mean'\]"):
+        ctsm.plan_ensemble(SPACE, SPACE.defaults, files["case"], files[NEW], files["out"],
+                           ctsm_version=NEW, surfdata=files["surf"], options={"dry_run": True})
+
+
+def test_public_functions_take_at_most_8_parameters():
+    for name in ("prepare_ensemble", "plan_ensemble"):
+        assert len(inspect.signature(getattr(ctsm, name)).parameters) <= 8, name
 
 
 def test_period_files_and_tapes(tmp_path):
@@ -619,8 +638,8 @@ def test_default_member_is_the_base_case_unedited(files):
     # a NaN elsewhere leaves just that parameter alone
     x = samples[1].copy()
     x[SPACE.names.index("fff")] = np.nan
-    plan = ctsm.prepare_ensemble(SPACE, x, files["case"], files[NEW], files["out"],
-                                 ctsm_version=NEW, surfdata=files["surf"], member_start=5)
+    plan = ctsm.prepare_ensemble(SPACE, SPACE.to_dataset(x, member_start=5), files["case"],
+                                 files[NEW], files["out"], ctsm_version=NEW, surfdata=files["surf"])
     params = load(plan.paramfile.iloc[0])
     with xr.open_dataset(files[NEW]) as base:
         assert float(params.fff) == float(base.fff)
@@ -656,8 +675,8 @@ def test_perturbing_what_the_base_case_ignores_warns(files):
         f.write("use_hillslope = .true.\nuse_hillslope_routing = .true.\nuse_bedrock = .false.\n")
     with pytest.warns(UserWarning, match="hillslope.*baseflow_scalar"):
         with pytest.warns(UserWarning, match="use_bedrock"):
-            ctsm.prepare_ensemble(SPACE, SPACE.defaults, case, files[NEW], files["out"],
-                                  ctsm_version=NEW, surfdata=files["surf"], dry_run=True)
+            ctsm.plan_ensemble(SPACE, SPACE.defaults, case, files[NEW], files["out"],
+                               ctsm_version=NEW, surfdata=files["surf"])
 
 
 def test_paths_with_quotes_stay_valid_fortran_strings(files, tmp_path):
@@ -697,8 +716,8 @@ def test_an_interrupted_preparation_resumes_and_deletes_only_its_own_files(files
     (stranger / "notes.txt").write_text("mine")
     more = sampling.sample(SPACE, 2, "lhs", seed=9, include_default=False)[:1]
     with pytest.raises(ValueError, match="not made by emucal"):
-        ctsm.prepare_ensemble(SPACE, more, files["case"], files[NEW], files["out"],
-                              member_start=4, **kwargs)
+        ctsm.prepare_ensemble(SPACE, SPACE.to_dataset(more, member_start=4), files["case"],
+                              files[NEW], files["out"], **kwargs)
     assert (stranger / "notes.txt").read_text() == "mine"
 
 
@@ -774,8 +793,8 @@ def test_base_values_lists_the_files_beside_the_defaults(files, tmp_path):
         ctsm.base_values(SPACE, files[OLD], ctsm_version=NEW)
     # prepare_ensemble says when the base-case member lies outside the space
     with pytest.warns(UserWarning, match=r"outside the space: fff = 30"):
-        ctsm.prepare_ensemble(SPACE, SPACE.defaults, files["case"], tmp_path / "odd2.nc",
-                              files["out"], ctsm_version=NEW, surfdata=files["surf"], dry_run=True)
+        ctsm.plan_ensemble(SPACE, SPACE.defaults, files["case"], tmp_path / "odd2.nc",
+                           files["out"], ctsm_version=NEW, surfdata=files["surf"])
 
 
 def test_ensemble_params_place_the_base_member_at_each_basins_values(tmp_path):
@@ -788,8 +807,8 @@ def test_ensemble_params_place_the_base_member_at_each_basins_values(tmp_path):
     for basin in fmax:
         surf = write_surfdata(tmp_path / f"surfdata_{basin}.nc", fmax=fmax[basin])
         case = make_case(tmp_path / "cases", f"camels_{basin}")
-        plans[basin] = ctsm.prepare_ensemble(SPACE, samples, case, paramfile, tmp_path / "ens" / basin,
-                                             ctsm_version=NEW, surfdata=surf, dry_run=True)
+        plans[basin] = ctsm.plan_ensemble(SPACE, samples, case, paramfile, tmp_path / "ens" / basin,
+                                          ctsm_version=NEW, surfdata=surf)
     params = ctsm.ensemble_params(SPACE, plans)
     assert params.params.dims == ("member", "param") and params.defaults.dims == ("basin", "param")
     np.testing.assert_array_equal(params.params.values[1:], samples[1:])
@@ -807,9 +826,9 @@ def test_ensemble_params_place_the_base_member_at_each_basins_values(tmp_path):
                                    rtol=1e-12)
         np.testing.assert_allclose(x[j, 1:], SPACE.to_unit(samples[1:]), rtol=1e-12)
     # a basin prepared from other samples is refused, as is a table of something else
-    other = ctsm.prepare_ensemble(SPACE, sampling.sample(SPACE, 4, "lhs", seed=7), make_case(
+    other = ctsm.plan_ensemble(SPACE, sampling.sample(SPACE, 4, "lhs", seed=7), make_case(
         tmp_path / "cases", "camels_x"), paramfile, tmp_path / "ens" / "x", ctsm_version=NEW,
-        surfdata=tmp_path / "surfdata_01013500.nc", dry_run=True)
+        surfdata=tmp_path / "surfdata_01013500.nc")
     with pytest.raises(ValueError, match="Member 1 has"):
         ctsm.ensemble_params(SPACE, {**plans, "x": other})
     with pytest.raises(ValueError, match="not a table of prepare_ensemble"):
@@ -828,9 +847,10 @@ def test_a_changed_base_case_is_refused_in_the_same_out_dir(files, tmp_path):
     kwargs = dict(ctsm_version=NEW, surfdata=files["surf"])
     ctsm.prepare_ensemble(SPACE, SPACE.defaults, files["case"], files[NEW], files["out"], **kwargs)
     write_surfdata(files["surf"], fmax=FMAX * 2)  # the basin's FMAX changed since
+    more = SPACE.to_dataset(sampling.sample(SPACE, 2, seed=1, include_default=False)[:1],
+                            member_start=1)
     with pytest.raises(ValueError, match=r"records other base values.*FMAX: 0.33 there, 0.66 now"):
-        ctsm.prepare_ensemble(SPACE, sampling.sample(SPACE, 2, seed=1, include_default=False)[:1],
-                              files["case"], files[NEW], files["out"], member_start=1, **kwargs)
+        ctsm.prepare_ensemble(SPACE, more, files["case"], files[NEW], files["out"], **kwargs)
 
 
 def test_members_read_the_given_paramfile_when_the_case_reads_another(files, tmp_path):
@@ -853,8 +873,8 @@ def test_zbedrock_with_a_hillslope_soil_profile_warns(files, method, warns):
         f.write(f"use_hillslope = .true.\nhillslope_soil_profile_method = '{method}'\n")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        ctsm.prepare_ensemble(SPACE.subset(["zbedrock"]), [[2.0]], files["case"], files[NEW],
-                              files["out"], ctsm_version=NEW, surfdata=files["surf"], dry_run=True)
+        ctsm.plan_ensemble(SPACE.subset(["zbedrock"]), [[2.0]], files["case"], files[NEW],
+                           files["out"], ctsm_version=NEW, surfdata=files["surf"])
     said = [str(w.message) for w in caught if "hillslope_soil_profile_method" in str(w.message)]
     assert bool(said) == warns
     if warns:
@@ -922,16 +942,16 @@ def test_a_replaced_paramfile_is_refused_in_the_same_out_dir(files, tmp_path):
     moved.parent.mkdir()
     moved.write_bytes(files[NEW].read_bytes())
     ctsm.prepare_ensemble(SPACE, samples[:1], files["case"], files[NEW], files["out"], **kwargs)
-    ctsm.prepare_ensemble(SPACE, samples[1:2], files["case"], moved, files["out"], member_start=1,
-                          **kwargs)
+    ctsm.prepare_ensemble(SPACE, SPACE.to_dataset(samples[1:2], member_start=1), files["case"],
+                          moved, files["out"], **kwargs)
     with xr.open_dataset(files[NEW]) as ds:  # replaced: a variable that is not sampled changed
         ds = ds.load()
     ds["slatop"] = ds.slatop * 2
     ds.to_netcdf(files[NEW], format="NETCDF3_64BIT", encoding={v: {"_FillValue": None} for v in ds})
     with pytest.raises(ValueError, match=rf"paramfile: {re.escape(str(moved))} \(sha256 \w{{12}}\) "
                                          rf"there, {re.escape(str(files[NEW]))} \(sha256 \w{{12}}\) now"):
-        ctsm.prepare_ensemble(SPACE, samples[2:], files["case"], files[NEW], files["out"],
-                              member_start=2, **kwargs)
+        ctsm.prepare_ensemble(SPACE, SPACE.to_dataset(samples[2:], member_start=2), files["case"],
+                              files[NEW], files["out"], **kwargs)
     assert not (files["out"] / "member_0002").exists()
 
 

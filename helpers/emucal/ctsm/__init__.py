@@ -8,7 +8,9 @@ to CIME on the cluster, one module per step:
    :func:`~emucal.ctsm.members.prepare_ensemble` writes, for every parameter
    set, a folder with the files that make a single-basin CTSM case run with
    those values, and a shell script of CIME commands that clones the base
-   case and submits it. Nothing is submitted from Python. The member that
+   case and submits it. Nothing is submitted from Python;
+   :func:`~emucal.ctsm.members.plan_ensemble` checks the same and returns
+   the same table, writing nothing. The member that
    runs the base case unedited is recorded at the base case's own values
    (:func:`~emucal.ctsm.members.base_values` lists them beside the space's
    defaults), and :func:`~emucal.ctsm.members.ensemble_params` turns the
@@ -36,7 +38,7 @@ Model. Earth Syst. 11, 4245-4287 (history fields, parameter files).
 
 from .history import HISTORY_VARIABLES, incomplete_members, read_history
 from .members import (NAMELIST_DEFAULTS, base_values, ensemble_params, example_case, fortran_number,
-                      prepare_ensemble)
+                      plan_ensemble, prepare_ensemble)
 
 __all__ = [
     "HISTORY_VARIABLES",
@@ -46,6 +48,7 @@ __all__ = [
     "example_case",
     "fortran_number",
     "incomplete_members",
+    "plan_ensemble",
     "prepare_ensemble",
     "read_history",
 ]

@@ -52,7 +52,7 @@ The conventions are those of Tang et al.'s ``MOASMO_parameters.py``
     by default, are left out of the mean: a bare-soil "slope" of 0 is not a
     slope, and counting it would make the mean depend on how many unused
     PFTs a file carries. Tang et al. took ``np.nanmean`` over the whole
-    array, zeros included; ``zeros_in_mean=True`` does the same.
+    array, zeros included; ``options={"zeros_in_mean": True}`` does the same.
 NaN, and the default member
     A NaN leaves that parameter as the base case has it. A row equal to
     :attr:`~emucal.parameters.ParameterSpace.defaults` (member 0 of
@@ -96,8 +96,8 @@ member's lines appended and any earlier lines setting the same variables
 commented out, so that no variable is set twice; such a line must set nothing
 else and end on its own line), then ``./case.setup`` and
 ``./case.submit``. Each member is its own CIME case and its own batch job (or,
-with ``submit_args="--no-batch"``, runs inside a job you already hold, such as
-one task of a job array).
+with ``options={"submit_args": "--no-batch"}``, runs inside a job you already
+hold, such as one task of a job array).
 
 References
 ----------
@@ -130,7 +130,7 @@ import xarray as xr
 from ..parameters import Parameter, ParameterSpace, _version_key
 
 __all__ = ["NAMELIST_DEFAULTS", "base_values", "ensemble_params", "example_case", "fortran_number",
-           "prepare_ensemble"]
+           "plan_ensemble", "prepare_ensemble"]
 
 #: CTSM's namelist defaults for the parameters that a shift moves, in degC
 #: (``namelist_defaults_ctsm.xml``, CLM5 physics). Used only when the base
@@ -148,6 +148,8 @@ _INPUTS = ".emucal-inputs.json"  # sha256 of the base files the members of out_d
 _PART_MARK = ".emucal-part"  # marks a member folder that emucal is still writing
 _FILL_LIMIT = 1e30  # CTSM's fill value is 1e36; anything this large is not data
 _KELVIN = 273.15
+#: what ``options`` of :func:`prepare_ensemble` may set, and the defaults
+_OPTIONS = {"case_root": None, "xmlchange": {}, "submit_args": "", "zeros_in_mean": False}
 
 
 # ====================================================================== helpers
@@ -296,26 +298,28 @@ def _edit_array(ds: xr.Dataset, name: str, param: Parameter, value: float, *, so
 
 
 # ===================================================================== prepare
-def _as_sample_table(space: ParameterSpace, samples, member_start: int) -> pd.DataFrame:
-    """Samples as a DataFrame (member x parameter), validated against the space."""
+def _as_sample_table(space: ParameterSpace, samples) -> pd.DataFrame:
+    """Samples as a DataFrame (member x parameter), validated against the space.
+
+    The members are numbered by the Dataset's ``member`` coordinate or the
+    DataFrame's index; the rows of an array from 0.
+    """
     members = None
     if isinstance(samples, xr.Dataset):
         if "params" not in samples:
             raise ValueError("A Dataset of samples needs the variable 'params(member, param)' "
                              "(ParameterSpace.to_dataset).")
-        if member_start != 0:
-            raise ValueError("member_start is taken from the Dataset's 'member' coordinate; "
-                             f"do not pass member_start={member_start} as well.")
         da = samples["params"]
         missing = [n for n in space.names if n not in da["param"].values]
         if missing:
             raise ValueError(f"The samples lack the parameters {missing}.")
-        members = [int(m) for m in da["member"].values]
+        members = list(da["member"].values)
         values = da.sel(param=space.names).transpose("member", "param").values
     elif isinstance(samples, pd.DataFrame):
         missing = [n for n in space.names if n not in samples.columns]
         if missing:
             raise ValueError(f"The samples lack the columns {missing}.")
+        members = list(samples.index)
         values = samples[space.names].to_numpy(dtype=float)
     else:
         values = np.asarray(samples, dtype=float)
@@ -323,12 +327,25 @@ def _as_sample_table(space: ParameterSpace, samples, member_start: int) -> pd.Da
     if values.ndim != 2:
         raise ValueError(f"samples must have shape (n_members, {len(space)}); got {values.shape}.")
     if members is None:
-        if int(member_start) != member_start or member_start < 0:
-            raise ValueError(f"member_start must be a non-negative integer; got {member_start!r}.")
-        members = list(range(int(member_start), int(member_start) + values.shape[0]))
+        members = list(range(values.shape[0]))
+    bad = [m for m in members if not (isinstance(m, (int, np.integer)) and m >= 0)]
+    if bad:
+        raise ValueError(f"Member numbers must be non-negative integers; got {bad[:5]} in the "
+                         "samples' 'member' coordinate or index. Number them with "
+                         "space.to_dataset(values, member_start=N).")
+    members = [int(m) for m in members]
     if len(set(members)) != len(members):
         raise ValueError("Member numbers must be unique.")
     return pd.DataFrame(values, index=pd.Index(members, name="member"), columns=space.names)
+
+
+def _options(options: Mapping[str, object] | None) -> dict:
+    """``options`` of :func:`prepare_ensemble` with the defaults filled in."""
+    options = dict(options or {})
+    unknown = sorted(set(options) - set(_OPTIONS))
+    if unknown:
+        raise ValueError(f"Unknown options {unknown}; valid are {sorted(_OPTIONS)}.")
+    return {**_OPTIONS, **options}
 
 
 def _member_tag(member: int) -> str:
@@ -491,12 +508,7 @@ def prepare_ensemble(
     *,
     ctsm_version: str,
     surfdata: str | os.PathLike | None = None,
-    case_root: str | os.PathLike | None = None,
-    member_start: int = 0,
-    zeros_in_mean: bool = False,
-    xmlchange: Mapping[str, object] | None = None,
-    submit_args: str = "",
-    dry_run: bool = False,
+    options: Mapping[str, object] | None = None,
 ) -> pd.DataFrame:
     """Write the files that run a perturbed-parameter CTSM ensemble on a cluster.
 
@@ -529,6 +541,8 @@ def prepare_ensemble(
     case's values (the table of :func:`base_values`), ``.emucal-inputs.json``
     the sha256 of the paramfile, surface dataset and ``user_nl_clm``; a later
     call into the same ``out_dir`` with other values or other files is refused.
+    :func:`plan_ensemble` takes the same arguments, checks the same, and
+    returns the same table without writing anything: a dry run.
 
     Parameters
     ----------
@@ -538,7 +552,10 @@ def prepare_ensemble(
         Parameter sets: an array ``(member, param)`` in the order of
         ``space.names``, a DataFrame with those columns, or the Dataset of
         :meth:`~emucal.parameters.ParameterSpace.to_dataset` (its ``member``
-        coordinate numbers the members). Values are checked with
+        coordinate numbers the members). The members are numbered by that
+        coordinate or the DataFrame's index; the rows of an array from 0. To
+        add members later, number them on, e.g.
+        ``space.to_dataset(more, member_start=200)``. Values are checked with
         :meth:`~emucal.parameters.ParameterSpace.validate`.
     base_case
         The CIME case directory of the base case (holds ``env_case.xml``).
@@ -555,28 +572,27 @@ def prepare_ensemble(
         The base surface dataset, needed when the space has surface
         parameters (``FMAX``, ``zbedrock``). Default: ``fsurdat`` of the base
         case's ``user_nl_clm`` or ``Buildconf/clmconf/lnd_in``.
-    case_root
-        Folder where the scripts create the member cases, named
-        ``<base case name>_member_NNNN``. Default: beside the base case.
-    member_start
-        Number of the first member when ``samples`` is an array or
-        DataFrame, to add members to an ensemble later.
-    zeros_in_mean
-        Count zero entries in the mean that a per-PFT or per-gridcell array
-        is scaled to, as Tang et al. did (``np.nanmean`` over the array).
-        Default False: zeros (bare soil) are left out of the mean. Zeros stay
-        zero either way.
-    xmlchange
-        ``{VARIABLE: value}`` for ``./xmlchange`` in every member case, e.g.
-        ``{"JOB_WALLCLOCK_TIME": "00:30:00"}``. Values may contain
-        ``{member}``, ``{folder}`` and ``{case}``, filled in per member, e.g.
-        ``{"DOUT_S_ROOT": "{folder}/archive"}`` to archive each member's
-        history files into its folder.
-    submit_args
-        Extra arguments of ``./case.submit``: ``"--no-batch"`` runs the case
-        in the current job, for job arrays.
-    dry_run
-        Check everything and return the table, but write nothing.
+    options
+        How the members' cases are made and run, and how arrays are scaled;
+        each key optional:
+
+        ``case_root``
+            Folder where the scripts create the member cases, named
+            ``<base case name>_member_NNNN``. Default: beside the base case.
+        ``xmlchange``
+            ``{VARIABLE: value}`` for ``./xmlchange`` in every member case,
+            e.g. ``{"JOB_WALLCLOCK_TIME": "00:30:00"}``. Values may contain
+            ``{member}``, ``{folder}`` and ``{case}``, filled in per member,
+            e.g. ``{"DOUT_S_ROOT": "{folder}/archive"}`` to archive each
+            member's history files into its folder.
+        ``submit_args``
+            Extra arguments of ``./case.submit``: ``"--no-batch"`` runs the
+            case in the current job, for job arrays.
+        ``zeros_in_mean``
+            True counts zero entries in the mean that a per-PFT or
+            per-gridcell array is scaled to, as Tang et al. did
+            (``np.nanmean`` over the array). Default False: zeros (bare soil)
+            are left out of the mean. Zeros stay zero either way.
 
     Returns
     -------
@@ -603,7 +619,8 @@ def prepare_ensemble(
         member folder or member case that exists already, a base case that is
         not a CIME case, an array that cannot be scaled, a base
         ``user_nl_clm`` line that cannot be commented out alone (the message
-        names the line), base files other than those of ``out_dir``'s members.
+        names the line), base files other than those of ``out_dir``'s members,
+        a key of ``options`` not listed above.
     KeyError
         A parameter that ``ctsm_version`` reads from the paramfile or the
         surface dataset is not in that file (the message names the file and
@@ -635,12 +652,52 @@ def prepare_ensemble(
     >>> plan = prepare_ensemble(space, samples, "/glade/work/me/cases/camels_01013500",
     ...                         "/glade/work/me/params/ctsm60_params.c250311.nc",
     ...                         "/glade/work/me/ens/01013500", ctsm_version="ctsm5.3.012",
-    ...                         dry_run=True)  # doctest: +SKIP
+    ...                         options={"submit_args": "--no-batch"})  # doctest: +SKIP
     >>> plan.script.iloc[0]  # doctest: +SKIP
     PosixPath('/glade/work/me/ens/01013500/member_0000/run_case.sh')
     """
+    return _prepare(space, samples, base_case, paramfile, out_dir, ctsm_version=ctsm_version,
+                    surfdata=surfdata, options=options, write=True)
+
+
+def plan_ensemble(
+    space: ParameterSpace,
+    samples,
+    base_case: str | os.PathLike,
+    paramfile: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    ctsm_version: str,
+    surfdata: str | os.PathLike | None = None,
+    options: Mapping[str, object] | None = None,
+) -> pd.DataFrame:
+    """The table :func:`prepare_ensemble` would return, with nothing written: a dry run.
+
+    Takes the arguments of :func:`prepare_ensemble` and checks what it checks
+    (base files, variables, ranges, folders and cases that exist already),
+    then returns its table (``attrs["dry_run"]`` True). Use it before writing
+    an ensemble, or to get the table back for members written earlier (for
+    :func:`ensemble_params`).
+
+    Examples
+    --------
+    >>> plan = plan_ensemble(space, samples, "/glade/work/me/cases/camels_01013500",
+    ...                      "/glade/work/me/params/ctsm60_params.c250311.nc",
+    ...                      "/glade/work/me/ens/01013500",
+    ...                      ctsm_version="ctsm5.3.012")  # doctest: +SKIP
+    """
+    return _prepare(space, samples, base_case, paramfile, out_dir, ctsm_version=ctsm_version,
+                    surfdata=surfdata, options=options, write=False)
+
+
+def _prepare(space, samples, base_case, paramfile, out_dir, *, ctsm_version, surfdata, options,
+             write) -> pd.DataFrame:
+    """:func:`prepare_ensemble` (``write=True``) or :func:`plan_ensemble`."""
     _version_key(ctsm_version)  # a clear error for a malformed tag
-    table = _as_sample_table(space, samples, member_start)
+    options = _options(options)
+    case_root, zeros_in_mean = options["case_root"], options["zeros_in_mean"]
+    xmlchange, submit_args = dict(options["xmlchange"] or {}), options["submit_args"]
+    table = _as_sample_table(space, samples)
     base_case = Path(base_case).expanduser().resolve()
     if not base_case.is_dir() or not (base_case / "env_case.xml").is_file():
         raise ValueError(f"{base_case} is not a CIME case directory (no env_case.xml); pass the "
@@ -651,7 +708,6 @@ def prepare_ensemble(
     out_dir = Path(out_dir).expanduser().resolve()
     case_root = (Path(case_root).expanduser().resolve() if case_root is not None
                  else base_case.parent)
-    xmlchange = dict(xmlchange or {})
 
     where, by_place = _places(space, ctsm_version)
 
@@ -662,7 +718,7 @@ def prepare_ensemble(
     if redirect_param:
         warnings.warn(f"The base case reads the parameter file {case_paramfile} ({found_in}), "
                       f"but the members get copies of {paramfile}; the members that leave it "
-                      "unedited (the base-case member too) are pointed at it.", stacklevel=2)
+                      "unedited (the base-case member too) are pointed at it.", stacklevel=3)
     user_nl = base_case / "user_nl_clm"
     base_user_nl = user_nl.read_text().splitlines() if user_nl.is_file() else []
     # what members may set must be editable in the base user_nl_clm, checked before any writing
@@ -690,7 +746,7 @@ def prepare_ensemble(
         if redirect_surf:
             warnings.warn(f"The base case reads the surface dataset {case_surf}, but the members "
                           f"get copies of {surf_path}; the members that leave it unedited (the "
-                          "base-case member too) are pointed at it.", stacklevel=2)
+                          "base-case member too) are pointed at it.", stacklevel=3)
     _check_variables(by_place, base_param, paramfile, base_surf, surf_path, ctsm_version)
     namelist_base, namelist_from = _namelist_bases(by_place, base_case)
 
@@ -714,19 +770,20 @@ def prepare_ensemble(
     if existing:
         raise ValueError(f"Member folders exist already, from other samples or settings: "
                          f"{existing[:5]}{' ...' if len(existing) > 5 else ''}. Choose another "
-                         "out_dir or member_start, or remove them.")
+                         "out_dir or other member numbers (space.to_dataset(values, "
+                         "member_start=N)), or remove them.")
     cases = {m: case_root / f"{base_case.name}_{_member_tag(m)}" for m in table.index}
     taken = [str(c) for m, c in cases.items() if c.exists() and m not in finished]
     if taken:
         raise ValueError(f"Member cases exist already: {taken[:5]}; create_clone would fail. "
-                         "Remove them or pass another case_root.")
+                         "Remove them or pass another options['case_root'].")
 
     bedrock = _bedrock_settings(base_param, paramfile, [p.name for p in by_place["surface"]])
     _warn_ignored(space, base_case)
     base = _base_table(space, where, base_param, paramfile, base_surf, surf_path, namelist_base,
                        namelist_from, bedrock, zeros_in_mean)
     base_row = base["base"].to_numpy(dtype=float)
-    if not dry_run:
+    if write:
         _record_base(out_dir, base, {"paramfile": paramfile, "surfdata": surf_path,
                                      "user_nl_clm": user_nl})
 
@@ -762,8 +819,8 @@ def prepare_ensemble(
         try:
             xml = {k: str(v).format(**fill) for k, v in xmlchange.items()}
         except (KeyError, IndexError) as err:
-            raise ValueError(f"xmlchange values may use {{member}}, {{folder}} and {{case}}; "
-                             f"got {xmlchange!r}.") from err
+            raise ValueError(f"options['xmlchange'] values may use {{member}}, {{folder}} and "
+                             f"{{case}}; got {xmlchange!r}.") from err
         row = {
             "member": member, "folder": folder, "case": cases[member],
             "script": folder / "run_case.sh", "user_nl_clm": folder / "user_nl_clm",
@@ -771,7 +828,7 @@ def prepare_ensemble(
             "parameters": folder / "parameters.csv", "base_case": bool(is_base), **used.to_dict(),
         }
         rows.append(row)
-        if dry_run or member in finished:
+        if not write or member in finished:
             continue
 
         part = folder.with_name(folder.name + ".part")
@@ -803,7 +860,7 @@ def prepare_ensemble(
         os.replace(part, folder)
 
     plan = pd.DataFrame(rows).set_index("member")
-    plan.attrs.update(ctsm_version=ctsm_version, locations=where, dry_run=bool(dry_run),
+    plan.attrs.update(ctsm_version=ctsm_version, locations=where, dry_run=not write,
                       base_values={n: float(v) for n, v in base["base"].items()})
     _warn_recorded(plan, space, base)
     return plan
@@ -945,7 +1002,7 @@ def _warn_recorded(plan: pd.DataFrame, space: ParameterSpace, base: pd.DataFrame
             "Buildconf/clmconf/lnd_in), so members that keep it (the base-case member, NaN "
             "entries) are recorded as NaN. Run ./preview_namelists in the base case, which writes "
             "every namelist value to Buildconf/clmconf/lnd_in, and prepare again.", UserWarning,
-            stacklevel=3)
+            stacklevel=4)
     outside = [f"{n} = {base.loc[n, 'base']:.4g} (range {space[n].lower:g} to {space[n].upper:g})"
                for n in space.names if np.isfinite(base.loc[n, "base"]) and not base.loc[n, "in_range"]
                and ((values[n] < space[n].lower) | (values[n] > space[n].upper)).any()]
@@ -954,7 +1011,7 @@ def _warn_recorded(plan: pd.DataFrame, space: ParameterSpace, base: pd.DataFrame
             f"Members that keep the base case's values (the base-case member, NaN entries) lie "
             f"outside the space: {'; '.join(outside)}. An emulator over the space's unit cube cannot "
             "place them: widen the range (space.with_range) or leave those members out of training.",
-            UserWarning, stacklevel=3)
+            UserWarning, stacklevel=4)
 
 
 def _bedrock_settings(base_param: xr.Dataset, paramfile: Path, surface_names) -> dict:
@@ -993,11 +1050,11 @@ def _warn_ignored(space: ParameterSpace, base_case: Path) -> None:
             f"lateral flow from transmissivity without {lateral} (SoilHydrologyMod.F90, "
             "SubsurfaceLateralFlow: only non-hillslope columns use them), so perturbing them "
             "changes nothing there; Tang et al. (2025) ran with hillslopes.", UserWarning,
-            stacklevel=3)
+            stacklevel=4)
     if "zbedrock" in sampled and not logical("use_bedrock", True):
         warnings.warn("The base case sets use_bedrock = .false.: CTSM then ignores zbedrock "
                       "(initVerticalMod.F90), so perturbing it changes nothing.", UserWarning,
-                      stacklevel=3)
+                      stacklevel=4)
     profile, _ = _case_setting_text(base_case, "hillslope_soil_profile_method")
     if ("zbedrock" in sampled and logical("use_hillslope", False) and profile is not None
             and profile.strip().lower() != "uniform"):
@@ -1008,7 +1065,7 @@ def _warn_ignored(space: ParameterSpace, base_case: Path) -> None:
             "the hillslope file's hillslope_bedrock_depth for 'FromFile', from soil depths of "
             "2.0 m upland and 8.5 m lowland, set in clm_instMod.F90, for 'SetLowlandUpland' and "
             "'Linear'), so perturbing zbedrock changes nothing there. Only 'Uniform' (the "
-            "default) keeps the depth from zbedrock.", UserWarning, stacklevel=3)
+            "default) keeps the depth from zbedrock.", UserWarning, stacklevel=4)
 
 
 def base_values(space: ParameterSpace, paramfile: str | os.PathLike, *, ctsm_version: str,
@@ -1138,8 +1195,8 @@ def ensemble_params(space: ParameterSpace, plans: Mapping[str, pd.DataFrame]) ->
         The parameters of the ensemble.
     plans
         ``{basin: table}``, the tables :func:`prepare_ensemble` returned for
-        each basin (call it again with ``dry_run=True`` to get a table back
-        for members written earlier).
+        each basin (:func:`plan_ensemble` gives the table back for members
+        written earlier).
 
     Returns
     -------
@@ -1207,7 +1264,7 @@ def ensemble_params(space: ParameterSpace, plans: Mapping[str, pd.DataFrame]) ->
         raise ValueError(f"Basin {basins[j]}: the base case's {names[k]} is not known (its case "
                          "sets none), and members keep it. Run ./preview_namelists in the base "
                          "case (it writes Buildconf/clmconf/lnd_in) and prepare again, with "
-                         "dry_run=True for members already written.")
+                         "plan_ensemble for members already written.")
     lower, upper = space.lower, space.upper
     outside = present[..., None] & ((resolved < lower) | (resolved > upper))
     if outside.any():

@@ -370,3 +370,20 @@ def test_posterior_draws_match_mean_and_spread():
     np.testing.assert_allclose(draws.mean(axis=1), mean, atol=0.05)
     # the draws are of the latent function: their spread is within the predictive sd
     assert (draws.std(axis=1) <= std * 1.05 + 1e-3).all()
+
+
+def test_a_checkpoint_of_another_space_or_basin_order_is_refused(tmp_path):
+    # issue 30: a history resumed with the basins in another order (each basin's runs
+    # then another's) or in another parameter space was taken as this loop's
+    path = tmp_path / "loop.nc"
+    initial = sampling.sample(SPACE, 6, "lhs", seed=1)
+    start, save = calibrate.checkpoint(path, toy_run, SPACE, initial, TANG)
+    calibrate.loop(toy_run, SPACE, start, TANG, 1, save=save)
+    swapped = dataclasses.replace(toy_run, basins=np.array(["b", "a"]))
+    with pytest.raises(ValueError, match="other settings"):
+        calibrate.checkpoint(path, swapped, SPACE, initial, TANG)
+    narrower = SPACE.with_range("p0", 0.0, 0.9)
+    with pytest.raises(ValueError, match="other settings"):
+        calibrate.checkpoint(path, toy_run, narrower, initial, TANG)
+    again, _ = calibrate.checkpoint(path, toy_run, SPACE, initial, TANG)
+    assert int(again.iteration.max()) == 1

@@ -57,6 +57,9 @@ def test_read_streamflow_missing_and_estimated_flags(tmp_path):
 def test_cfs_to_mm_per_day_by_hand():
     # 1000 ft3/s over 100 km2: 1000 * 0.028316846592 m3/s * 86400 s / 1e8 m2 = 0.0244657 m/day
     assert camels.cfs_to_mm_per_day(1000.0, 100.0) == pytest.approx(24.4657554555, rel=1e-10)
+    for area in (0.0, -100.0, np.nan, [100.0, 0.0]):  # issue 30: inf, negative flow, NaN
+        with pytest.raises(ValueError, match="area_km2 must be positive"):
+            camels.cfs_to_mm_per_day(1000.0, area)
 
 
 # ---------------------------------------------------------- loading (synthetic)
@@ -376,6 +379,11 @@ DAMAGED = {  # id: (file, damage, what the message says after the file's path)
                           r"gauge_id year month day q_cfs flag"),
     "flow-extra-field": ("flow", _line(5, lambda ln: [ln + " x"]),
                          r", line 5: 7 fields in '03000003 2000 01 05 .* x'"),
+    # issue 30: 'inf' was read as a number (NaN was refused)
+    "forcing-inf": ("forcing", _line(9, lambda ln: [" ".join(ln.split()[:5] + ["inf"] + ln.split()[6:])]),
+                    r", line 9: inf not a number in '2000 01 05 12 [\d.]+ inf"),
+    "flow-inf": ("flow", _line(5, lambda ln: [" ".join(ln.split()[:4] + ["inf", "A"])]),
+                 r", line 5: inf not a number in '03000003 2000 01 05 inf A'"),
 }
 
 

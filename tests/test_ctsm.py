@@ -962,3 +962,26 @@ def test_folders_with_brackets_are_not_glob_patterns(tmp_path):
     for where in (tmp_path / "ens[1]" / "m0", tmp_path / "ens[1]" / "m0" / "c0.clm2.h1.*.nc"):
         out = ctsm.read_history([where], basin="b")
         np.testing.assert_allclose(out.qsim, 1.0, rtol=1e-6)
+
+
+def test_runs_that_would_take_another_runs_days_are_refused(tmp_path):
+    # issue 30: two members given one folder read the same flow; a folder holding two
+    # cases' files gave the run the later case's days; an int basin lost its zero;
+    # start before the runs was dropped and the runs counted complete
+    days = pd.date_range("2001-01-01", "2001-12-31", freq="D")
+    write_history(tmp_path / "m0", "c0", pd.Series(1.0, index=days))
+    write_history(tmp_path / "m1", "c1", pd.Series(2.0, index=days))
+    with pytest.raises(ValueError, match=r"Runs 0:b and 1:b .*same history files"):
+        ctsm.read_history([tmp_path / "m0", tmp_path / "m0"], basin="b")
+    write_history(tmp_path / "m0", "c1", pd.Series(2.0, index=days))
+    with pytest.raises(ValueError, match=r"2 cases \['c0', 'c1'\]"):
+        ctsm.read_history([tmp_path / "m0"], basin="b")
+    with pytest.raises(TypeError, match="'01013500'"):
+        ctsm.read_history([tmp_path / "m1"], basin=1013500)
+    with pytest.raises(ValueError, match="start 2001-06-01 is after end 2001-02-01"):
+        ctsm.read_history([tmp_path / "m1"], basin="b", start="2001-06-01", end="2001-02-01")
+    with pytest.warns(UserWarning, match="missing 2000-12-01 to 2000-12-31 before"):
+        out = ctsm.read_history([tmp_path / "m1"], basin="b", start="2000-12-01")
+    assert out.sizes["time"] == 396 and out.attrs["incomplete"].startswith("0:b (365 of 396")
+    out = ctsm.read_history([tmp_path / "m1"], basin="b", variables="QRUNOFF")  # one name
+    assert list(out.data_vars) == ["qsim", "days_read"]

@@ -211,3 +211,21 @@ def test_stale_temporary_downloads_are_cleaned(synthetic):
     os.utime(stale, (old, old))
     data.fetch(NAME)
     assert not stale.exists() and fresh.exists()  # a live download is left alone
+
+
+def test_extract_members_redoes_a_copy_edited_since(tmp_path):
+    # issue 30: an extracted file edited in place (same size) was returned as it was
+    archive = tmp_path / "a.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("top/usgs/01013500_streamflow_qc.txt", "01013500 1980 01 01 655.00 A\n")
+    pattern = "*/01013500_streamflow_qc.txt"
+    path = data.extract_members(archive, [pattern], tmp_path / "out")[pattern]
+    path.write_text("01013500 1980 01 01 955.00 A\n")  # same size, another flow
+    again = data.extract_members(archive, pattern, tmp_path / "out")[pattern]  # one pattern
+    assert again.read_text() == "01013500 1980 01 01 655.00 A\n"
+    with pytest.raises(ValueError, match="is not a zip archive"):
+        data.extract_members(path, [pattern], tmp_path / "out")
+    with pytest.raises(FileNotFoundError, match="No zip archive at"):
+        data.extract_members(tmp_path, [pattern], tmp_path / "out")
+    with pytest.raises(ValueError, match="is a file"):
+        data.extract_members(archive, [pattern], path)

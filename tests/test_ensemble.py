@@ -189,3 +189,36 @@ def test_a_runner_subset_frees_only_the_named_parameters(toy):
         reduced(full)
     with pytest.raises(ValueError, match="Unknown parameters"):
         run.subset(["no_such_parameter"])
+
+
+def test_forcing_the_model_would_misread_is_refused(toy, samples, tmp_path):
+    # issue 30: days out of order, a missing day or a basin twice ran silently, each day
+    # of the model then paired with another day's flow
+    forcing, attrs = toy
+    run = dict(periods=PERIODS, chunk_size=7)
+    with pytest.raises(ValueError, match="consecutive days in order.*follows"):
+        ensemble.run_ensemble(samples, forcing.isel(time=slice(None, None, -1)), attrs, **run)
+    with pytest.raises(ValueError, match="consecutive days in order"):
+        ensemble.run_ensemble(samples, forcing.drop_isel(time=400), attrs, **run)
+    twice = forcing.isel(basin=[0, 0])
+    with pytest.raises(ValueError, match="more than once"):
+        ensemble.run_ensemble(samples, twice, attrs, **run)
+    with pytest.raises(ValueError, match="consecutive days"):
+        ensemble.model_runner(forcing.drop_isel(time=400), attrs, SPACE, period=(2002, 2003))
+    with pytest.raises(ValueError, match="is a file"):
+        ensemble.run_ensemble(samples, forcing, attrs, store=__file__, **run)
+
+
+def test_a_sample_dataset_is_read_by_parameter_name(toy, samples):
+    forcing, attrs = toy
+    ds = SPACE.to_dataset(samples)
+    run = dict(periods=PERIODS, chunk_size=7, metrics="kge_prime")  # one name, not a list
+    a = ensemble.run_ensemble(ds, forcing, attrs, **run)
+    b = ensemble.run_ensemble(ds.isel(param=slice(None, None, -1)), forcing, attrs, **run)
+    np.testing.assert_array_equal(a.kge_prime.values, b.kge_prime.values)
+
+
+def test_fill_defaults_refuses_sets_of_another_width():
+    run = ensemble.Runner(_rising, basins=["a"], names=("x", "y"), defaults=np.ones((1, 2)))
+    with pytest.raises(ValueError, match=r"2 parameters \(x, y\); got shape \(3, 5\)"):
+        ensemble.fill_defaults(run, np.ones((3, 5)))

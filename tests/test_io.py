@@ -35,3 +35,35 @@ def test_a_failed_write_keeps_the_last_good_file_and_leaves_no_temporary(tmp_pat
             raise RuntimeError("killed")
     assert path.read_text() == "good"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["state.txt"]
+
+
+def test_handouts_and_mirrors_that_would_leak_or_fail_are_refused(tmp_path):
+    # issue 30 (emucal.workshop writers): a solution in a backtick fence or with a space
+    # before the brace went into the handout; a mirror served a file that fails its hash
+    import json
+
+    from emucal import data, workshop
+
+    for start, end in (("````{solution-start} ex\n````", "````{solution-end}\n````"),
+                       ("::: {solution-start} ex\n:::", "::: {solution-end}\n:::")):
+        nb = {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [
+            {"cell_type": "markdown", "metadata": {}, "source": start},
+            {"cell_type": "code", "metadata": {}, "source": "secret = 1", "outputs": [],
+             "execution_count": None},
+            {"cell_type": "markdown", "metadata": {}, "source": end},
+            {"cell_type": "code", "metadata": {}, "source": "keep = 2", "outputs": [],
+             "execution_count": None}]}
+        out, removed = workshop.strip_solutions(nb)
+        assert removed == 1 and "secret" not in json.dumps(out) and "keep = 2" in json.dumps(out)
+    source = tmp_path / "ch.ipynb"
+    source.write_text(json.dumps(nb))
+    assert list(workshop.write_handouts(tmp_path / "h", source)) == [tmp_path / "h" / "ch.ipynb"]
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match="is a file"):
+        workshop.write_handouts(tmp_path / "file", [source])
+    name = sorted(data.registry())[0]
+    with pytest.raises(ValueError, match="has sha256 .* the registry"):
+        workshop.mirror(tmp_path / "m", {name: source}, progress=False)
+    assert not (tmp_path / "m" / workshop.MANIFEST).exists()
+    with pytest.raises(KeyError, match="not registry names"):
+        workshop.mirror(tmp_path / "m", {"nope.txt": source}, progress=False)

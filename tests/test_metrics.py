@@ -144,3 +144,17 @@ def test_emulator_scores_are_per_row_and_agree_with_their_definitions():
     assert metrics.coverage(noise, 0 * noise, 0.5 * np.ones_like(noise)) < 0.7  # over-confident
     with pytest.raises(ValueError, match="level"):
         metrics.coverage(noise, noise, noise, level=90)
+
+
+def test_a_series_with_an_infinite_value_has_no_score():
+    # issue 30: a run that blew up on one day scored on its other days (KGE' 1.0)
+    obs = np.arange(1.0, 11.0)
+    blown = np.r_[np.arange(1.0, 10.0), np.inf]
+    for score in (metrics.kge_prime, metrics.kge, metrics.nse, metrics.percent_bias,
+                  metrics.log_nse, metrics.norm_kge):
+        assert np.isnan(score(blown, obs)), score.__name__
+        assert np.isnan(score(obs, blown)), score.__name__
+    both = np.stack([obs, blown])
+    out = metrics.kge_prime(both, obs)
+    assert out[0] == pytest.approx(1.0) and np.isnan(out[1])
+    assert metrics.kge_prime(np.r_[obs[:9], np.nan], obs) == pytest.approx(1.0)  # NaN: left out

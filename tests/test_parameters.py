@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from emucal.parameters import Parameter, ParameterSpace
@@ -133,3 +134,25 @@ def test_unit_mapping_refuses_what_it_cannot_map():
         space.with_range("nope", 0.0, 1.0)
     with pytest.raises(ValueError, match="kind 'bogus'"):
         Parameter("x", 0.5, 0.0, 1.0, kind="bogus")
+
+
+def test_named_columns_are_taken_by_name():
+    # issue 30: a table or DataArray with its parameters in another order gave each
+    # parameter another's values (refused only when a value fell out of range)
+    space = ParameterSpace.tang2025()
+    x = sampling_like(space)
+    table = pd.DataFrame(x, columns=space.names)
+    shuffled = table[list(space.names)[::-1]]
+    np.testing.assert_array_equal(space.to_unit(shuffled), space.to_unit(x))
+    np.testing.assert_array_equal(space.to_dataset(shuffled).params.values, x)
+    da = space.to_dataset(x).params.isel(param=slice(None, None, -1))
+    np.testing.assert_array_equal(space.validate(da), x)
+    with pytest.raises(ValueError, match=r"missing \['fff'\]"):
+        space.validate(table.drop(columns="fff").assign(ff=1.0))
+    np.testing.assert_array_equal(space.validate(pd.DataFrame(x)), x)  # unnamed: by position
+
+
+def sampling_like(space):
+    """Three parameter sets inside the space, the same sets whatever the seed."""
+    u = np.linspace(0.1, 0.9, 3)[:, None] * np.ones(len(space))
+    return space.from_unit((u + np.arange(len(space)) / 40) % 1)

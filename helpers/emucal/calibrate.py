@@ -285,7 +285,8 @@ def checkpoint(path, run: Runner, space: ParameterSpace, initial, propose: Calla
     """Resume :func:`loop` from a netCDF file, and save to it after every iteration.
 
     Returns ``(start, save)``: the history at ``path`` if there is one (checked
-    to belong to this runner, design and rule; another is refused), else
+    to belong to this runner, its basins in order, space, design and rule;
+    another is refused), else
     ``initial``; and the ``save`` to give :func:`loop`. After an interruption
     the same two lines carry on with the numbers of a loop that never stopped::
 
@@ -295,7 +296,9 @@ def checkpoint(path, run: Runner, space: ParameterSpace, initial, propose: Calla
     if initial is None:
         raise ValueError("checkpoint needs the initial design the loop starts from (resuming too).")
     settings = dict(kind="loop", initial=digest(fill_defaults(run, initial)), runner=run.fingerprint or None,
-                    propose=_describe(propose), param=list(space.names))
+                    propose=_describe(propose), param=list(space.names),
+                    basin=[str(b) for b in run.basins],  # a history is per basin, in the runner's order
+                    space=digest(np.stack([space.lower, space.upper, space.log])))
     saved = load_checkpoint(path, settings)
     return (initial if saved is None else saved), (lambda h: save_checkpoint(h, path, settings))
 

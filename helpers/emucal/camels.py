@@ -147,7 +147,7 @@ def _daily(path: FilePath, lines: list[str], first: int, names: list[str],
         n, line = numbered[row]
         fields = line.split()
         nan = [f for c, f in zip(names, fields) if c not in text
-               and pd.isna(pd.to_numeric(f, errors="coerce"))]
+               and not np.isfinite(pd.to_numeric(f, errors="coerce"))]
         problem = problem or (f"{len(fields)} fields" if len(fields) != len(names) else
                               f"{', '.join(nan)} not a number" if nan else "no such date, or an NA")
         raise ValueError(f"{path}, line {n}: {problem} in {line!r}; a row holds {len(names)} "
@@ -164,7 +164,8 @@ def _daily(path: FilePath, lines: list[str], first: int, names: list[str],
     for column in numbers.select_dtypes(exclude="number"):  # a field that is no number
         numbers[column] = pd.to_numeric(numbers[column], errors="coerce")
     dates = pd.DatetimeIndex(pd.to_datetime(numbers[["year", "month", "day"]], errors="coerce"))
-    bad = numbers.isna().any(axis=1) | table[list(text)].isna().any(axis=1) | dates.isna()
+    bad = (~np.isfinite(numbers.to_numpy(dtype=float))).any(axis=1) \
+        | table[list(text)].isna().any(axis=1) | dates.isna()
     if bad.any():
         refuse(int(np.argmax(bad)))
     back = np.flatnonzero(np.diff(dates.asi8) <= 0)
@@ -375,8 +376,13 @@ def cfs_to_mm_per_day(q_cfs, area_km2):
     """Convert flow in cubic feet per second to a depth in mm/day over a basin.
 
     ``q [mm/day] = q [ft3/s] * 0.3048**3 [m3/ft3] * 86400 [s/day] / area [m2] * 1000``.
+    Raises ValueError for an area that is not a positive number of km2.
     """
-    return np.asarray(q_cfs) * CFS_TO_M3S * 86400.0 / (np.asarray(area_km2) * 1e6) * 1000.0
+    area = np.asarray(area_km2, dtype=float)
+    bad = area[~(np.isfinite(area) & (area > 0))]
+    if bad.size:
+        raise ValueError(f"area_km2 must be positive numbers of km2; got {bad[:3].tolist()}.")
+    return np.asarray(q_cfs) * CFS_TO_M3S * 86400.0 / (area * 1e6) * 1000.0
 
 
 # --------------------------------------------------------------------- loading

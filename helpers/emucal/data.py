@@ -187,6 +187,15 @@ def fetch(name: str, *, progressbar: bool | None = None) -> Path:
         ) from err
 
 
+def _crc32(path: Path) -> int:
+    """CRC-32 of a file, as a zip archive records it for each member."""
+    crc = 0
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            crc = zlib.crc32(chunk, crc)
+    return crc
+
+
 def extract_members(
     archive: str | os.PathLike,
     patterns: list[str],
@@ -200,7 +209,8 @@ def extract_members(
     ``"*usgs_streamflow/*/01013500_streamflow_qc.txt"``, so the archive's
     top-level folder name does not matter. The first member that matches is
     extracted, keeping its path under ``extract_dir``; members already
-    extracted (same size as in the archive) are not extracted again. Each
+    extracted (same size and CRC-32 as in the archive) are not extracted
+    again, and a copy edited or damaged since is extracted again. Each
     member is written to a temporary file of its own and renamed into place
     when complete, so a process never sees a half-written member, even when
     several extract the same one at once. Members whose path would leave
@@ -227,9 +237,18 @@ def extract_members(
     ValueError
         If a matching member's path is absolute or climbs out with ``..``, or
         its data is damaged (bad CRC or compressed stream); the message names
-        the archive and the member.
+        the archive and the member. Also if ``archive`` is no zip or
+        ``extract_dir`` is a file (``FileNotFoundError`` if ``archive`` is missing).
     """
+    if isinstance(patterns, str):
+        patterns = [patterns]
+    if not Path(archive).is_file():
+        raise FileNotFoundError(f"No zip archive at {archive}; give the path of the zip file.")
+    if not zipfile.is_zipfile(archive):
+        raise ValueError(f"{archive} is not a zip archive (damaged, or another file); fetch it again.")
     extract_dir = Path(extract_dir)
+    if extract_dir.exists() and not extract_dir.is_dir():
+        raise ValueError(f"extract_dir {extract_dir} is a file; give a folder to extract into.")
     root = extract_dir.resolve()
     found: dict[str, Path] = {}
     with zipfile.ZipFile(archive) as zf:
@@ -250,7 +269,8 @@ def extract_members(
                                  f"outside {extract_dir}; the archive is not a CAMELS archive "
                                  "that can be trusted.")
             size = zf.getinfo(member).file_size
-            if not (target.is_file() and target.stat().st_size == size):
+            if not (target.is_file() and target.stat().st_size == size
+                    and _crc32(target) == zf.getinfo(member).CRC):
                 target.parent.mkdir(parents=True, exist_ok=True)
                 fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part",
                                                 dir=target.parent)

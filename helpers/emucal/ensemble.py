@@ -136,6 +136,25 @@ def _check_chunk(path: Path, fingerprint: str) -> None:
             "chunk files) and run again.")
 
 
+def _check_forcing(forcing: xr.Dataset) -> None:
+    """Refuse forcing the model would misread: a basin twice, days out of order or missing.
+
+    The model steps through the rows of ``time`` one day at a time, so a row
+    missing or out of place shifts every later day against its flow.
+    """
+    basins = [str(b) for b in forcing.basin.values]
+    twice = sorted({b for b in basins if basins.count(b) > 1})
+    if twice:
+        raise ValueError(f"Forcing holds basins {twice} more than once; give each basin once.")
+    t = pd.DatetimeIndex(forcing.time.values)
+    bad = np.flatnonzero(np.asarray(t[1:] - t[:-1] != pd.Timedelta(days=1)))
+    if bad.size:
+        raise ValueError(
+            f"Forcing time must be consecutive days in order; {t[bad[0] + 1]:%Y-%m-%d} follows "
+            f"{t[bad[0]]:%Y-%m-%d}. Sort it (forcing.sortby('time')) or load a period without "
+            "gaps, e.g. load_basins(..., start='1993-10-01', end='2013-09-30').")
+
+
 def run_ensemble(
     samples,
     forcing: xr.Dataset,
@@ -199,8 +218,9 @@ def run_ensemble(
     """
     space = space or ParameterSpace.tang2025()
     if isinstance(samples, xr.Dataset):
-        samples = samples["params"].transpose("member", "param").values
+        samples = samples["params"].transpose("member", "param")
     samples = np.atleast_2d(space.validate(samples))
+    metrics = (metrics,) if isinstance(metrics, str) else metrics
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:
         raise ValueError(f"Unknown metrics {unknown}; choose from {list(METRICS)}.")
@@ -218,6 +238,7 @@ def run_ensemble(
         except ValueError as err:
             raise ValueError(f"Period {name!r}: {err}") from None
 
+    _check_forcing(forcing)
     inputs = prepare_inputs(forcing, attrs)
     qobs = forcing["qobs"].values.astype(np.float64)
     basins, time = forcing.basin.values, forcing.time.values
@@ -227,6 +248,9 @@ def run_ensemble(
     store_path = Path(store) if store is not None else None
     done: dict[int, Path] = {}
     if store_path is not None:
+        if store_path.exists() and not store_path.is_dir():
+            raise ValueError(f"store={str(store_path)!r} is a file; the store is a folder of chunk "
+                             f"files, for example {store_path.with_suffix('')}_chunks.")
         store_path.mkdir(parents=True, exist_ok=True)
         print_ = _fingerprint(samples, basins, time, metrics, periods, SPINUP_YEARS,
                               chunk_size, keep_flow, _data_digest(inputs, qobs))
@@ -433,6 +457,7 @@ def model_runner(forcing: xr.Dataset, attrs: pd.DataFrame, space: ParameterSpace
     """
     if metric not in ("kge_prime", "kge", "norm_kge", "nse", "log_nse"):
         raise ValueError(f"Unknown metric {metric!r}; choose kge_prime, kge, norm_kge, nse or log_nse.")
+    _check_forcing(forcing)
     inputs = prepare_inputs(forcing, attrs)
     period = skill_metrics.water_years(period)
     window = skill_metrics.water_year_window(forcing.time.values, period)
@@ -479,6 +504,12 @@ def fill_defaults(run: Runner, params) -> np.ndarray:
         raise TypeError(f"run must be an ensemble.Runner (from model_runner, or Runner(your_function, "
                         f"basins=...) for your own model); got {type(run).__name__}.")
     params = np.asarray(params, dtype=float)
+    width = len(run.names) if run.names is not None else (
+        run.defaults.shape[-1] if run.defaults is not None else params.shape[-1])
+    if params.ndim not in (2, 3) or params.shape[-1] != width:
+        raise ValueError(f"params must be (n, param) or (basin, n, param) with {width} parameters"
+                         f"{' (' + ', '.join(run.names) + ')' if run.names is not None else ''}; "
+                         f"got shape {params.shape}.")
     if params.ndim == 2:
         params = np.broadcast_to(params, (run.n_basin,) + params.shape)
     if not np.isnan(params).any():

@@ -6,7 +6,8 @@ work on any number of leading dimensions at once (``member x basin x time``
 gives ``member x basin`` scores). They take NumPy arrays (time on the last
 axis) or xarray DataArrays (time along ``dim``). Days where the observation
 (or the simulation) is NaN are left out, as in the CAMELS flow records, where
-missing days are common.
+missing days are common; a series with an infinite value (a run that blew up)
+has no score (NaN), never the score of its other days.
 
 References
 ----------
@@ -51,7 +52,7 @@ __all__ = [
 def _masked(sim: np.ndarray, obs: np.ndarray):
     sim, obs = np.broadcast_arrays(np.asarray(sim, dtype=float), np.asarray(obs, dtype=float))
     valid = np.isfinite(sim) & np.isfinite(obs)
-    n = valid.sum(axis=-1)
+    n = np.where((np.isinf(sim) | np.isinf(obs)).any(axis=-1), 0, valid.sum(axis=-1))
     return np.where(valid, sim, 0.0), np.where(valid, obs, 0.0), valid, n
 
 

@@ -238,8 +238,30 @@ class ParameterSpace:
         } for p in self.parameters]).set_index("parameter")
 
     # ----------------------------------------------------- unit cube mapping
+    def _by_name(self, values):
+        """Values whose parameters are named (DataFrame columns, a ``param`` coordinate) in this order.
+
+        Named columns are taken by name, never by position: a table with its
+        columns in another order would otherwise give each parameter another's values.
+        """
+        if isinstance(values, xr.Dataset) and "params" in values:
+            values = values["params"]
+        if isinstance(values, xr.DataArray) and "param" in values.coords and "param" in values.dims:
+            names, take = [str(n) for n in values["param"].values], \
+                lambda: values.transpose(..., "param").sel(param=list(self.names)).values
+        elif isinstance(values, pd.DataFrame) and all(isinstance(c, str) for c in values.columns):
+            names, take = list(values.columns), lambda: values[list(self.names)].to_numpy()
+        else:
+            return values
+        if sorted(names) != sorted(self.names):
+            missing = [n for n in self.names if n not in names]
+            extra = [n for n in names if n not in self.names]
+            raise ValueError(f"The values name other parameters than this space: missing {missing}, "
+                             f"not in the space {extra}; its parameters are {list(self.names)}.")
+        return take()
+
     def _as_2d(self, values) -> tuple[np.ndarray, bool]:
-        array = np.asarray(values, dtype=float)
+        array = np.asarray(self._by_name(values), dtype=float)
         single = array.ndim == 1
         array = np.atleast_2d(array)
         if array.shape[-1] != len(self):

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
@@ -57,13 +58,14 @@ def _place(source: Path, target: Path, *, link: bool) -> None:
         os.chmod(tmp, os.stat(tmp).st_mode | 0o444)
 
 
-def _md5(path: Path) -> str:
-    """MD5 of a file, read in 4 MiB chunks (for the manifest, as the shared mirror has it)."""
-    digest = hashlib.md5(usedforsecurity=False)
+def _digests(path: Path) -> tuple[str, str]:
+    """SHA-256 and MD5 of a file in one read of 4 MiB chunks (the manifest has both)."""
+    sha256, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
     with open(path, "rb") as handle:
         while chunk := handle.read(1 << 22):
-            digest.update(chunk)
-    return digest.hexdigest()
+            sha256.update(chunk)
+            md5.update(chunk)
+    return sha256.hexdigest(), md5.hexdigest()
 
 
 def write_manifest(directory: Path, names: Sequence[str]) -> Path:
@@ -72,7 +74,13 @@ def write_manifest(directory: Path, names: Sequence[str]) -> Path:
     lines = ["name\tbytes\tsha256\tmd5\tupstream_url"]
     for name in names:
         path = directory / name
-        lines.append(f"{name}\t{path.stat().st_size}\t{hashes[name]}\t{_md5(path)}\t{urls[name]}")
+        sha256, md5 = _digests(path)
+        if sha256 != hashes[name]:
+            raise ValueError(f"{path} ({name}) has sha256 {sha256}, the registry {hashes[name]}: "
+                             "another file or a damaged one, and every download of it would fail "
+                             f"its hash check. Give the path that emucal.data.fetch({name!r}) "
+                             "returns; no manifest is written until then.")
+        lines.append(f"{name}\t{path.stat().st_size}\t{hashes[name]}\t{md5}\t{urls[name]}")
     manifest = directory / MANIFEST
     with atomic_path(manifest) as tmp:
         tmp.write_text("\n".join(lines) + "\n")
@@ -100,6 +108,10 @@ def mirror(directory, paths: Mapping[str, Path], *, link: bool = True, progress:
         The manifest, ``directory/MANIFEST.tsv``.
     """
     directory = Path(directory)
+    unknown = [name for name in paths if name not in data.registry()]
+    if unknown:
+        raise KeyError(f"{unknown} are not registry names; a mirror serves registry names only "
+                       "(sorted(emucal.data.registry())).")
     for name in tqdm(list(paths), disable=not progress, desc="emucal mirror", unit="file"):
         _place(Path(paths[name]), directory / name, link=link)
     return write_manifest(directory, list(paths))
@@ -150,12 +162,18 @@ def mirror_natural_earth(directory, *, progress: bool = True) -> list[Path]:
     return copied
 
 
+# MyST fences: three or more colons or backticks, a space allowed before the brace
+_SOLUTION_START = re.compile(r"^(:{3,}|`{3,})\s*\{solution-start\}")
+_SOLUTION_END = re.compile(r"^(:{3,}|`{3,})\s*\{solution-end\}")
+
+
 def strip_solutions(notebook: dict) -> tuple[dict, int]:
     """Remove the exercise solutions from a notebook (a dict in nbformat 4 layout).
 
     The book writes solutions with sphinx-exercise's gated directives: a line
     ``:::{solution-start} LABEL`` with its options and a closing ``:::``, then
-    any number of cells, then ``:::{solution-end}`` and ``:::``. Everything
+    any number of cells, then ``:::{solution-end}`` and ``:::`` (any MyST
+    fence: more colons, backticks, a space before the brace). Everything
     from the start to the end marker goes, code cells included, and a short
     note takes its place; the exercises themselves stay. Outputs are cleared.
 
@@ -177,13 +195,14 @@ def strip_solutions(notebook: dict) -> tuple[dict, int]:
         source = cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
         kept, lines = [], iter(source.splitlines(keepends=True))
         for line in lines:
-            if not inside and line.startswith(":::{solution-start}"):
+            start, end = _SOLUTION_START.match(line), _SOLUTION_END.match(line)
+            if not inside and start:
                 for option in lines:  # skip its options up to the closing fence
-                    if option.strip() == ":::":
+                    if option.strip() == start.group(1):
                         break
                 inside, removed = True, removed + 1
                 kept.append(note + "\n")
-            elif inside and line.startswith(":::{solution-end}"):
+            elif inside and end:
                 next(lines, None)  # its closing fence
                 inside = False
             elif not inside:
@@ -208,6 +227,10 @@ def write_handouts(directory, notebooks: Iterable, *, overwrite: bool = False) -
     replaced, never written through.
     """
     out = Path(directory)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out} is a file; give the folder to write the handouts into")
+    if isinstance(notebooks, (str, os.PathLike)):
+        notebooks = [notebooks]
     sources = [Path(n) for n in notebooks]
     missing = [str(n) for n in sources if not n.is_file()]
     if missing:

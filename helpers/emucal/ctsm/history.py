@@ -233,6 +233,15 @@ def _read_files(files: list[Path], names: list[str], required: bool) -> tuple[di
     return out, long_names, origin[~origin.index.duplicated(keep="last")].sort_index()
 
 
+def _one_case(files: list[Path], key: tuple[int, str], spec) -> None:
+    """Refuse the history files of more than one case for one run (their days would mix)."""
+    cases = sorted({f.name.split(".clm2.")[0] for f in files if ".clm2." in f.name})
+    if len(cases) > 1:
+        raise ValueError(f"{spec} holds the history files of {len(cases)} cases {cases[:4]} for run "
+                         f"{key[0]}:{key[1]} (member:basin); one run's days would be taken from "
+                         "another. Give each run the folder or glob of its own case.")
+
+
 def _gaps(lost: pd.DatetimeIndex, expected: pd.DatetimeIndex, origin: pd.Series) -> str:
     """The runs of missing days of one run, each with the history files around it."""
     runs = np.split(np.arange(len(lost)), np.flatnonzero(np.diff(expected.get_indexer(lost)) != 1) + 1)
@@ -246,6 +255,13 @@ def _gaps(lost: pd.DatetimeIndex, expected: pd.DatetimeIndex, origin: pd.Series)
     return "; ".join(text) + (f"; ... ({len(runs) - 5} more gaps)" if len(runs) > 5 else "")
 
 
+def _basin_id(basin) -> str:
+    if not isinstance(basin, str):
+        raise TypeError(f"basin {basin!r} must be a string, e.g. '01013500': as a number the "
+                        "leading zero of a USGS id is lost and the runs match no observations.")
+    return basin
+
+
 def _normalise_cases(cases, basin) -> dict[tuple[int, str], object]:
     if isinstance(cases, Mapping):
         keys = list(cases)
@@ -253,17 +269,17 @@ def _normalise_cases(cases, basin) -> dict[tuple[int, str], object]:
             if basin is not None:
                 raise ValueError("Give basin= only when the keys of cases are members, "
                                  "not (member, basin) pairs.")
-            return {(int(m), str(b)): v for (m, b), v in cases.items()}
+            return {(int(m), _basin_id(b)): v for (m, b), v in cases.items()}
         if basin is None:
             raise ValueError("cases maps members to paths: also give basin=..., or use "
                              "(member, basin) keys.")
-        return {(int(m), str(basin)): v for m, v in cases.items()}
+        return {(int(m), _basin_id(basin)): v for m, v in cases.items()}
     if isinstance(cases, (str, os.PathLike)):
         raise TypeError("cases must be a mapping or a list of paths, not one path; e.g. "
                         "read_history([path], basin='01013500').")
     if basin is None:
         raise ValueError("A list of paths needs basin=... (members are numbered 0, 1, ...).")
-    return {(i, str(basin)): v for i, v in enumerate(cases)}
+    return {(i, _basin_id(basin)): v for i, v in enumerate(cases)}
 
 
 def read_history(
@@ -332,7 +348,10 @@ def read_history(
         When no run has any history file.
     ValueError
         For files that are not daily means, fluxes not in mm/s, or output on
-        PFTs or columns.
+        PFTs or columns; for two runs given the same files, one location
+        holding the files of several cases, or ``start`` after ``end``.
+    TypeError
+        For a basin id that is not a string (``1013500`` for ``"01013500"``).
 
     Warns
     -----
@@ -349,6 +368,12 @@ def read_history(
     runs = _normalise_cases(cases, basin)
     if not runs:
         raise ValueError("cases is empty.")
+    if isinstance(variables, str):
+        variables = [variables]
+    lo = pd.Timestamp(start) if start is not None else None
+    hi = pd.Timestamp(end) if end is not None else None
+    if lo is not None and hi is not None and lo > hi:
+        raise ValueError(f"start {lo:%Y-%m-%d} is after end {hi:%Y-%m-%d}.")
     unknown = [v for v in (variables or []) if v not in HISTORY_VARIABLES]
     if unknown:
         raise ValueError(f"Unknown variables {unknown}; choose from {list(HISTORY_VARIABLES)}.")
@@ -358,8 +383,15 @@ def read_history(
     data: dict[tuple[int, str], dict[str, pd.Series]] = {}
     long_names: dict[str, str] = {}
     origins: dict[tuple[int, str], pd.Series] = {}
+    seen: dict[tuple, tuple[int, str]] = {}
     for key, spec in runs.items():
         files = _find_history(spec, tape)
+        _one_case(files, key, spec)
+        if files and tuple(files) in seen:
+            raise ValueError(f"Runs {seen[tuple(files)][0]}:{seen[tuple(files)][1]} and {key[0]}:{key[1]} "
+                             f"(member:basin) have the same history files ({spec}); give each run "
+                             "its own location.")
+        seen.setdefault(tuple(files), key)
         series, names_found, origins[key] = _read_files(files, names, required)
         if files and "QRUNOFF" not in series and "QRUNOFF" in names:
             raise KeyError(f"The history files of member {key[0]}, basin {key[1]} ({files[0]}, "
@@ -373,16 +405,13 @@ def read_history(
 
     members = sorted({m for m, _ in runs})
     basins = list(dict.fromkeys(b for _, b in runs))
-    lo = pd.Timestamp(start) if start is not None else None
-    hi = pd.Timestamp(end) if end is not None else None
     expected: dict[str, pd.DatetimeIndex] = {}
     for b in basins:
         days = [s.index for (m, bb), d in data.items() if bb == b for s in d.values()]
         idx = days[0].append(days[1:]).unique().sort_values() if days else pd.DatetimeIndex([])
         if len(idx):
             # every day of the period (holes included), without 29 February if the runs have none
-            both = lo is not None and hi is not None
-            full = pd.date_range(lo if both else idx[0], hi if both else idx[-1], freq="D")
+            full = pd.date_range(idx[0] if lo is None else lo, idx[-1] if hi is None else hi, freq="D")
             if not ((idx.month == 2) & (idx.day == 29)).any():
                 full = full[~((full.month == 2) & (full.day == 29))]
             idx = full

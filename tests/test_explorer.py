@@ -206,3 +206,146 @@ def test_explorer_page_responds_to_a_slider_in_the_browser(chromium, shared_mirr
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+# --------------------------------------------------------------- any ensemble (ensemble_app)
+from test_ppe import ST as ISHIGAMI_ST  # noqa: E402  (analytic total indices: x1 > x2 > x3)
+from test_ppe import ishigami_ppe  # noqa: E402
+
+from emucal import cli, ensemble, sampling  # noqa: E402
+
+LINEAR_RANK = ["x3", "x1", "x2"]  # z = x3 + 0.3 x1: ST 0.917, 0.083, 0
+
+
+@pytest.fixture(scope="module")
+def ppe_file(tmp_path_factory):
+    """The Ishigami PPE with a second, linear output, as a netCDF file."""
+    path = tmp_path_factory.mktemp("ppe") / "ishigami.nc"
+    ishigami_ppe(linear=True).to_netcdf(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def ppe_app(ppe_file):
+    import xarray as xr
+
+    return explorer.ensemble_app(xr.load_dataset(ppe_file), n_draws=10)
+
+
+def test_ensemble_app_ranks_the_known_indices_and_switches_output(ppe_app):
+    app = ppe_app
+    app.set(output="y")
+    ind = app.response.indices
+    assert list(ind.param.values) == sorted(ISHIGAMI_ST, key=ISHIGAMI_ST.get, reverse=True)
+    for p, truth in ISHIGAMI_ST.items():
+        assert float(ind.ST_lo.sel(param=p)) <= truth <= float(ind.ST_hi.sel(param=p))
+    assert "R² 0.9" in app.status_html.value  # the cross-validated skill is on the page
+    table, indices_png = app.indices_html.value, app.images["indices"].value
+    assert [table.index(f">{p}<") for p in ("x1", "x2", "x3")] == sorted(
+        table.index(f">{p}<") for p in ("x1", "x2", "x3"))
+    app.set(output="z")
+    assert list(app.response.indices.param.values) == LINEAR_RANK
+    assert app.images["indices"].value != indices_png and app.indices_html.value != table
+    assert (app.pair_x.value, app.pair_y.value) == ("x3", "x1")  # the map: the two largest ST
+
+
+def test_moving_the_point_redraws_curves_map_and_prediction(ppe_app):
+    app = ppe_app.set(output="y", x1=0.0, x2=0.0, x3=0.0)
+    before = {k: app.images[k].value for k in ("curves", "map")}, dict(app.prediction)
+    # the Ishigami function at x = 0 is 0; at x2 = pi/2 it is a = 7
+    assert abs(app.prediction["mean"]) < 0.5 and app.prediction["low"] < 0 < app.prediction["high"]
+    app.sliders["x2"].value = np.pi / 2  # as a user would: the observer redraws
+    assert app.prediction["mean"] == pytest.approx(7.0, abs=0.5)
+    assert all(app.images[k].value != before[0][k] for k in before[0])
+    assert app.prediction["nearest"] > 0 and app.update_seconds > 0
+    # the band of each curve brackets its line, and the red mark sits at the point
+    for k, (band, line, mark) in enumerate(app._curve_parts):
+        lo_hi = band.get_xy()[:, 1]
+        assert lo_hi.min() <= line.get_ydata().min() and line.get_ydata().max() <= lo_hi.max()
+        assert mark.get_xdata()[0] == pytest.approx(app.point.iloc[k])
+
+
+def test_best_run_and_export(ppe_app, tmp_path):
+    app = ppe_app.set(output="y")
+    app.best_run()
+    runs = app.response.runs
+    best = runs["params"].values[int(np.argmax(runs["y"].values))]
+    np.testing.assert_allclose(app.point.values, best, atol=0.05)  # a slider step
+    written = app.export(tmp_path)
+    assert sorted(p.name for p in written) == sorted(
+        ["y_indices.csv", "y_indices.png", "y_curves.png", "y_map.png"])
+    table = pd.read_csv(tmp_path / "y_indices.csv", index_col="param")
+    assert list(table.index) == ["x1", "x2", "x3"] and (table.ST_lo <= table.ST).all()
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in written if p.suffix == ".png")
+    app.export_button.click()
+    assert app.downloads_html.value.count("download=") == 4
+
+
+def test_outputs_that_cannot_be_emulated_say_why_on_the_page(ppe_file):
+    import xarray as xr
+
+    ds = xr.load_dataset(ppe_file)
+    ds["broken"] = ds.y.where(ds.member > 5)  # six failed runs
+    app = explorer.ensemble_app(ds, output="broken", n_draws=0)
+    assert app.response is None and "NaN in 6 of 300 members" in app.status_html.value
+    assert app.images["curves"].value == b""
+    with pytest.raises(ValueError, match="nothing to export"):
+        app.export("unused")
+    app.set(output="y")
+    assert app.response is not None and app.problem is None
+
+
+def test_ensemble_app_refuses_what_is_not_an_ensemble(ppe_file):
+    import xarray as xr
+
+    ds = xr.load_dataset(ppe_file)
+    with pytest.raises(ValueError, match="no variable 'params"):
+        explorer.ensemble_app(ds.drop_vars("params"))
+    with pytest.raises(ValueError, match="needs at least 10 per parameter, 30 members"):
+        explorer.ensemble_app(ds.isel(member=slice(0, 20)))
+    with pytest.raises(ValueError, match="'q' is not an output"):
+        explorer.ensemble_app(ds, output="q")
+    with pytest.raises(ValueError, match="no dimension 'basin'"):
+        explorer.ensemble_app(ds, select={"basin": "01013500"})
+
+
+def test_teaching_model_ensemble_by_basin_and_period(toy):
+    forcing, attrs = toy
+    space = ParameterSpace.tang2025()
+    ens = ensemble.run_ensemble(sampling.sample(space, 10 * len(space), "lhs", seed=0), forcing, attrs,
+                                periods={"all": (2002, 2004)})
+    ens["norm_kge"] = ens.norm_kge.fillna(-1)
+    basins = [str(b) for b in ens.basin.values]
+    app = explorer.ensemble_app(ens, output="norm_kge", n_draws=0)
+    assert app.select == {"basin": basins[0], "period": "all"}
+    first = app.response.indices.ST.values.copy()
+    app.set(basin=basins[1])
+    assert app.response.runs.sizes["member"] == ens.sizes["member"]
+    assert not np.allclose(app.response.indices.ST.values, first)  # the other basin's emulator
+    with pytest.raises(ValueError, match="basin='nowhere' is not in the ensemble"):
+        app.set(basin="nowhere")
+
+
+# --------------------------------------------------------------- emucal explore (the command)
+def test_explore_export_writes_the_indices(ppe_file, tmp_path, capsys):
+    assert cli.main(["explore", str(ppe_file), "--output", "z", "--export", str(tmp_path)]) == 0
+    table = pd.read_csv(tmp_path / "z_indices.csv", index_col="param")
+    assert list(table.index) == LINEAR_RANK
+    assert str(tmp_path / "z_curves.png") in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["nowhere.nc"], "no such file"),
+    (["{folder}"], "is a folder"),
+    (["{text}"], "not a netCDF file"),
+    (["{ppe}", "--output", "q"], "'q' is not an output"),
+    (["{ppe}", "--select", "basin=1"], "write DIM=VALUE with DIM one of"),
+    (["{ppe}", "--select", "member=-3"], "member has no value '-3'"),
+])
+def test_explore_names_what_is_wrong(args, message, ppe_file, tmp_path, capsys):
+    text = tmp_path / "notes.nc"
+    text.write_text("not netCDF")
+    args = [a.format(folder=tmp_path, text=text, ppe=ppe_file) for a in args]
+    assert cli.main(["explore", *args, "--export", str(tmp_path / "out")]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

@@ -27,12 +27,22 @@ def ishigami(x):
     return np.sin(x[..., 0]) + A * np.sin(x[..., 1]) ** 2 + B * x[..., 2] ** 4 * np.sin(x[..., 0])
 
 
+def ishigami_ppe(n: int = 300, seed: int = 0, linear: bool = False) -> xr.Dataset:
+    """``n`` Latin-hypercube runs of the Ishigami function (output ``y``) as a PPE.
+
+    ``linear`` adds a second output ``z = x3 + 0.3 x1``, whose total indices
+    are 1/1.09 = 0.917 (x3), 0.09/1.09 = 0.083 (x1) and 0 (x2): x3 > x1 > x2.
+    """
+    x = sampling.sample(SPACE, n, "lhs", seed=seed, include_default=False)
+    outputs = {"y": ishigami(x), **({"z": x[:, 2] + 0.3 * x[:, 0]} if linear else {})}
+    return sensitivity.ensemble_from_tables(pd.DataFrame(x, columns=SPACE.names),
+                                            pd.DataFrame(outputs), ranges=SPACE)
+
+
 @pytest.fixture(scope="module")
 def ppe(tmp_path_factory):
     """300 Latin-hypercube runs of the Ishigami function, written as a PPE and read back."""
-    x = sampling.sample(SPACE, 300, "lhs", seed=0, include_default=False)
-    ds = sensitivity.ensemble_from_tables(pd.DataFrame(x, columns=SPACE.names),
-                                          pd.DataFrame({"y": ishigami(x)}), ranges=SPACE)
+    ds = ishigami_ppe()
     path = tmp_path_factory.mktemp("ppe") / "ishigami.nc"
     ds.to_netcdf(path)
     return xr.load_dataset(path)

@@ -1,8 +1,9 @@
-"""The ``emucal`` command line: fetch the book's data, lay out a workshop mirror, write handouts.
+"""The ``emucal`` command line: fetch the book's data, lay out a workshop mirror, write handouts,
+explore an ensemble.
 
-Four commands, all thin wrappers around :mod:`emucal.data`,
-:mod:`emucal.camels` and :mod:`emucal.workshop` (the same download path,
-cache and hash checks as the notebooks):
+Five commands, all thin wrappers around :mod:`emucal.data`,
+:mod:`emucal.camels`, :mod:`emucal.workshop` and :mod:`emucal.explorer` (the
+same download path, cache and hash checks as the notebooks):
 
 ``emucal fetch``
     Download every file the notebooks read (the CAMELS-US attributes and the
@@ -20,6 +21,11 @@ cache and hash checks as the notebooks):
     Copy notebooks into ``DIR`` without their exercise solutions and outputs,
     for participants to work in during a workshop; handouts already in
     ``DIR`` are kept unless ``--overwrite`` is given.
+``emucal explore ENSEMBLE.nc``
+    Serve the explorer of a perturbed-parameter ensemble
+    (:func:`emucal.explorer.ensemble_app`) as a web page with Voila, on
+    127.0.0.1 unless ``--ip`` says otherwise; with ``--export DIR``, write
+    the Sobol' indices (CSV) and the figures (PNG) instead.
 
 The same commands run as ``python -m emucal``.
 
@@ -272,6 +278,83 @@ def _cmd_handout(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _open_ensemble(args: argparse.Namespace):
+    """The ensemble file, checked as the app checks it, and the chosen output and slice."""
+    import xarray as xr
+
+    from .explorer import _check_input
+
+    path = Path(args.ensemble).expanduser()
+    if not path.is_file():
+        raise _UsageError(f"{path}: {'is a folder' if path.is_dir() else 'no such file'}; an "
+                          "ensemble is one netCDF file (ds.to_netcdf(...) of the format in "
+                          "emucal.sensitivity).")
+    try:
+        ds = xr.open_dataset(path)
+    except (ValueError, OSError) as err:
+        raise _UsageError(f"{path} is not a netCDF file that xarray can read ({err}).") from err
+    select = {}
+    for item in args.select:
+        dim, _, text = item.partition("=")
+        if dim not in ds.dims or not text:
+            raise _UsageError(f"--select {item!r}: write DIM=VALUE with DIM one of {list(ds.dims)}.")
+        values = [v.item() for v in ds[dim].values]
+        chosen = [v for v in values if str(v) == text]
+        if not chosen:
+            raise _UsageError(f"--select {item!r}: {dim} has no value {text!r}; it has "
+                              f"{values[:10]}{' ...' if len(values) > 10 else ''}.")
+        select[dim] = chosen[0]
+    try:
+        _check_input(ds, args.output, select)
+    except ValueError as err:
+        raise _UsageError(f"{path}: {err}") from err
+    return path, ds, select
+
+
+def _cmd_explore(args: argparse.Namespace) -> int:
+    """``emucal explore``: serve the ensemble explorer with Voila, or export its tables and figures."""
+    import json
+    import shutil
+    import subprocess
+    import tempfile
+
+    import nbformat
+
+    path, ds, select = _open_ensemble(args)
+    if args.export is not None:
+        from .explorer import ensemble_app
+
+        app = ensemble_app(ds.load(), output=args.output, select=select)
+        if app.response is None:
+            raise _UsageError(f"{app.output} cannot be emulated: {app.problem}")
+        for written in app.export(args.export):
+            print(written)
+        return EXIT_OK
+    voila = shutil.which("voila") or str(Path(sys.executable).with_name("voila"))
+    if not Path(voila).exists():
+        raise _UsageError("emucal explore needs Voila: pip install voila (or use --export DIR).")
+    code = ("import json, os\n\nimport xarray as xr\n\nfrom emucal import explorer\n\n"
+            "explorer.ensemble_app(xr.load_dataset(os.environ['EMUCAL_ENSEMBLE']),\n"
+            "                      output=os.environ['EMUCAL_OUTPUT'] or None,\n"
+            "                      select=json.loads(os.environ['EMUCAL_SELECT']))")
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                       "language": "python"}
+    env = {**os.environ, "EMUCAL_ENSEMBLE": str(path.resolve()), "EMUCAL_OUTPUT": args.output or "",
+           "EMUCAL_SELECT": json.dumps(select)}
+    with tempfile.TemporaryDirectory(prefix="emucal-explore-") as folder:
+        page = Path(folder) / f"{path.stem}.ipynb"
+        nbformat.write(notebook, page)
+        print(f"Exploring {path} at http://{args.ip}:{args.port}/ (Ctrl-C stops it)", flush=True)
+        command = [voila, str(page), f"--port={args.port}", f"--Voila.ip={args.ip}",
+                   "--VoilaConfiguration.show_tracebacks=True",
+                   *(["--no-browser"] if args.no_browser else [])]
+        try:
+            return subprocess.call(command, env=env)
+        except KeyboardInterrupt:
+            return EXIT_OK
+
+
 # ----------------------------------------------------------------------- parser
 _ENVIRONMENT = """\
 environment:
@@ -294,8 +377,8 @@ def build_parser() -> argparse.ArgumentParser:
     Returns
     -------
     argparse.ArgumentParser
-        The parser, with the ``fetch``, ``mirror``, ``basins`` and ``handout``
-        sub-commands.
+        The parser, with the ``fetch``, ``mirror``, ``basins``, ``handout`` and
+        ``explore`` sub-commands.
     """
     formatter = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(
@@ -393,6 +476,31 @@ def build_parser() -> argparse.ArgumentParser:
                          help="replace handouts already in DIR (by default they are kept, as "
                               "participants may have worked in them)")
     handout.set_defaults(run=_cmd_handout)
+
+    explore = commands.add_parser(
+        "explore", formatter_class=formatter,
+        help="explore a perturbed-parameter ensemble in a web page",
+        description=_wrap("Serve the explorer of a perturbed-parameter ensemble (an emucal "
+                    "ensemble netCDF file: params(member, param) with lower/upper, and outputs "
+                    "over member) as a web page with Voila: Sobol' indices with intervals, "
+                    "response curves and maps from a GP emulator whose cross-validated skill "
+                    "is shown. With --export, write the indices (CSV) and figures (PNG) "
+                    "into a folder instead."),
+        epilog="examples:\n  emucal explore my_ppe.nc\n"
+               "  emucal explore ensemble.nc --output norm_kge --select basin=01013500 "
+               "--select period=calibration\n  emucal explore my_ppe.nc --export figures/",
+    )
+    explore.add_argument("ensemble", metavar="ENSEMBLE", help="the ensemble's netCDF file")
+    explore.add_argument("--output", default=None, help="the output shown first (default: the first)")
+    explore.add_argument("--select", action="append", default=[], metavar="DIM=VALUE",
+                         help="the value of one of the output's other dimensions (repeatable)")
+    explore.add_argument("--port", type=_port, default=8866, help="port of the page (default: 8866)")
+    explore.add_argument("--ip", default="127.0.0.1",
+                         help="address to serve on (default: 127.0.0.1, this machine only)")
+    explore.add_argument("--no-browser", action="store_true", help="do not open a browser")
+    explore.add_argument("--export", type=Path, default=None, metavar="DIR",
+                         help="write the indices and figures to DIR and exit (no server)")
+    explore.set_defaults(run=_cmd_explore, cache=None)
     return parser
 
 

@@ -25,19 +25,25 @@ for a rendered page), and ``app.update_seconds`` how long the last update took.
 
 from __future__ import annotations
 
+import base64
+import html
 import io
+import os
+import re
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from . import metrics as skill_metrics
 from .model import prepare_inputs, run_columns
 from .parameters import ParameterSpace
 
-__all__ = ["Explorer", "app"]
+__all__ = ["Explorer", "app", "EnsembleExplorer", "ensemble_app"]
 
 
 # What a slider's tooltip adds to the parameter's meaning: where CTSM (ESCOMP/CTSM at
@@ -430,3 +436,554 @@ def app(forcing: xr.Dataset, attrs: pd.DataFrame, *, space: ParameterSpace | Non
         raise ValueError(f"show_years must be at least 1; got {show_years}.")
     return Explorer(forcing, attrs, space=space, emulator=emulator, calibrated=calibrated,
                     period=period, show_years=show_years, basin=basin)
+
+
+# ---------------------------------------------------------------- any ensemble
+def _data_link(data: bytes, name: str, mime: str) -> str:
+    """An HTML link that downloads ``data`` as the file ``name`` (no server needed: a data URI)."""
+    return (f'<a download="{name}" href="data:{mime};base64,{base64.b64encode(data).decode()}" '
+            f'class="emucal-ppe-download">{name}</a>')
+
+
+def _grid(d: int) -> tuple[int, int]:
+    """Rows and columns of the curve panels: at most 4 columns."""
+    cols = min(d, 4)
+    return int(np.ceil(d / cols)), cols
+
+
+def _check_input(ds: xr.Dataset, output: str | None, select: dict | None) -> list[str]:
+    """What :func:`ensemble_app` checks before fitting anything; returns the outputs."""
+    from .sensitivity import _params_problems, ensemble_outputs
+
+    problems = _params_problems(ds)
+    if problems:
+        raise ValueError("Not an ensemble that can be emulated:\n- " + "\n- ".join(problems))
+    outputs = ensemble_outputs(ds)
+    if not outputs:
+        raise ValueError("Not an ensemble: no numeric variable besides params has a 'member' "
+                         f"dimension (variables: {list(ds.data_vars)}).")
+    if output is not None and output not in outputs:
+        raise ValueError(f"{output!r} is not an output of this ensemble; choose one of {outputs}.")
+    dims = [d for d in ds[output or outputs[0]].dims if d != "member"]
+    for dim, value in (select or {}).items():
+        if dim not in dims:
+            raise ValueError(f"{output or outputs[0]} has no dimension {dim!r}; its dimensions "
+                             f"besides member: {dims}.")
+        if value not in [v.item() for v in ds[dim].values]:
+            raise ValueError(f"{dim}={value!r} is not in the ensemble; choose one of "
+                             f"{[v.item() for v in ds[dim].values][:10]}.")
+    return outputs
+
+
+class _Blit:
+    """A figure whose still parts are drawn once; each frame redraws only the moving artists.
+
+    Rendering axes, ticks and labels is what makes a matplotlib PNG slow
+    (0.1-0.5 s for a figure of 16 panels); the curves and maps of the ensemble
+    explorer change only their lines, bands and colours when the point moves.
+    """
+
+    def __init__(self, fig: Figure, moving: list):
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+        self.fig, self.moving = fig, moving
+        self.canvas = FigureCanvasAgg(fig)
+        self.background = None
+
+    def png(self) -> bytes:
+        from PIL import Image
+
+        if self.background is None or self.background_dpi != self.fig.dpi:
+            for artist in self.moving:
+                artist.set_visible(False)
+            self.canvas.draw()
+            self.background, self.background_dpi = self.canvas.copy_from_bbox(self.fig.bbox), self.fig.dpi
+            for artist in self.moving:
+                artist.set_visible(True)
+        self.canvas.restore_region(self.background)
+        for artist in self.moving:
+            artist.axes.draw_artist(artist)
+        buf = io.BytesIO()
+        Image.fromarray(np.asarray(self.canvas.buffer_rgba())).save(buf, format="png", compress_level=1)
+        return buf.getvalue()
+
+
+class EnsembleExplorer:
+    """The explorer of any perturbed-parameter ensemble (see :func:`ensemble_app`).
+
+    Attributes
+    ----------
+    widget : ipywidgets.Box
+        The whole app.
+    outputs : list[str]
+        The ensemble's outputs (the output menu).
+    response : emucal.sensitivity.Response or None
+        The emulated output on screen (its ``indices``, ``skill``, ``runs``);
+        None where it cannot be emulated, and ``problem`` says why.
+    sliders : dict[str, ipywidgets.FloatSlider]
+        The point the curves and the map go through, in parameter units.
+    prediction : dict[str, float]
+        The emulator at the point: ``mean``, ``low``, ``high`` (95%), and
+        ``nearest``, the distance in the unit cube to the nearest run, with
+        ``spacing``, the median distance between neighbouring runs.
+    figures : dict[str, matplotlib.figure.Figure]
+        ``indices``, ``curves`` and ``map``, as last drawn.
+    view_seconds, update_seconds : float
+        Wall time of the last change of output (emulator fit, indices,
+        drawing) and of the last move of the point.
+    """
+
+    def __init__(self, ds: xr.Dataset, *, output: str | None, select: dict | None, n_draws: int,
+                 seed: int):
+        import ipywidgets as w
+
+        from .sensitivity import output_problems, space_of
+
+        self.outputs = _check_input(ds, output, select)
+        self.ds, self.space, self.n_draws, self.seed = ds, space_of(ds), n_draws, seed
+        self._problems = {name: output_problems(ds, name) for name in self.outputs}
+        usable = [name for name in self.outputs if not self._problems[name]]
+        self._responses: dict = {}
+        self._hold = False
+        self.prediction: dict[str, float] = {}
+        self.update_seconds = self.view_seconds = float("nan")
+        self._blits: dict[str, _Blit] = {}
+        unit = self._run_units()
+        self._spacing = float(np.median(self._nearest(unit, unit, exclude_self=True)))
+
+        # --- widgets
+        self.output_select = w.Dropdown(options=self.outputs, description="Output",
+                                        value=output or (usable or self.outputs)[0])
+        self.dims_box = w.HBox()
+        self._dim_selects: dict[str, object] = {}
+        self.status_html = w.HTML()
+        self.point_html = w.HTML()
+        self.indices_html = w.HTML()
+        self.downloads_html = w.HTML()
+        self.sliders = {}
+        centre = self.space.from_unit(np.full(len(self.space), 0.5))
+        for p, value in zip(self.space, centre):
+            slider = w.FloatSlider(min=p.lower, max=p.upper, step=(p.upper - p.lower) / 200,
+                                   value=float(value), description=p.name, readout_format=".3g",
+                                   continuous_update=False, style={"description_width": "160px"},
+                                   layout=w.Layout(width="400px"))
+            slider.observe(self._on_point, names="value")
+            slider.add_class(f"emucal-slider-{p.name}")
+            self.sliders[p.name] = slider
+        names = self.space.names
+        self.pair_x = w.Dropdown(options=names, value=names[0], description="map x",
+                                 layout=w.Layout(width="300px"))
+        self.pair_y = w.Dropdown(options=names, value=names[min(1, len(names) - 1)],
+                                 description="map y", layout=w.Layout(width="300px"))
+        self.centre_button = w.Button(description="Centre", icon="crosshairs")
+        self.best_button = w.Button(description="Best run", icon="trophy")
+        self.export_button = w.Button(description="Export", icon="download")
+        self.centre_button.on_click(lambda _: self.set(**dict(zip(names, centre))))
+        self.best_button.on_click(lambda _: self.best_run())
+        self.export_button.on_click(lambda _: self._offer_downloads())
+        self.images = {k: w.Image(format="png") for k in ("indices", "curves", "map")}
+        for part, name in ((self.output_select, "output"), (self.status_html, "status"),
+                           (self.point_html, "point"), (self.indices_html, "table"),
+                           (self.downloads_html, "downloads"), (self.dims_box, "dims"),
+                           *((image, name) for name, image in self.images.items())):
+            part.add_class(f"emucal-ppe-{name}")
+        self.output_select.observe(lambda _: self._on_output(), names="value")
+        for menu in (self.pair_x, self.pair_y):
+            menu.observe(lambda _: None if self._hold else self._redraw_point(new_map=True),
+                         names="value")
+        controls = w.VBox([w.HBox([self.centre_button, self.best_button, self.export_button]),
+                           self.point_html, *self.sliders.values()])
+        self.widget = w.VBox([
+            w.HBox([self.output_select, self.dims_box]), self.status_html,
+            w.HBox([self.images["indices"], self.indices_html]),
+            w.HBox([controls, self.images["curves"]]),
+            w.HBox([self.pair_x, self.pair_y]), self.images["map"], self.downloads_html])
+
+        # --- figures: made once, their artists updated
+        rows, cols = _grid(len(self.space))
+        self.figures = {"indices": Figure(figsize=(5.6, 0.3 * len(self.space) + 1.2), layout="constrained"),
+                        "curves": Figure(figsize=(2.3 * cols, 1.7 * rows + 0.5)),
+                        "map": Figure(figsize=(8.0, 3.4))}
+        self.figures["curves"].subplots_adjust(left=0.08, right=0.98, top=0.9, bottom=0.08,
+                                               hspace=0.6, wspace=0.15)
+        self._curve_axes = self.figures["curves"].subplots(rows, cols, sharey=True, squeeze=False).ravel()
+        for ax in self._curve_axes[len(self.space):]:
+            ax.set_visible(False)
+        self._build_dims()
+        self._hold = True
+        try:
+            for dim, value in (select or {}).items():
+                self._choose(dim, value)
+        finally:
+            self._hold = False
+        self._show()
+
+    # ------------------------------------------------------------ display and state
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)
+
+    @property
+    def output(self) -> str:
+        return self.output_select.value
+
+    @property
+    def select(self) -> dict:
+        """The value of each other dimension of the output on screen, e.g. ``{"basin": ...}``."""
+        return {dim: menu.value for dim, menu in self._dim_selects.items()}
+
+    @property
+    def point(self) -> pd.Series:
+        """The point on the sliders (parameter units)."""
+        return pd.Series({name: s.value for name, s in self.sliders.items()}, name="point")
+
+    def _run_units(self) -> np.ndarray:
+        params = self.ds["params"].transpose("member", "param")
+        if "defaults" in self.ds and params.isnull().any():  # run_ensemble: NaN is the default
+            params = params.fillna(self.ds["defaults"].mean(
+                [d for d in self.ds["defaults"].dims if d != "param"]))
+        return self.space.to_unit(params.values)
+
+    @staticmethod
+    def _nearest(points: np.ndarray, runs: np.ndarray, exclude_self: bool = False) -> np.ndarray:
+        dist = np.sqrt(((points[:, None, :] - runs[None, :, :]) ** 2).sum(-1))
+        if exclude_self:
+            np.fill_diagonal(dist, np.inf)
+        return dist.min(axis=1)
+
+    def set(self, output: str | None = None, **values) -> "EnsembleExplorer":
+        """Choose ``output`` and/or a value of its other dimensions, and/or move the point.
+
+        ``values`` are parameter values (``fff=2.0``) or a dimension's value
+        (``basin="01013500"``); the view updates once.
+        """
+        unknown = [k for k in values if k not in self.sliders and k not in self.ds.dims]
+        if unknown:
+            raise ValueError(f"Unknown names {unknown}: give parameters {self.space.names} or "
+                             f"dimensions of the output {list(self._dim_selects)}.")
+        self._hold = True
+        try:
+            if output is not None:
+                if output not in self.outputs:
+                    raise ValueError(f"{output!r} is not an output; choose one of {self.outputs}.")
+                self.output_select.value = output
+                self._build_dims()
+            for key, value in values.items():
+                if key in self.sliders:
+                    s = self.sliders[key]
+                    if not s.min <= value <= s.max:
+                        raise ValueError(f"{key}={value} is outside its range [{s.min:g}, {s.max:g}].")
+                    s.value = float(value)
+                else:
+                    self._choose(key, value)
+        finally:
+            self._hold = False
+        if output is not None or any(k in self._dim_selects for k in values):
+            self._show()
+        else:
+            self._redraw_point()
+        return self
+
+    def _choose(self, dim: str, value) -> None:
+        if dim not in self._dim_selects:
+            raise ValueError(f"{self.output} has no dimension {dim!r}; its dimensions besides "
+                             f"member: {list(self._dim_selects)}.")
+        options = [v for _, v in self._dim_selects[dim].options]
+        if value not in options:
+            raise ValueError(f"{dim}={value!r} is not in the ensemble; choose one of {options}.")
+        self._dim_selects[dim].value = value
+
+    def best_run(self) -> "EnsembleExplorer":
+        """Move the point to the run with the largest output (in the slice on screen)."""
+        runs = self.response.runs
+        best = int(np.argmax(runs[self.output].values))
+        return self.set(**dict(zip(self.space.names, runs["params"].values[best])))
+
+    # ------------------------------------------------------------ events
+    def _build_dims(self) -> None:
+        import ipywidgets as w
+
+        old = self.select
+        self._dim_selects = {}
+        for dim in (d for d in self.ds[self.output].dims if d != "member"):
+            values = [v.item() for v in self.ds[dim].values]
+            menu = w.Dropdown(options=[(str(v), v) for v in values], description=dim,
+                              value=old[dim] if old.get(dim) in values else values[0], layout=w.Layout(width="260px"))
+            menu.add_class(f"emucal-ppe-dim-{dim}")
+            menu.observe(lambda _: None if self._hold else self._show(), names="value")
+            self._dim_selects[dim] = menu
+        self.dims_box.children = tuple(self._dim_selects.values())
+
+    def _on_output(self) -> None:
+        if self._hold:
+            return
+        self._build_dims()
+        self._show()
+
+    def _on_point(self, change) -> None:
+        if not self._hold:
+            self._redraw_point()
+
+    def _show(self) -> None:
+        """Emulate the output on screen (cached per output and slice) and draw everything."""
+        from .sensitivity import response
+
+        start = time.perf_counter()
+        key = (self.output, tuple(sorted((k, str(v)) for k, v in self.select.items())))
+        self.downloads_html.value = ""
+        if key not in self._responses:
+            try:
+                self._responses[key] = response(self.ds, self.output, select=self.select,
+                                                n_draws=self.n_draws, seed=self.seed)
+            except ValueError as err:  # NaN members, no variance: say so on the page
+                self._responses[key] = err
+        found = self._responses[key]
+        self.problem = str(found) if isinstance(found, ValueError) else None
+        if isinstance(found, ValueError):
+            self.response = None
+            self.status_html.value = (f"<b style='color:#b00'>{self.output} cannot be emulated "
+                                      f"here.</b><br><pre>{html.escape(str(found))}</pre>")
+            for image in self.images.values():
+                image.value = b""
+            self.indices_html.value = self.point_html.value = ""
+            return
+        self.response = found
+        self._status()
+        self._draw_indices()
+        self._hold = True  # the map starts on the two parameters of largest ST
+        try:
+            self.pair_x.value, self.pair_y.value = (str(v) for v in found.indices.param.values[:2])
+        finally:
+            self._hold = False
+        self._redraw_point(new_map=True)
+        self.view_seconds = time.perf_counter() - start
+
+    # ------------------------------------------------------------ drawing
+    def _status(self) -> None:
+        r, where = self.response, ", ".join(f"{k} {v}" for k, v in self.select.items())
+        cv = r.skill
+        r2, cover = float(cv["r2"].mean()), float(cv["coverage"].mean())
+        verdict = ("trust it" if r2 >= 0.8 else
+                   "<b style='color:#b00'>rough: read the indices and curves as a sketch</b>")
+        self.status_html.value = (
+            f"<b>{html.escape(self.output)}</b>{' at ' + html.escape(where) if where else ''}: "
+            f"{r.runs.sizes['member']} runs of {len(self.space)} parameters. Emulator (GP), "
+            f"5-fold cross-validation: R² {r2:.2f} (folds {cv['r2'].min():.2f} to "
+            f"{cv['r2'].max():.2f}), {100 * cover:.0f}% of held-out runs inside the 90% "
+            f"interval: {verdict}.")
+
+    def _draw_indices(self) -> None:
+        ind = self.response.indices
+        fig = self.figures["indices"]
+        fig.clear()
+        ax = fig.subplots()
+        y = np.arange(ind.sizes["param"])[::-1]
+        for k, (name, color, dy) in enumerate((("ST", "tab:blue", 0.18), ("S1", "tab:orange", -0.18))):
+            v = ind[name].values
+            err = np.stack([v - ind[f"{name}_lo"].values, ind[f"{name}_hi"].values - v])
+            ax.barh(y + dy, v, height=0.36, xerr=err, color=color, label=name,
+                    error_kw={"lw": 0.8, "capsize": 2})
+        ax.set(yticks=y, yticklabels=[str(p) for p in ind.param.values], xlabel="Sobol' index",
+               xlim=(min(0.0, float(ind.S1_lo.min())), max(1.0, float(ind.ST_hi.max()))),
+               title=f"Sobol' indices of {self.output} (95%)")
+        ax.axvline(0, color="k", lw=0.5)
+        ax.legend(loc="lower right", fontsize=8)
+        ax.tick_params(labelsize=8)
+        self.images["indices"].value = _png(fig)
+        rows = "".join(f"<tr><td>{k + 1}</td><td class='emucal-ppe-param'>{html.escape(str(p))}</td>"
+                       f"<td>{st:.3f} [{lo:.3f}, {hi:.3f}]</td><td>{s1:.3f}</td></tr>"
+                       for k, (p, st, lo, hi, s1) in enumerate(zip(
+                           ind.param.values, ind.ST.values, ind.ST_lo.values, ind.ST_hi.values,
+                           ind.S1.values)))
+        self.indices_html.value = ("<table><tr><th>rank</th><th>parameter</th><th>total ST [95%]"
+                                   f"</th><th>first-order S1</th></tr>{rows}</table>")
+
+    def _redraw_point(self, new_map: bool = False) -> None:
+        """Curves, map and prediction through the point on the sliders."""
+        if self._hold or getattr(self, "response", None) is None:
+            return
+        start = time.perf_counter()
+        point = self.point.values
+        unit = self.space.to_unit(point[None])[0]
+        curves = self.response.curves(point, n=31)
+        mean, sd = float(curves.point_mean), float(curves.point_sd)
+        runs = self.space.to_unit(self.response.runs["params"].values)
+        nearest = float(self._nearest(unit[None], runs)[0])
+        self.prediction = {"mean": mean, "low": mean - 1.96 * sd, "high": mean + 1.96 * sd,
+                           "nearest": nearest, "spacing": self._spacing}
+        far = nearest > 1.5 * self._spacing
+        self.point_html.value = (
+            f"<b>{html.escape(self.output)} = {mean:.4g}</b> (95%: {mean - 1.96 * sd:.4g} to "
+            f"{mean + 1.96 * sd:.4g})<br><small>nearest run {nearest:.2f} away in the unit cube "
+            f"(runs are {self._spacing:.2f} apart)"
+            + (": <b style='color:#b00'>extrapolating</b>" if far else "") + "</small>")
+        if new_map:
+            self._frame_curves()
+        self._draw_curves(curves)
+        self._draw_map(unit, new=new_map)
+        self.downloads_html.value = ""
+        self.update_seconds = time.perf_counter() - start
+
+    def _limits(self) -> tuple[float, float]:
+        """The output's range over the runs, padded: fixed axes while the point moves."""
+        y = self.response.runs[self.output].values
+        pad = 0.1 * (float(y.max() - y.min()) or 1.0)
+        return float(y.min()) - pad, float(y.max()) + pad
+
+    def _frame_curves(self) -> None:
+        """The still parts of the curves (axes, the runs' ticks); the moving parts made empty."""
+        fig, runs = self.figures["curves"], self.response.runs["params"].values
+        self._curve_parts = []
+        for k, (ax, p) in enumerate(zip(self._curve_axes, self.space)):
+            ax.clear()
+            ax.set_xscale("log" if p.log else "linear")
+            ax.set_xlim(p.lower, p.upper)
+            ax.plot(runs[:, k], np.zeros(len(runs)), "|", color="k", ms=4, alpha=0.4,
+                    transform=ax.get_xaxis_transform())  # the runs: where along p there is data
+            ax.set_title(p.name, fontsize=8)
+            ax.tick_params(labelsize=7)
+            ax.xaxis.set_major_locator(MaxNLocator(3))
+            (band,) = ax.fill([0], [0], color="tab:blue", alpha=0.25, lw=0)
+            (line,) = ax.plot([], [], color="tab:blue", lw=1)
+            (mark,) = ax.plot([], [], color="tab:red", lw=0.8)
+            self._curve_parts.append((band, line, mark))
+        self._curve_axes[0].set_ylim(*self._limits())
+        fig.suptitle(f"{self.output}, one parameter at a time through the point (band: 95%; "
+                     "red: the point; ticks: the runs)", fontsize=9)
+        self._blits["curves"] = _Blit(fig, [a for parts in self._curve_parts for a in parts])
+
+    def _draw_curves(self, curves: xr.Dataset) -> None:
+        lo, hi = curves["mean"] - 1.96 * curves["sd"], curves["mean"] + 1.96 * curves["sd"]
+        low, high = self._limits()
+        for k, (band, line, mark) in enumerate(self._curve_parts):
+            x = curves["value"].values[k]
+            band.set_xy(np.column_stack([np.r_[x, x[::-1]], np.r_[lo.values[k], hi.values[k][::-1]]]))
+            line.set_data(x, curves["mean"].values[k])
+            here = float(curves["point"].values[k])
+            mark.set_data([here, here], [low, high])
+        self.images["curves"].value = self._blits["curves"].png()
+
+    def _draw_map(self, unit: np.ndarray, new: bool) -> None:
+        a, b = self.pair_x.value, self.pair_y.value
+        fig = self.figures["map"]
+        if a == b:
+            fig.clear()
+            self._blits.pop("map", None)
+            self.images["map"].value = _png(fig)
+            return
+        grid = self.response.map((a, b), self.point.values, n=31)
+        ia, ib = self.space.names.index(a), self.space.names.index(b)
+        if new or "map" not in self._blits:
+            fig.clear()
+            axes = fig.subplots(1, 2, sharey=True)
+            fig.subplots_adjust(left=0.1, right=0.95, top=0.88, bottom=0.22, wspace=0.3)
+            runs = self.response.runs["params"].values
+            spread = float(self.response.runs[self.output].std())
+            self._meshes, moving = [], []
+            for ax, name, cmap, clim in zip(axes, ("mean", "sd"), ("viridis", "magma_r"),
+                                            (self._limits(), (0.0, spread or 1.0))):
+                mesh = ax.pcolormesh(grid[a].values, grid[b].values, grid[name].values.T, cmap=cmap,
+                                     shading="auto", vmin=clim[0], vmax=clim[1])
+                fig.colorbar(mesh, ax=ax)
+                dots = ax.scatter(runs[:, ia], runs[:, ib], s=3, color="w", edgecolor="k",
+                                  linewidth=0.3, alpha=0.7)
+                (star,) = ax.plot([], [], "*", color="tab:red", ms=10, mec="k", mew=0.5)
+                ax.set(xlabel=a, title=f"{self.output}: emulator {name}",
+                       xscale="log" if self.space[a].log else "linear",
+                       yscale="log" if self.space[b].log else "linear")
+                self._meshes.append((mesh, name, star))
+                moving += [mesh, dots, star]
+            axes[0].set_ylabel(b)
+            fig.text(0.5, 0.01, "dots: the runs; star: the point; sd scale: 0 to the runs' sd",
+                     ha="center", fontsize=8)
+            self._blits["map"] = _Blit(fig, moving)
+        here = self.space.from_unit(unit[None])[0]
+        for mesh, name, star in self._meshes:
+            mesh.set_array(grid[name].values.T.ravel())
+            star.set_data([here[ia]], [here[ib]])
+        self.images["map"].value = self._blits["map"].png()
+
+    # ------------------------------------------------------------ export
+    def export(self, folder: str | os.PathLike) -> list[Path]:
+        """Write the indices (CSV) and the three figures (PNG, 150 dpi) into ``folder``.
+
+        Names start with the output and its slice, e.g.
+        ``norm_kge_basin-01013500_indices.csv``. Returns the paths written.
+        """
+        from ._io import atomic_path
+
+        if self.response is None:
+            raise ValueError(f"{self.output} could not be emulated here; nothing to export.")
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        written = []
+        for name, data in self._exports(dpi=150).items():
+            path = folder / name
+            with atomic_path(path) as tmp:
+                Path(tmp).write_bytes(data)
+            written.append(path)
+        return written
+
+    def _exports(self, dpi: int) -> dict[str, bytes]:
+        stem = "_".join([self.output, *(f"{k}-{v}" for k, v in self.select.items())])
+        stem = re.sub(r"[^\w.-]+", "-", stem)
+        table = self.response.indices[["ST", "ST_lo", "ST_hi", "S1", "S1_lo", "S1_hi"]].to_dataframe()
+        table.attrs = {}
+        files = {f"{stem}_indices.csv": table.to_csv(float_format="%.5g").encode()}
+        for name, fig in self.figures.items():
+            files[f"{stem}_{name}.png"] = _png(fig, dpi=dpi)
+        for blit in self._blits.values():  # savefig drew at another size: draw the still parts again
+            blit.background = None
+        return files
+
+    def _offer_downloads(self) -> None:
+        if self.response is None:
+            return
+        links = [_data_link(data, name, "text/csv" if name.endswith(".csv") else "image/png")
+                 for name, data in self._exports(dpi=150).items()]
+        self.downloads_html.value = "Download: " + " · ".join(links)
+
+
+def ensemble_app(ensemble: xr.Dataset, *, output: str | None = None, select: dict | None = None,
+                 n_draws: int = 50, seed: int = 0) -> EnsembleExplorer:
+    """Build the explorer of a perturbed-parameter ensemble of any model.
+
+    Pick an output and, where it has other dimensions (a basin, a period),
+    their values; the app fits the emulator (:func:`emucal.sensitivity.response`:
+    a GP with 5-fold cross-validated skill, shown so that you know whether to
+    trust it) and draws the total and first-order Sobol' indices with 95%
+    intervals, ranked; one-at-a-time response curves with their 95% bands
+    through a point the sliders move, with the runs as ticks; and a 2-D map
+    of the emulator's mean and sd over any two parameters, with the runs as
+    dots. The text under the buttons gives the prediction at the point and
+    how far it is from the nearest run. "Export" offers the indices (CSV)
+    and the figures (PNG) for download; :meth:`EnsembleExplorer.export`
+    writes them to a folder.
+
+    Parameters
+    ----------
+    ensemble
+        An ensemble (the format of :mod:`emucal.sensitivity`): ``params(member,
+        param)`` with ``lower``/``upper`` coordinates and outputs over
+        ``member``. Outputs with NaN or without variance stay in the menu and
+        say why they cannot be emulated.
+    output, select
+        What is shown first (default: the first output that can be emulated,
+        and the first value of each of its other dimensions).
+    n_draws, seed
+        Posterior draws for the intervals of the indices; seed of everything.
+
+    Raises
+    ------
+    ValueError
+        For a Dataset that is not an ensemble (no ``params``, no ranges,
+        values outside them, no output) or has fewer than
+        :data:`~emucal.sensitivity.MEMBERS_PER_PARAM` members per parameter.
+
+    Examples
+    --------
+    >>> app = explorer.ensemble_app(xr.open_dataset("my_ppe.nc"))  # doctest: +SKIP
+    >>> app.set(output="runoff", basin="01013500", fff=2.0)  # doctest: +SKIP
+
+    From a shell, ``emucal explore my_ppe.nc`` serves the same app as a web page.
+    """
+    return EnsembleExplorer(ensemble, output=output, select=select, n_draws=n_draws, seed=seed)

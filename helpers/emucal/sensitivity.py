@@ -50,7 +50,8 @@ from .parameters import Parameter, ParameterSpace
 
 __all__ = ["SIGNATURES", "MEMBERS_PER_PARAM", "sobol_design", "model_outputs", "sobol_indices",
            "emulator_indices", "top_parameters", "check_ensemble", "space_of",
-           "ensemble_from_tables", "response", "Response"]
+           "ensemble_from_tables", "ensemble_outputs", "output_problems", "response",
+           "Response"]
 
 #: Signatures :func:`model_outputs` computes by default (names of
 #: :func:`emucal.diagnostics.signatures`): mean flow, baseflow index, half-flow date.
@@ -402,43 +403,65 @@ def check_ensemble(ds: xr.Dataset) -> list[str]:
         parameter values outside them, or listing each output with NaN (how
         many members) or without variance across members, and too few members.
     """
+    problems = _params_problems(ds)
+    outputs = ensemble_outputs(ds)
+    if not outputs:
+        problems.append("no output: no numeric variable besides params has a 'member' dimension")
+    problems += [problem for name in outputs for problem in output_problems(ds, name)]
+    if problems:
+        raise ValueError("Not an ensemble that can be emulated:\n- " + "\n- ".join(problems))
+    return outputs
+
+
+def ensemble_outputs(ds: xr.Dataset) -> list[str]:
+    """The outputs of an ensemble: numeric variables other than ``params`` with a ``member`` dimension."""
+    return [str(k) for k, v in ds.data_vars.items()
+            if k not in ("params", "defaults") and "member" in v.dims
+            and np.issubdtype(v.dtype, np.number)]
+
+
+def _params_problems(ds: xr.Dataset) -> list[str]:
+    """What is wrong with the parameters of an ensemble (raises where nothing else can be read)."""
     space = space_of(ds)
     if set(ds["params"].dims) != {"member", "param"}:
         raise ValueError(f"params has dimensions {ds['params'].dims}; an ensemble needs ('member', "
                          "'param'), one row per run (rename with ds.rename(run='member')).")
     params = space.validate(ds["params"].transpose("member", "param").values)
-    n = params.shape[0]
-    problems = []
+    n, problems = params.shape[0], []
     if np.isnan(params).any() and "defaults" not in ds:
         problems.append(f"params is NaN in {int(np.isnan(params).any(axis=1).sum())} member(s) and "
                         "there is no 'defaults(param)' to read them from: fill or drop them")
-    outputs = [str(k) for k, v in ds.data_vars.items()
-               if k != "params" and "member" in v.dims and np.issubdtype(v.dtype, np.number)]
-    if not outputs:
-        problems.append("no output: no numeric variable besides params has a 'member' dimension")
-    for name in outputs:
-        y = ds[name].transpose("member", ...)
-        flat = y.values.reshape(n, -1).astype(float)
-        nan = np.isnan(flat).any(axis=1)
-        if nan.any():
-            problems.append(f"{name} is NaN in {int(nan.sum())} of {n} members: fill them (a "
-                            "failed run's worst score) or drop them with ds.drop_sel(member=...)")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN slice: reported above
-            flat_ = np.nanmax(flat, axis=0) == np.nanmin(flat, axis=0)
-        if flat_.any():
-            at = dict(zip(y.dims[1:], np.unravel_index(int(np.argmax(flat_)), y.shape[1:])))
-            first = {d: y[d].values[i].item() for d, i in at.items()}
-            problems.append(f"{name} does not vary across members in {int(flat_.sum())} of "
-                            f"{flat_.size} slice(s) (first: {first or 'all of it'}): nothing to "
-                            "emulate there")
     need = MEMBERS_PER_PARAM * len(space)
     if n < need:
         problems.append(f"{n} members for {len(space)} parameters: an emulator needs at least "
                         f"{MEMBERS_PER_PARAM} per parameter, {need} members (Loeppky et al. 2009)")
-    if problems:
-        raise ValueError("Not an ensemble that can be emulated:\n- " + "\n- ".join(problems))
-    return outputs
+    return problems
+
+
+def output_problems(ds: xr.Dataset, output: str) -> list[str]:
+    """Why one output of an ensemble cannot be emulated: NaN members, slices without variance.
+
+    An empty list: every slice of ``output`` (each value of its dimensions
+    other than ``member``) can be emulated.
+    """
+    y = ds[output].transpose("member", ...)
+    n = y.sizes["member"]
+    flat = y.values.reshape(n, -1).astype(float)
+    problems = []
+    nan = np.isnan(flat).any(axis=1)
+    if nan.any():
+        problems.append(f"{output} is NaN in {int(nan.sum())} of {n} members: fill them (a "
+                        "failed run's worst score) or drop them with ds.drop_sel(member=...)")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN slice: reported above
+        constant = np.nanmax(flat, axis=0) == np.nanmin(flat, axis=0)
+    if constant.any():
+        at = dict(zip(y.dims[1:], np.unravel_index(int(np.argmax(constant)), y.shape[1:])))
+        first = {d: y[d].values[i].item() for d, i in at.items()}
+        problems.append(f"{output} does not vary across members in {int(constant.sum())} of "
+                        f"{constant.size} slice(s) (first: {first or 'all of it'}): nothing to "
+                        "emulate there")
+    return problems
 
 
 def ensemble_from_tables(params: pd.DataFrame, outputs: pd.DataFrame, ranges=None) -> xr.Dataset:

@@ -349,3 +349,125 @@ def test_explore_names_what_is_wrong(args, message, ppe_file, tmp_path, capsys):
     assert cli.main(["explore", *args, "--export", str(tmp_path / "out")]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+# --------------------------------------------------------------- emucal explore, in a browser
+PPE_STATE_JS = """
+(() => {
+  const src = cls => { const img = document.querySelector(`img.emucal-ppe-${cls}`);
+                       return img ? [img.getAttribute("src"), img.naturalWidth] : [null, 0]; };
+  const slider = document.querySelector(".emucal-slider-SLIDER");
+  const handle = slider && slider.querySelector(".noUi-handle");
+  const track = slider && slider.querySelector(".noUi-target, .slider");
+  const box = el => { if (!el) return null; const r = el.getBoundingClientRect();
+                      return {x: r.x, y: r.y, w: r.width, h: r.height}; };
+  const text = cls => { const el = document.querySelector(`.emucal-ppe-${cls}`); return el ? el.textContent : ""; };
+  return {indices: src("indices"), curves: src("curves"), map: src("map"),
+          ranking: Array.from(document.querySelectorAll(".emucal-ppe-table td.emucal-ppe-param")).map(e => e.textContent),
+          status: text("status"), point: text("point"), handle: box(handle), track: box(track),
+          errors: Array.from(document.querySelectorAll("[data-mime-type*='stderr']")).map(e => e.textContent)};
+})()
+"""
+
+CHOOSE_JS = """
+(() => {
+  const select = document.querySelector(".emucal-ppe-output select");
+  const i = Array.from(select.options).findIndex(o => o.textContent.trim() === "OUTPUT");
+  select.selectedIndex = i;
+  select.dispatchEvent(new Event("change", {bubbles: true}));
+  return i;
+})()
+"""
+
+
+def _ppe_state(chromium, slider, predicate, timeout, what):
+    deadline, state = time.monotonic() + timeout, None
+    while time.monotonic() < deadline:
+        state = chromium.evaluate(PPE_STATE_JS.replace("SLIDER", slider))
+        if predicate(state):
+            return state
+        time.sleep(0.5)
+    raise AssertionError(f"{what} within {timeout} s; last state: "
+                         f"{ {k: v for k, v in (state or {}).items() if k not in ('indices', 'curves', 'map')} }")
+
+
+def _serve_explore(path: Path, tmp_path: Path, *args: str):
+    port = _free_port()
+    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"), "EMUCAL_THREADS": "1"}
+    log = open(tmp_path / "explore.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "emucal", "explore", str(path), "--no-browser",
+                             f"--port={port}", *args], cwd=tmp_path, env=env, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=5).close()
+            return proc, log, url
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail(f"emucal explore did not start:\n{(tmp_path / 'explore.log').read_text()[-3000:]}")
+            time.sleep(0.5)
+
+
+def _drag(chromium, state, fraction: float):
+    """Drag a slider's handle ``fraction`` of its track to the right, as a user would."""
+    h, track = state["handle"], state["track"]
+    x0, y0 = h["x"] + h["w"] / 2, h["y"] + h["h"] / 2
+    x1 = min(x0 + fraction * track["w"], track["x"] + track["w"] - 2)
+    chromium.call("Input.dispatchMouseEvent", type="mousePressed", x=x0, y=y0, button="left", clickCount=1)
+    for x in np.linspace(x0, x1, 8)[1:]:
+        chromium.call("Input.dispatchMouseEvent", type="mouseMoved", x=float(x), y=y0, button="left",
+                      buttons=1)
+    chromium.call("Input.dispatchMouseEvent", type="mouseReleased", x=x1, y=y0, button="left", clickCount=1)
+
+
+@pytest.mark.parametrize("which", ["ishigami", "teaching_model"])
+def test_explore_page_in_the_browser(which, chromium, ppe_file, toy, tmp_path):
+    """Serve an ensemble with ``emucal explore``, read the ranking, move a slider, change output."""
+    if which == "ishigami":
+        path, slider, first, second = ppe_file, "x2", "y", "z"
+        rankings = {"y": ["x1", "x2", "x3"], "z": LINEAR_RANK}  # known analytically
+    else:  # a teaching-model ensemble saved as run_ensemble writes it
+        forcing, attrs = toy
+        space = ParameterSpace.tang2025()
+        ens = ensemble.run_ensemble(sampling.sample(space, 10 * len(space), "lhs", seed=0), forcing,
+                                    attrs, periods={"all": (2002, 2004)})
+        ens["norm_kge"] = ens.norm_kge.fillna(-1)
+        path = tmp_path / "teaching.nc"
+        ens.to_netcdf(path)
+        slider, first, second, rankings = "watsat_sf", "norm_kge", "kge_prime", {}
+    proc, log, url = _serve_explore(path, tmp_path, "--output", first)
+    shots = ARTIFACTS / "ppe-explorer"
+    try:
+        chromium.open(url, timeout=300)
+        before = _ppe_state(chromium, slider, lambda s: s["curves"][1] > 0 and s["ranking"] and s["handle"],
+                            300, "the app did not appear")
+        assert not before["errors"], before["errors"]
+        assert "cross-validation" in before["status"] and first in before["status"]
+        if first in rankings:
+            assert before["ranking"] == rankings[first]
+        chromium.screenshot(shots / f"{which}-before.png")
+        _drag(chromium, before, 0.3)
+        moved = _ppe_state(chromium, slider, lambda s: s["curves"][0] != before["curves"][0]
+                           and s["map"][0] != before["map"][0] and s["point"] != before["point"],
+                           60, "the curves, the map and the prediction did not change")
+        assert moved["indices"][0] == before["indices"][0]  # the indices do not depend on the point
+        chromium.screenshot(shots / f"{which}-moved.png")
+        assert chromium.evaluate(CHOOSE_JS.replace("OUTPUT", second)) >= 0
+        after = _ppe_state(chromium, slider, lambda s: second in s["status"].split(":")[0]
+                           and s["indices"][0] != before["indices"][0] and s["indices"][1] > 0
+                           and s["curves"][0] != moved["curves"][0] and s["map"][0] != moved["map"][0],
+                           120, f"the page did not switch to {second}")
+        if second in rankings:
+            assert after["ranking"] == rankings[second]
+        assert not after["errors"], after["errors"]
+        chromium.screenshot(shots / f"{which}-{second}.png")
+    finally:
+        os.killpg(proc.pid, 15)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+        log.close()

@@ -597,15 +597,16 @@ class EnsembleExplorer:
             w.HBox([self.output_select, self.dims_box]), self.status_html,
             w.HBox([self.images["indices"], self.indices_html]),
             w.HBox([controls, self.images["curves"]]),
-            w.HBox([self.pair_x, self.pair_y]), self.images["map"], self.downloads_html])
+            w.HBox([self.pair_x, self.pair_y]), w.HBox([self.images["map"]]), self.downloads_html])
 
         # --- figures: made once, their artists updated
         rows, cols = _grid(len(self.space))
         self.figures = {"indices": Figure(figsize=(5.6, 0.3 * len(self.space) + 1.2), layout="constrained"),
                         "curves": Figure(figsize=(2.3 * cols, 1.7 * rows + 0.5)),
                         "map": Figure(figsize=(8.0, 3.4))}
-        self.figures["curves"].subplots_adjust(left=0.08, right=0.98, top=0.9, bottom=0.08,
-                                               hspace=0.6, wspace=0.15)
+        height = 1.7 * rows + 0.5  # inches: the title gets 0.5 of them
+        self.figures["curves"].subplots_adjust(left=0.08, right=0.98, top=1 - 0.55 / height,
+                                               bottom=0.3 / height, hspace=0.6, wspace=0.15)
         self._curve_axes = self.figures["curves"].subplots(rows, cols, sharey=True, squeeze=False).ravel()
         for ax in self._curve_axes[len(self.space):]:
             ax.set_visible(False)
@@ -847,8 +848,8 @@ class EnsembleExplorer:
             (mark,) = ax.plot([], [], color="tab:red", lw=0.8)
             self._curve_parts.append((band, line, mark))
         self._curve_axes[0].set_ylim(*self._limits())
-        fig.suptitle(f"{self.output}, one parameter at a time through the point (band: 95%; "
-                     "red: the point; ticks: the runs)", fontsize=9)
+        fig.suptitle(f"{self.output} through the point, one parameter at a time (band: 95%; red: "
+                     "the point; ticks: the runs)", fontsize=9, y=1 - 0.1 / fig.get_figheight())
         self._blits["curves"] = _Blit(fig, [a for parts in self._curve_parts for a in parts])
 
     def _draw_curves(self, curves: xr.Dataset) -> None:

@@ -48,10 +48,18 @@ rows, were not: with the same code, seed 0's history on a later machine
 0 and 1 and differed from iteration 2 on; compare rows run on one machine.
 
 Run: python benchmarks/ungauged.py [--seeds 0,1,...,9] [--checkpoints DIR] [--csv FILE]
+     [--basins sample|tang2025|all|N] [--timing]
+``--basins`` and ``--timing`` are those of ``calibration_table.py``: other than
+``sample`` (the default: the 19 sample basins), the CAMELS-US copy named by
+``EMUCAL_CAMELS_DIR`` (``protocol.basin_selection``; checkpoints named as the
+table's); ``--timing`` prints the wall time and the peak memory of each step
+and writes them to ``--csv`` instead of the results; from a stand-in
+(``benchmarks/standin.py``) that is the only CSV written.
 """
 
 import argparse
 import platform
+import re
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -64,40 +72,90 @@ import protocol
 import emucal
 from emucal import calibrate, regionalise
 
+
+def peak_mb() -> float:
+    """Peak resident memory of this process in MB, since :func:`reset_peak` on Linux."""
+    try:
+        return int(re.search(r"VmHWM:\s*(\d+)", Path("/proc/self/status").read_text())[1]) / 1024
+    except (OSError, TypeError):  # no /proc: the peak since the start (kB; bytes on macOS)
+        import resource
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak / 2**20 if platform.system() == "Darwin" else peak / 1024
+
+
+def reset_peak() -> None:
+    """Start :func:`peak_mb` afresh from the memory in use now (Linux; elsewhere nothing)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+times = []  # the steps of --timing
+
+
+def timed(step, fn, seed=None):
+    """``fn()``, its wall time and the process's peak memory meanwhile recorded under ``step``."""
+    reset_peak()
+    start = time.perf_counter()
+    out = fn()
+    times.append({"seed": seed, "step": step, "seconds": time.perf_counter() - start,
+                  "peak MB": peak_mb()})
+    return out
+
+
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--seeds", default="0,1,2,3,4,5,6,7,8,9", help="comma-separated seeds")
 parser.add_argument("--checkpoints", type=Path, default=None,
                     help="folder for checkpoints (those of calibration_table.py are reused)")
 parser.add_argument("--csv", type=Path, default=None, help="write every number to this CSV file")
+parser.add_argument("--basins", default="sample",
+                    help="sample (default, 19 basins), tang2025 (627), all (671) or a number N of "
+                         "random basins, from the CAMELS-US copy in EMUCAL_CAMELS_DIR")
+parser.add_argument("--timing", action="store_true",
+                    help="print the wall time and peak memory of each step; --csv gets them, "
+                         "not the results")
 args = parser.parse_args()
 seeds = [int(s) for s in args.seeds.split(",")]
 print(emucal.size_thread_pools(), flush=True)
 
-setup = protocol.setting()
+selected = standin = None
+if args.basins != "sample":
+    try:
+        selected = protocol.basin_selection(args.basins)
+        standin = protocol.standin_marker()
+        protocol.refuse_standin_results(standin, args.csv, args.timing)
+    except ValueError as err:
+        parser.error(str(err))
+    if standin is not None:
+        print(f"STAND-IN data ({standin}), not CAMELS: timing only, the skill scores below "
+              "mean nothing.", flush=True)
+
+setup = timed("load basins", lambda: protocol.setting(basins=selected))
 space, run, validate, n_basin = setup.space, setup.run, setup.validate, setup.n_basin
 basin_attrs, coords = setup.basin_attrs, setup.coords
 default = np.broadcast_to(space.defaults, (n_basin, 1, len(space))).copy()
-default_cal = run(default)[:, 0]
+default_cal = timed("default run", lambda: run(default)[:, 0])
 
 records = []
 for seed in seeds:
     def checkpoint(name):
-        return None if args.checkpoints is None else args.checkpoints / f"{name}_linear_{seed}.nc"
+        selection = "" if args.basins == "sample" else f"_{args.basins}basins"
+        return (None if args.checkpoints is None
+                else args.checkpoints / f"{name}_linear_{seed}{selection}.nc")
 
-    start = time.perf_counter()
-    sse = protocol.tang_sse_loop(setup, seed, checkpoint("sse_gp_or_rf_tang"))
-    sse_seconds = time.perf_counter() - start
-    start = time.perf_counter()
-    cube = regionalise.regionalise(sse, basin_attrs, space, seed=seed,
-                                 checkpoint=checkpoint("regionalise_rf"))
-    donors = regionalise.regionalise(sse, basin_attrs, space, among="donors",
-                                   seed=seed, checkpoint=checkpoint("regionalise_rf_donors"))
+    sse = timed("SSE loop (Tang)", lambda: protocol.tang_sse_loop(
+        setup, seed, checkpoint("sse_gp_or_rf_tang")), seed)
+    cube = timed("LSE spatial CV", lambda: regionalise.regionalise(
+        sse, basin_attrs, space, seed=seed, checkpoint=checkpoint("regionalise_rf")), seed)
+    donors = timed("LSE chooses the donor", lambda: regionalise.regionalise(
+        sse, basin_attrs, space, among="donors", seed=seed,
+        checkpoint=checkpoint("regionalise_rf_donors")), seed)
     fold = cube.fold.values
-    regionalise_seconds = time.perf_counter() - start
-    start = time.perf_counter()
-    tang, tang_fold = protocol.tang_spatial_cv(sse, basin_attrs, space, seed=seed)
+    tang, tang_fold = timed("Tang's spatial CV", lambda: protocol.tang_spatial_cv(
+        sse, basin_attrs, space, seed=seed), seed)
     assert np.array_equal(tang_fold, fold), "tang_spatial_cv must hold out the folds of regionalise"
-    tang_seconds = time.perf_counter() - start
+    sse_seconds, cube_seconds, donors_seconds, tang_seconds = (t["seconds"] for t in times[-4:])
     calibrated = calibrate.best(sse)
     rows = {  # (basin, n, param): a basin's score is the median KGE' of its n runs
         "SSE loop (Tang), calibrated": calibrated.values[:, None],
@@ -109,12 +167,17 @@ for seed in seeds:
         "ungauged: nearest donor": regionalise.donor_transfer(
             calibrated, coords, fold, metric="distance").params.values[:, None],
     }
-    for name, sets in rows.items():
-        cal = np.nanmedian(run(sets), axis=1)
-        records.append({"seed": seed, "row": name, "median KGE' cal": np.nanmedian(cal),
-                        "median KGE' val": np.nanmedian(np.nanmedian(validate(sets), axis=1)),
-                        "basins better than default": int(np.sum(cal > default_cal))})
-    print(f"seed {seed}: SSE loop {sse_seconds:.0f} s, regionalisation {regionalise_seconds:.0f} s, "
+
+    def score(rows=rows, seed=seed):
+        for name, sets in rows.items():
+            cal = np.nanmedian(run(sets), axis=1)
+            records.append({"seed": seed, "row": name, "median KGE' cal": np.nanmedian(cal),
+                            "median KGE' val": np.nanmedian(np.nanmedian(validate(sets), axis=1)),
+                            "basins better than default": int(np.sum(cal > default_cal))})
+
+    timed("scores of the rows", score, seed)
+    print(f"seed {seed}: SSE loop {sse_seconds:.0f} s, "
+          f"regionalisation {cube_seconds + donors_seconds:.0f} s, "
           f"Tang's spatial CV {tang_seconds:.0f} s", flush=True)
 
 table = pd.DataFrame(records)
@@ -137,9 +200,23 @@ print(f"choosing the donor minus searching the cube: mean {gap.mean():+.3f} (sd 
 gap = per_seed["ungauged: LSE on initial runs, median of 10 (as Tang)"] - per_seed["ungauged: LSE, spatial CV"]
 print(f"as Tang minus the LSE over the cube: mean {gap.mean():+.3f} (sd {gap.std():.3f}), "
       f"ahead in {int((gap > 0).sum())} of {len(gap)} seeds")
-if args.csv is not None:
-    table["date"] = datetime.now(timezone.utc).strftime("%Y-%m-%d")
-    table["machine"] = f"{platform.machine()}, {platform.system()}"
-    table["command"] = f"python benchmarks/ungauged.py --seeds {args.seeds}"
+if args.timing:
+    steps = pd.DataFrame(times)
+    print(f"\nrun time and peak memory of each step ({n_basin} basins; per seed: mean and max):\n"
+          + steps.groupby("step", sort=False)[["seconds", "peak MB"]].agg(["mean", "max"])
+          .round(1).to_string())
+if standin is not None:
+    print(f"STAND-IN data ({standin}): timing only, the skill scores above mean nothing.")
+date = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+machine = f"{platform.machine()}, {platform.system()}"
+if args.csv is not None and args.timing:
+    steps.assign(basins=args.basins, n_basin=n_basin, data="stand-in" if standin else "CAMELS-US",
+                 date=date, machine=machine).to_csv(args.csv, index=False)
+    print(f"wrote {args.csv} (run times)")
+elif args.csv is not None:
+    table["date"] = date
+    table["machine"] = machine
+    table["command"] = f"python benchmarks/ungauged.py --seeds {args.seeds}" + (
+        "" if args.basins == "sample" else f" --basins {args.basins}")
     table.to_csv(args.csv, index=False)
     print(f"wrote {args.csv}")

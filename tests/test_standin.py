@@ -8,16 +8,19 @@ results from it unless they are asked for run times.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
+import runpy
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from emucal import camels
+from emucal import calibrate, camels, regionalise, sampling
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -113,3 +116,53 @@ def test_setting_reads_a_basin_selection_from_a_camels_copy(standin25):
     assert s.n_basin == 6 and list(s.ds.basin.values) == ids
     attrs = camels.attributes()
     np.testing.assert_array_equal(s.coords, attrs.loc[ids, ["gauge_lat", "gauge_lon"]].to_numpy())
+
+
+@pytest.fixture
+def standin_n25(real_camels, tmp_path, monkeypatch):
+    """A stand-in of the basins of ``--basins 25``, named by EMUCAL_CAMELS_DIR: its folder."""
+    folder = tmp_path / "camels"
+    standin.build(folder, basins=protocol.basin_selection("25"))
+    monkeypatch.setenv(camels.CAMELS_DIR_VARIABLE, str(folder))
+    return folder
+
+
+def _ungauged(monkeypatch, *argv):
+    """benchmarks/ungauged.py with ``argv``, in a tiny configuration: 16 initial runs, small searches."""
+    def tiny_loop(s, seed, checkpoint=None, failed="floor"):  # the loop's initial design only
+        return variants.run_loop(s.run, s.space, sampling.sample(s.space, 16, "lhs", seed=seed),
+                                 calibrate.tang_batch, 0, checkpoint)
+
+    monkeypatch.setattr(protocol, "tang_sse_loop", tiny_loop)
+    monkeypatch.setattr(protocol, "TANG_LSE_SEARCH", dict(popsize=8, generations=3))
+    monkeypatch.setattr(protocol, "N_PROPOSALS", 2)
+    monkeypatch.setattr(regionalise, "regionalise", functools.partial(
+        regionalise.regionalise, search_kw=dict(popsize=8, generations=3)))
+    monkeypatch.setattr(sys, "argv", ["ungauged.py", *map(str, argv)])
+    runpy.run_path(str(BENCHMARKS / "ungauged.py"))
+
+
+def test_ungauged_times_each_step_of_a_basin_selection_on_a_standin(standin_n25, tmp_path, monkeypatch,
+                                                                     capsys):
+    times, checkpoints = tmp_path / "times.csv", tmp_path / "checkpoints"
+    _ungauged(monkeypatch, "--basins", "25", "--seeds", "0", "--timing", "--csv", times,
+              "--checkpoints", checkpoints)
+    out = capsys.readouterr().out
+    assert "STAND-IN data" in out and "25 basins, seeds [0]" in out and "peak MB" in out
+    steps = pd.read_csv(times)
+    assert list(steps.step) == ["load basins", "default run", "SSE loop (Tang)", "LSE spatial CV",
+                                "LSE chooses the donor", "Tang's spatial CV", "scores of the rows"]
+    assert (steps.seconds > 0).all() and (steps["peak MB"] > 10).all()
+    assert set(steps.data) == {"stand-in"} and set(steps.n_basin) == {25} and set(steps.basins) == {25}
+    # the checkpoints carry the selection in their names, as calibration_table.py's
+    assert (checkpoints / "sse_gp_or_rf_tang_linear_0_25basins.nc").is_file()
+    assert (checkpoints / "regionalise_rf_donors_linear_0_25basins.nc").is_file()
+
+
+def test_ungauged_refuses_a_results_csv_from_a_standin_and_a_wrong_selection(standin_n25, tmp_path):
+    for argv, message in ((["--basins", "25", "--csv", str(tmp_path / "results.csv")], "stand-in"),
+                          (["--basins", "672"], "--basins must be")):
+        out = subprocess.run([sys.executable, str(BENCHMARKS / "ungauged.py"), *argv],
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 2 and message in out.stderr, out.stderr
+    assert not (tmp_path / "results.csv").exists()

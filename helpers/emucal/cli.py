@@ -282,7 +282,7 @@ def _open_ensemble(args: argparse.Namespace):
     """The ensemble file, checked as the app checks it, and the chosen output and slice."""
     import xarray as xr
 
-    from .explorer import _check_input
+    from .explorer import _check_input, _coordinate_values
 
     path = Path(args.ensemble).expanduser()
     if not path.is_file():
@@ -298,7 +298,7 @@ def _open_ensemble(args: argparse.Namespace):
         dim, _, text = item.partition("=")
         if dim not in ds.dims or not text:
             raise _UsageError(f"--select {item!r}: write DIM=VALUE with DIM one of {list(ds.dims)}.")
-        values = [v.item() for v in ds[dim].values]
+        values = _coordinate_values(ds, dim)
         chosen = [v for v in values if str(v) == text]
         if not chosen:
             raise _UsageError(f"--select {item!r}: {dim} has no value {text!r}; it has "

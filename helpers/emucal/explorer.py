@@ -451,6 +451,11 @@ def _grid(d: int) -> tuple[int, int]:
     return int(np.ceil(d / cols)), cols
 
 
+def _coordinate_values(ds: xr.Dataset, dim: str) -> list:
+    """A dimension's values as plain Python values (``str``, ``int``), for menus and JSON."""
+    return [v.item() if isinstance(v, np.generic) else v for v in ds[dim].values]
+
+
 def _check_input(ds: xr.Dataset, output: str | None, select: dict | None) -> list[str]:
     """What :func:`ensemble_app` checks before fitting anything; returns the outputs."""
     from .sensitivity import _params_problems, ensemble_outputs
@@ -469,9 +474,9 @@ def _check_input(ds: xr.Dataset, output: str | None, select: dict | None) -> lis
         if dim not in dims:
             raise ValueError(f"{output or outputs[0]} has no dimension {dim!r}; its dimensions "
                              f"besides member: {dims}.")
-        if value not in [v.item() for v in ds[dim].values]:
+        if value not in _coordinate_values(ds, dim):
             raise ValueError(f"{dim}={value!r} is not in the ensemble; choose one of "
-                             f"{[v.item() for v in ds[dim].values][:10]}.")
+                             f"{_coordinate_values(ds, dim)[:10]}.")
     return outputs
 
 
@@ -529,8 +534,9 @@ class EnsembleExplorer:
     figures : dict[str, matplotlib.figure.Figure]
         ``indices``, ``curves`` and ``map``, as last drawn.
     view_seconds, update_seconds : float
-        Wall time of the last change of output (emulator fit, indices,
-        drawing) and of the last move of the point.
+        Wall time of the last change of output or slice (emulator fit,
+        indices, drawing) and of the last move of the point (NaN before the
+        first).
     """
 
     def __init__(self, ds: xr.Dataset, *, output: str | None, select: dict | None, n_draws: int,
@@ -706,7 +712,7 @@ class EnsembleExplorer:
         old = self.select
         self._dim_selects = {}
         for dim in (d for d in self.ds[self.output].dims if d != "member"):
-            values = [v.item() for v in self.ds[dim].values]
+            values = _coordinate_values(self.ds, dim)
             menu = w.Dropdown(options=[(str(v), v) for v in values], description=dim,
                               value=old[dim] if old.get(dim) in values else values[0], layout=w.Layout(width="260px"))
             menu.add_class(f"emucal-ppe-dim-{dim}")
@@ -822,7 +828,8 @@ class EnsembleExplorer:
         self._draw_curves(curves)
         self._draw_map(unit, new=new_map)
         self.downloads_html.value = ""
-        self.update_seconds = time.perf_counter() - start
+        if not new_map:  # a move of the point, not a new view
+            self.update_seconds = time.perf_counter() - start
 
     def _limits(self) -> tuple[float, float]:
         """The output's range over the runs, padded: fixed axes while the point moves."""

@@ -297,6 +297,18 @@ def test_best_reads_a_history_so_far_or_within_an_iteration():
                                [-5.0, 0.2, 1.0])
 
 
+def test_best_of_a_basin_whose_runs_all_failed_is_nan_and_other_datasets_are_named():
+    initial = sampling.sample(SPACE, 15, "lhs", seed=1)
+    hist = calibrate.loop(toy_run, SPACE, initial, TANG, 1)
+    failed = hist.assign(skill=hist.skill.where(hist.basin != hist.basin[0]))  # basin 0: all NaN
+    with pytest.warns(UserWarning, match="Every run of basin"):
+        top = calibrate.best(failed)
+    assert np.isnan(top.values[0]).all() and np.isfinite(top.values[1:]).all()
+    np.testing.assert_array_equal(top.values[1:], calibrate.best(hist).values[1:])
+    with pytest.raises(ValueError, match="no skill.*argmax"):  # run_ensemble's Dataset, say
+        calibrate.best(hist.rename(skill="kge_prime"))
+
+
 def test_the_loop_and_dds_ask_for_a_runner_not_a_bare_function():
     with pytest.raises(TypeError, match="Runner"):
         calibrate.dds(_toy_skill, SPACE, 10)

@@ -111,6 +111,8 @@ def test_load_basins_bad_input_says_what_is_valid(synthetic):
         camels.load_basins(forcing="daymet")
     with pytest.raises(FileNotFoundError, match="source must be 'sample', 'full', or the path"):
         camels.load_basins(source="camels-gb")
+    with pytest.raises(ValueError, match="start='last autumn' is not a date: write it as 'YYYY-MM-DD'"):
+        camels.load_basins(start="last autumn")
 
 
 def test_load_basins_full_extracts_only_requested_members(synthetic):
@@ -384,6 +386,14 @@ DAMAGED = {  # id: (file, damage, what the message says after the file's path)
                     r", line 9: inf not a number in '2000 01 05 12 [\d.]+ inf"),
     "flow-inf": ("flow", _line(5, lambda ln: [" ".join(ln.split()[:4] + ["inf", "A"])]),
                  r", line 5: inf not a number in '03000003 2000 01 05 inf A'"),
+    # -999 is no missing-value code of CAMELS forcing, and rain is never negative
+    "forcing-missing-code": ("forcing", _line(9, lambda ln: [" ".join(ln.split()[:6] + ["-999.00"]
+                                                                     + ln.split()[7:])]),
+                             r": srad is -999 on 2000-01-05 \(1 such day\(s\)\): CAMELS forcing "
+                             r"has no missing-value code"),
+    "forcing-negative-rain": ("forcing", _line(9, lambda ln: [" ".join(ln.split()[:5] + ["-2.5"]
+                                                                      + ln.split()[6:])]),
+                              r": prcp is -2.5 on 2000-01-05"),
 }
 
 

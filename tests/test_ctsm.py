@@ -985,3 +985,12 @@ def test_runs_that_would_take_another_runs_days_are_refused(tmp_path):
     assert out.sizes["time"] == 396 and out.attrs["incomplete"].startswith("0:b (365 of 396")
     out = ctsm.read_history([tmp_path / "m1"], basin="b", variables="QRUNOFF")  # one name
     assert list(out.data_vars) == ["qsim", "days_read"]
+
+
+def test_a_history_file_cut_short_is_named_as_damaged(tmp_path):
+    days = pd.date_range("2001-01-01", "2001-12-31", freq="D")
+    (path,) = write_history(tmp_path / "a", "c", pd.Series(2.0, index=days))
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) * 2 // 3])  # a run that stopped while writing
+    with pytest.raises(ValueError, match="have no time interval.*cut short"):
+        ctsm.read_history({(0, "01013500"): tmp_path / "a"})

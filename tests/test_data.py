@@ -63,6 +63,19 @@ def test_fetch_works_offline_once_cached(synthetic, monkeypatch):
     assert data.fetch(NAME) == path
 
 
+def test_a_cache_that_is_a_file_or_a_folder_in_a_files_place_is_named(synthetic, monkeypatch,
+                                                                       tmp_path):
+    cache = tmp_path / "cache.txt"
+    cache.write_text("not a folder")
+    monkeypatch.setenv("EMUCAL_DATA_DIR", str(cache))
+    with pytest.raises(NotADirectoryError, match="is a file, not a folder: point EMUCAL_DATA_DIR"):
+        data.fetch(NAME)
+    monkeypatch.setenv("EMUCAL_DATA_DIR", str(tmp_path / "cache"))
+    (tmp_path / "cache" / NAME).mkdir(parents=True)
+    with pytest.raises(IsADirectoryError, match="is a folder where the cache keeps the file"):
+        data.fetch(NAME)
+
+
 def test_unknown_name_says_how_to_list_valid_ones(synthetic):
     with pytest.raises(KeyError, match=r"registry\(\)") as err:
         data.fetch("camels_topo.txt")

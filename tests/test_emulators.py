@@ -348,3 +348,13 @@ def test_the_mean_weight_is_read_in_output_units_and_survives_save_and_load(tmp_
     assert np.all(np.abs(informed.mean_weight_ - 1.5) < 0.15)
     loaded = emulators.load(informed.save(tmp_path / "prior.pt"))
     np.testing.assert_allclose(loaded.predict(inputs), informed.predict(inputs), rtol=1e-10, atol=1e-12)
+
+
+def test_saving_to_a_folder_and_predicting_one_bare_point_are_named(data, tmp_path):
+    x, y, xt, _ = data
+    em = emulators.GPEmulator(seed=0).fit(x, y)
+    with pytest.raises(IsADirectoryError, match="is a folder; save to a file in it"):
+        em.save(tmp_path)
+    with pytest.raises(ValueError, match=r"X must have shape \('m', 3\); got \(3,\)"):
+        em.predict(xt[0])
+    assert em.predict(xt[:1]).shape == (1,)

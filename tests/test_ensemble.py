@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import xarray as xr
 
 from emucal import ensemble, metrics, model, sampling
 from emucal.parameters import ParameterSpace
@@ -90,6 +91,18 @@ def test_an_emptied_manifest_keeps_the_finished_chunks(toy, samples, tmp_path, m
     np.testing.assert_array_equal(first.norm_kge.values, again.norm_kge.values)
     with pytest.raises(ValueError, match="other samples"):  # and the rewritten manifest still guards
         ensemble.run_ensemble(samples[:5], forcing, attrs, periods=PERIODS, store=store)
+
+
+def test_a_chunk_edited_after_it_was_written_is_not_taken(toy, samples, tmp_path):
+    forcing, attrs = toy
+    store = tmp_path / "store"
+    ensemble.run_ensemble(samples, forcing, attrs, periods=PERIODS, chunk_size=3, store=store)
+    path = store / "chunk_00001.nc"
+    edited = xr.load_dataset(path)
+    edited["norm_kge"] = edited.norm_kge + 0.1  # fingerprint kept, values changed
+    edited.to_netcdf(path)
+    with pytest.raises(ValueError, match="chunk_00001.nc are not those it was written with"):
+        ensemble.run_ensemble(samples, forcing, attrs, periods=PERIODS, chunk_size=3, store=store)
 
 
 def test_dask_client_gives_the_same_numbers(toy, samples):

@@ -156,3 +156,14 @@ def sampling_like(space):
     """Three parameter sets inside the space, the same sets whatever the seed."""
     u = np.linspace(0.1, 0.9, 3)[:, None] * np.ones(len(space))
     return space.from_unit((u + np.arange(len(space)) / 40) % 1)
+
+
+def test_values_given_by_name_as_mappings_or_a_series():
+    space = ParameterSpace.tang2025()
+    values = dict(zip(space.names, space.from_unit(np.full(len(space), 0.3))))
+    backwards = dict(reversed(list(values.items())))
+    np.testing.assert_array_equal(space.validate(backwards), list(values.values()))
+    np.testing.assert_allclose(space.to_unit([backwards, values]), np.full((2, len(space)), 0.3))
+    np.testing.assert_allclose(space.to_unit(pd.Series(backwards)), np.full(len(space), 0.3))
+    with pytest.raises(ValueError, match=r"missing \['watsat_sf'"):
+        space.validate({"fff": 1.0})

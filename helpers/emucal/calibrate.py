@@ -26,6 +26,7 @@ Tang, G., Wood, A. W. and Swenson, S. (2025). Water Resour. Res. 61, e2024WR0395
 from __future__ import annotations
 
 import functools
+import warnings
 from typing import Callable
 
 import numpy as np
@@ -320,6 +321,13 @@ def best(history: xr.Dataset, *, after_iteration: int | None = None,
     xarray.DataArray
         ``(basin, param)`` in parameter units, with each set's ``skill`` as a coordinate.
     """
+    missing = [v for v in ("params", "skill") if v not in history]
+    if missing:
+        raise ValueError(f"best() takes a calibration history, as loop() and dds() return, with "
+                         f"params(basin, member, param) and skill(basin, member); this Dataset has "
+                         f"no {' and no '.join(missing)} (variables: {list(history.data_vars)}). "
+                         "For run_ensemble's Dataset, take the best member of a score instead, "
+                         "e.g. ens.kge_prime.sel(period='calibration').argmax('member').")
     if set(history.params.dims) != {"basin", "member", "param"} or \
             set(history.skill.dims) != {"basin", "member"}:
         raise ValueError(f"best() needs params(basin, member, param) and skill(basin, member), as "
@@ -341,7 +349,14 @@ def best(history: xr.Dataset, *, after_iteration: int | None = None,
             raise ValueError(f"No runs in iteration {within_iteration or after_iteration}; the "
                              f"history has iterations 0 to {int(it.max())}.")
     top = history.isel(member=xr.DataArray(skill.argmax(axis=1), dims="basin"))
-    return top.params.assign_coords(skill=top.skill).drop_vars("member", errors="ignore")
+    params = top.params.assign_coords(skill=top.skill).drop_vars("member", errors="ignore")
+    failed = np.isneginf(skill).all(axis=1)
+    if failed.any():  # every run failed: there is no best set, not member 0's
+        basins = list(history.basin.values[failed]) if "basin" in history.coords else np.flatnonzero(failed)
+        warnings.warn(f"Every run of basin(s) {basins} failed (skill NaN): their best set is NaN.",
+                      UserWarning, stacklevel=2)
+        params = params.where(xr.DataArray(~failed, dims="basin"))
+    return params
 
 
 # ------------------------------------------------------------------------- DDS

@@ -335,7 +335,20 @@ def read_forcing(path: FilePath) -> tuple[pd.DataFrame, dict[str, float]]:
         problem = f"columns {missing} missing" if missing else f"columns {twice} given twice"
         raise ValueError(f"{path}, line 4: {problem} in {lines[3]!r}; the column line names "
                          f"Year Mnth Day and {', '.join(wanted)} once each.")
-    return _daily(path, lines, 4, columns)[wanted].set_axis(list(_VARIABLES), axis=1), header
+    frame = _daily(path, lines, 4, columns)[wanted].set_axis(list(_VARIABLES), axis=1)
+    # CAMELS forcing has no missing-value code: -999 (or any negative rain) is a damaged or
+    # edited file, and would be read as weather
+    bad = (frame <= -999).any(axis=1) | (frame["prcp"] < 0)
+    if bad.any():
+        day = frame.index[int(np.argmax(bad.to_numpy()))]
+        row = frame.loc[day]
+        what = ("prcp" if row["prcp"] < 0 and not (row <= -999).any()
+                else ", ".join(row.index[row <= -999]))
+        raise ValueError(f"{path}: {what} is {', '.join(f'{v:g}' for v in row[what.split(', ')])} on "
+                         f"{day:%Y-%m-%d} ({int(bad.sum())} such day(s)): CAMELS forcing has no "
+                         "missing-value code and no negative precipitation, so the file is damaged "
+                         "or edited. Fetch it again.")
+    return frame, header
 
 
 def read_streamflow(path: FilePath, basin: str | None = None) -> pd.DataFrame:
@@ -496,6 +509,20 @@ def _local_paths(root: Path, basins: list[str], forcing: str,
     return {b: tuple(chosen[n] for n in _file_names(b, forcing)) for b in basins}
 
 
+def _day(value, name: str) -> pd.Timestamp | None:
+    """``start`` or ``end`` as a day, or a ValueError saying how to write one."""
+    if value is None:
+        return None
+    try:
+        day = pd.Timestamp(value)
+    except (ValueError, TypeError):
+        day = pd.NaT
+    if pd.isna(day):
+        raise ValueError(f"{name}={value!r} is not a date: write it as 'YYYY-MM-DD', e.g. "
+                         f"{name}='1993-10-01'.")
+    return day
+
+
 def load_basins(
     basins: Iterable[str] | str | None = None,
     *,
@@ -562,6 +589,7 @@ def load_basins(
     >>> ds = load_basins(["01013500"], source="~/data/basin_dataset_public_v1p2",
     ...                  forcing="daymet")  # doctest: +SKIP
     """
+    first, last = _day(start, "start"), _day(end, "end")  # before any file is read
     local = _local_copy(source)
     if forcing not in _FORCING_FILE:
         raise ValueError(f"forcing must be one of {sorted(_FORCING_FILE)}, not {forcing!r}.")
@@ -591,7 +619,7 @@ def load_basins(
     for basin in basins:
         index = index.union(frames[basin].index).union(flows[basin].index)
     if start is not None or end is not None:
-        first, last = pd.Timestamp(start or index[0]), pd.Timestamp(end or index[-1])
+        first, last = first or index[0], last or index[-1]
         if first > last:
             raise ValueError(f"start {start} is after end {end}.")
         index = index[(index >= first) & (index <= last)]

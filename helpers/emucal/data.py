@@ -154,6 +154,12 @@ def fetch(name: str, *, progressbar: bool | None = None) -> Path:
     mirror = mirror_url()
     store = _pooch(mirror)
     url, target = store.get_url(name), store.abspath / name
+    if store.abspath.exists() and not store.abspath.is_dir():
+        raise NotADirectoryError(f"The cache {store.abspath} is a file, not a folder: point "
+                                 "EMUCAL_DATA_DIR at a folder (it is created if needed).")
+    if target.is_dir():
+        raise IsADirectoryError(f"{target} is a folder where the cache keeps the file {name!r}: "
+                                "move or remove that folder, and fetch again.")
     now = time.time()
     for stale in target.parent.glob("tmp*") if target.parent.is_dir() else []:
         try:

@@ -585,7 +585,7 @@ class GPEmulator(BaseEstimator):
         """
         _check_fitted(self, "model_")
         x = np.asarray(X, dtype=float)
-        if x.shape[-1] != self.n_features_in_ or tuple(x.shape[:-2]) != self.batch_shape_:
+        if x.ndim < 2 or x.shape[-1] != self.n_features_in_ or tuple(x.shape[:-2]) != self.batch_shape_:
             raise ValueError(f"X must have shape {(*self.batch_shape_, 'm', self.n_features_in_)}; "
                              f"got {x.shape}.")
         if n_samples < 1:
@@ -627,7 +627,7 @@ class GPEmulator(BaseEstimator):
         """
         _check_fitted(self, "model_")
         x = np.asarray(X, dtype=float)
-        if x.shape[-1] != self.n_features_in_ or tuple(x.shape[:-2]) != self.batch_shape_:
+        if x.ndim < 2 or x.shape[-1] != self.n_features_in_ or tuple(x.shape[:-2]) != self.batch_shape_:
             raise ValueError(f"X must have shape {(*self.batch_shape_, 'm', self.n_features_in_)}; "
                              f"got {x.shape}.")
         if getattr(self, "groups_", None):
@@ -886,6 +886,9 @@ def _settings(cls, state) -> dict:
 def _save_state(state: dict, path) -> Path:
     """Save ``state`` to ``path`` atomically: a failed save leaves the earlier file whole."""
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder; save to a file in it, e.g. "
+                                f"{path / 'emulator.pt'}.")
     with atomic_path(path) as tmp:
         torch.save(_to_plain(state), tmp)
     return path

@@ -121,11 +121,19 @@ def _chunk_dataset(result: dict, members: np.ndarray, basins, time, periods, met
     return xr.Dataset(data_vars, coords=coords)
 
 
+def _values_digest(ds: xr.Dataset) -> str:
+    """A checksum of a chunk's values: a chunk edited after it was written is not taken."""
+    return digest(np.concatenate([np.asarray(ds[name].values, np.float64).ravel()
+                                  for name in sorted(ds.data_vars)]))
+
+
 def _check_chunk(path: Path, fingerprint: str) -> None:
-    """A finished chunk must be readable and carry this ensemble's fingerprint."""
+    """A finished chunk must be readable, carry this ensemble's fingerprint and its own values."""
     try:
         with xr.open_dataset(path) as ds:
             found = ds.attrs.get("emucal_fingerprint")
+            checksum = ds.attrs.get("emucal_values")  # absent in chunks written before it existed
+            edited = found == fingerprint and checksum is not None and checksum != _values_digest(ds)
     except (OSError, ValueError, RuntimeError) as err:
         raise ValueError(f"The chunk {path} cannot be read ({type(err).__name__}: {err}); "
                          "delete it and run again to recompute it.") from err
@@ -134,6 +142,9 @@ def _check_chunk(path: Path, fingerprint: str) -> None:
             f"The chunk {path} belongs to another ensemble (other samples, basins, forcing, "
             f"periods or settings) than this store's. Delete the store {path.parent} (or at least its "
             "chunk files) and run again.")
+    if edited:
+        raise ValueError(f"The values in the chunk {path} are not those it was written with (the "
+                         "file was edited or damaged since). Delete it and run again to recompute it.")
 
 
 def _check_forcing(forcing: xr.Dataset) -> None:
@@ -287,6 +298,7 @@ def run_ensemble(
         ds = _chunk_dataset(result, members, basins, time, periods, metrics)
         if store_path is not None:
             ds.attrs["emucal_fingerprint"] = print_
+            ds.attrs["emucal_values"] = _values_digest(ds)
             path = store_path / f"chunk_{i:05d}.nc"
             write_netcdf_atomic(ds, path)
             done[i] = path

@@ -53,7 +53,7 @@ Sources: NCAR/CTSM_calibration at commit 46d99b2f (2025-06-27),
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Iterable, Literal, Sequence
+from typing import Iterable, Literal, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -239,11 +239,19 @@ class ParameterSpace:
 
     # ----------------------------------------------------- unit cube mapping
     def _by_name(self, values):
-        """Values whose parameters are named (DataFrame columns, a ``param`` coordinate) in this order.
+        """Values whose parameters are named (DataFrame columns, a ``param`` coordinate, the keys
+        of a mapping or a list of mappings, a Series' index) in this order.
 
         Named columns are taken by name, never by position: a table with its
         columns in another order would otherwise give each parameter another's values.
         """
+        if isinstance(values, pd.Series) and all(isinstance(i, str) for i in values.index):
+            values = values.to_dict()
+        one = isinstance(values, Mapping)
+        if one or (isinstance(values, (list, tuple)) and values
+                   and all(isinstance(v, Mapping) for v in values)):  # {name: value}, or a list of them
+            table = self._by_name(pd.DataFrame([values] if one else list(values)))
+            return table[0] if one else table
         if isinstance(values, xr.Dataset) and "params" in values:
             values = values["params"]
         if isinstance(values, xr.DataArray) and "param" in values.coords and "param" in values.dims:

@@ -124,6 +124,12 @@ def _history_days(nc, path: Path) -> pd.DatetimeIndex:
     if bounds is not None:
         b = _as_float(nc.variables[bounds]).reshape(-1, 2)
         width = b[:, 1] - b[:, 0]
+        empty = ~(np.abs(width) > 1e-9)  # 0 or NaN: what the unwritten end of a file reads as
+        if empty.any():
+            raise ValueError(f"{path}: {int(empty.sum())} of {len(width)} records have no time "
+                             f"interval ({bounds} is 0 or missing there): the file is damaged or "
+                             "was cut short while the run wrote it. Run that member again (or "
+                             "delete the file) and read again.")
         if np.any(np.abs(width - 1.0) > 1e-3):
             raise ValueError(f"{path}: read_history reads daily means (hist_nhtfrq = -24), but "
                              f"this file averages over {np.unique(np.round(width, 3))} days.")

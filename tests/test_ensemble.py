@@ -235,3 +235,18 @@ def test_fill_defaults_refuses_sets_of_another_width():
     run = ensemble.Runner(_rising, basins=["a"], names=("x", "y"), defaults=np.ones((1, 2)))
     with pytest.raises(ValueError, match=r"2 parameters \(x, y\); got shape \(3, 5\)"):
         ensemble.fill_defaults(run, np.ones((3, 5)))
+
+
+def test_a_runner_checks_its_basins_and_what_the_model_returns(toy, samples):
+    forcing, attrs = toy
+    with pytest.raises(ValueError, match=r"basins \['a'\] are given twice"):
+        ensemble.Runner(lambda p: p[..., 0], basins=["a", "a"])
+    transposed = ensemble.Runner(lambda p: p[..., 0].T, basins=["a", "b"])
+    with pytest.raises(ValueError, match=r"returned skill of shape \(3, 2\).*\(basin, n\) = \(2, 3\)"):
+        transposed(np.zeros((2, 3, 4)))
+    labelled = ensemble.Runner(lambda p: xr.DataArray(p[..., 0].T, dims=("member", "basin")),
+                               basins=["a", "b"])  # basins second, as a model might return them
+    x = np.arange(8.0).reshape(2, 2, 2)
+    np.testing.assert_array_equal(labelled(x), x[..., 0])
+    with pytest.raises(ValueError, match=r"the order is run_ensemble\(samples, forcing, attrs\)"):
+        ensemble.run_ensemble(forcing, samples, attrs)

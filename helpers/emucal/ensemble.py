@@ -228,6 +228,9 @@ def run_ensemble(
         ``defaults(basin, param)``, and ``qsim`` when ``keep_flow``.
     """
     space = space or ParameterSpace.tang2025()
+    if isinstance(samples, xr.Dataset) and "params" not in samples:
+        raise ValueError(f"samples is a Dataset without 'params' (variables: {list(samples.data_vars)})"
+                         ": the order is run_ensemble(samples, forcing, attrs).")
     if isinstance(samples, xr.Dataset):
         samples = samples["params"].transpose("member", "param")
     samples = np.atleast_2d(space.validate(samples))
@@ -392,6 +395,9 @@ class Runner:
 
     def __post_init__(self):
         object.__setattr__(self, "basins", np.asarray(self.basins))
+        twice = sorted({str(b) for b in self.basins if (self.basins == b).sum() > 1})
+        if twice:
+            raise ValueError(f"basins {twice} are given twice; a runner's rows are one per basin.")
         if self.names is not None:
             object.__setattr__(self, "names", tuple(self.names))
         if self.defaults is not None:
@@ -412,7 +418,15 @@ class Runner:
         if self.names is not None and params.shape[-1] != len(self.names):
             raise ValueError(f"params must have {len(self.names)} parameters ({', '.join(self.names)}); "
                              f"got {params.shape[-1]}.")
-        return np.asarray(self.run(params), dtype=float)
+        skill = self.run(params)
+        if isinstance(skill, xr.DataArray) and "basin" in skill.dims:  # labelled: put basins first
+            skill = skill.transpose("basin", ...)
+        skill = np.asarray(skill, dtype=float)
+        if skill.shape != params.shape[:2]:
+            raise ValueError(f"The model returned skill of shape {skill.shape}; a runner returns "
+                             f"one value per basin and parameter set, (basin, n) = "
+                             f"{params.shape[:2]}.")
+        return skill
 
     def subset(self, names) -> "Runner":
         """The same model with only ``names`` free and every other parameter at the basin's default.

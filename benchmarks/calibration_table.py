@@ -92,20 +92,8 @@ args = parser.parse_args()
 seeds = [int(s) for s in args.seeds.split(",")]
 print(emucal.size_thread_pools(), flush=True)
 
-standin = None
-if args.basins == "sample":
-    setup = protocol.setting(args.scale)
-else:
-    try:
-        selected = protocol.basin_selection(args.basins)
-        standin = protocol.standin_marker()
-        protocol.refuse_standin_results(standin, args.csv, args.timing)
-    except ValueError as err:
-        parser.error(str(err))
-    if standin is not None:
-        print(f"STAND-IN data ({standin}), not CAMELS: timing only, the skill scores below "
-              "mean nothing.", flush=True)
-    setup = protocol.setting(args.scale, basins=selected)
+selected, standin = protocol.chosen_basins(args, parser)
+setup = protocol.setting(args.scale, basins=selected)
 space, run, validate, n_basin = setup.space, setup.run, setup.validate, setup.n_basin
 basin_attrs, coords = setup.basin_attrs, setup.coords
 TANG_SEARCH = protocol.TANG_SEARCH

@@ -82,6 +82,27 @@ def refuse_standin_results(marker: Path | None, csv, timing: bool) -> None:
                          "a real CAMELS-US copy.")
 
 
+def chosen_basins(args, parser):
+    """``--basins`` of a benchmark: ``(basin ids or None, the stand-in marker or None)``.
+
+    A wrong selection, or a results CSV asked from a stand-in without
+    ``--timing``, is a usage error of ``parser`` (exit 2, before any work);
+    on a stand-in the run says so first.
+    """
+    if args.basins == "sample":
+        return None, None
+    try:
+        selected = basin_selection(args.basins)
+        standin = standin_marker()
+        refuse_standin_results(standin, args.csv, args.timing)
+    except ValueError as err:
+        parser.error(str(err))
+    if standin is not None:
+        print(f"STAND-IN data ({standin}), not CAMELS: timing only, the skill scores below "
+              "mean nothing.", flush=True)
+    return selected, standin
+
+
 def setting(scale: str = "linear", basins=None, source=None) -> SimpleNamespace:
     """The parameter space, the data, the two runners and the basins' attributes and coordinates.
 

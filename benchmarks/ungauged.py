@@ -119,17 +119,7 @@ args = parser.parse_args()
 seeds = [int(s) for s in args.seeds.split(",")]
 print(emucal.size_thread_pools(), flush=True)
 
-selected = standin = None
-if args.basins != "sample":
-    try:
-        selected = protocol.basin_selection(args.basins)
-        standin = protocol.standin_marker()
-        protocol.refuse_standin_results(standin, args.csv, args.timing)
-    except ValueError as err:
-        parser.error(str(err))
-    if standin is not None:
-        print(f"STAND-IN data ({standin}), not CAMELS: timing only, the skill scores below "
-              "mean nothing.", flush=True)
+selected, standin = protocol.chosen_basins(args, parser)
 
 setup = timed("load basins", lambda: protocol.setting(basins=selected))
 space, run, validate, n_basin = setup.space, setup.run, setup.validate, setup.n_basin

@@ -318,8 +318,6 @@ def _cmd_explore(args: argparse.Namespace) -> int:
     import subprocess
     import tempfile
 
-    import nbformat
-
     path, ds, select = _open_ensemble(args)
     if args.export is not None:
         from .explorer import ensemble_app
@@ -332,7 +330,10 @@ def _cmd_explore(args: argparse.Namespace) -> int:
         return EXIT_OK
     voila = shutil.which("voila") or str(Path(sys.executable).with_name("voila"))
     if not Path(voila).exists():
-        raise _UsageError("emucal explore needs Voila: pip install voila (or use --export DIR).")
+        raise _UsageError("emucal explore needs Voila: pip install 'emucal[book]' (or use "
+                          "--export DIR).")
+    import nbformat  # installed with Voila
+
     code = ("import json, os\n\nimport xarray as xr\n\nfrom emucal import explorer\n\n"
             "explorer.ensemble_app(xr.load_dataset(os.environ['EMUCAL_ENSEMBLE']),\n"
             "                      output=os.environ['EMUCAL_OUTPUT'] or None,\n"

@@ -541,7 +541,11 @@ class EnsembleExplorer:
 
     def __init__(self, ds: xr.Dataset, *, output: str | None, select: dict | None, n_draws: int,
                  seed: int):
-        import ipywidgets as w
+        try:
+            import ipywidgets as w
+        except ImportError as err:  # pragma: no cover - ipywidgets is in the book and test extras
+            raise ImportError("The explorer needs ipywidgets: pip install 'emucal[book]' "
+                              "(or pip install ipywidgets).") from err
 
         from .sensitivity import output_problems, space_of
 

@@ -553,8 +553,9 @@ class Response:
         u0, d = self._unit(point), len(self.space)
         u = np.tile(u0, (d, n, 1))
         u[np.arange(d), :, np.arange(d)] = np.linspace(0, 1, n)
-        mean, sd = self._predict(u)
-        at_mean, at_sd = self._predict(u0[None])
+        both_mean, both_sd = self._predict(np.concatenate([u.reshape(-1, d), u0[None]]))  # one call
+        mean, sd = both_mean[:-1].reshape(d, n), both_sd[:-1].reshape(d, n)
+        at_mean, at_sd = both_mean[-1:], both_sd[-1:]
         values = np.stack([self.space.from_unit(u[k])[:, k] for k in range(d)])
         return xr.Dataset({"mean": (("param", "step"), mean), "sd": (("param", "step"), sd),
                            "point_mean": at_mean[0], "point_sd": at_sd[0]},

@@ -285,11 +285,10 @@ def _describe(fn) -> str:
 def checkpoint(path, run: Runner, space: ParameterSpace, initial, propose: Callable):
     """Resume :func:`loop` from a netCDF file, and save to it after every iteration.
 
-    Returns ``(start, save)``: the history at ``path`` if there is one (checked
-    to belong to this runner, its basins in order, space, design and rule;
-    another is refused), else
-    ``initial``; and the ``save`` to give :func:`loop`. After an interruption
-    the same two lines carry on with the numbers of a loop that never stopped::
+    Returns ``(start, save)``: the history at ``path`` if it belongs to this
+    runner (its basins in order), space, design and rule (another is refused),
+    else ``initial``; and the ``save`` to give :func:`loop`. After an
+    interruption the same two lines carry on as if the loop had never stopped::
 
         start, save = calibrate.checkpoint("loop.nc", run, space, initial, propose)
         history = calibrate.loop(run, space, start, propose, 3, save=save)
@@ -308,32 +307,18 @@ def best(history: xr.Dataset, *, after_iteration: int | None = None,
          within_iteration: int | None = None) -> xr.DataArray:
     """Each basin's best parameter set in a calibration history.
 
-    Parameters
-    ----------
-    history
-        A result of :func:`loop` or :func:`dds`.
-    after_iteration, within_iteration
-        Only the runs up to this iteration (0: the initial design), or only
-        those of this iteration, as Tang et al. (2025) report each iteration.
-
-    Returns
-    -------
-    xarray.DataArray
-        ``(basin, param)`` in parameter units, with each set's ``skill`` as a coordinate.
+    ``history`` is a result of :func:`loop` or :func:`dds`; ``after_iteration``
+    or ``within_iteration`` keeps only the runs up to that iteration (0: the
+    initial design) or of that iteration, as Tang et al. (2025) report them.
+    Returns ``(basin, param)`` in parameter units, each set's ``skill`` as a
+    coordinate; NaN for a basin whose every run failed.
     """
-    missing = [v for v in ("params", "skill") if v not in history]
-    if missing:
-        raise ValueError(f"best() takes a calibration history, as loop() and dds() return, with "
-                         f"params(basin, member, param) and skill(basin, member); this Dataset has "
-                         f"no {' and no '.join(missing)} (variables: {list(history.data_vars)}). "
-                         "For run_ensemble's Dataset, take the best member of a score instead, "
-                         "e.g. ens.kge_prime.sel(period='calibration').argmax('member').")
-    if set(history.params.dims) != {"basin", "member", "param"} or \
-            set(history.skill.dims) != {"basin", "member"}:
+    dims = {v: set(history[v].dims) if v in history else None for v in ("params", "skill")}
+    if dims != {"params": {"basin", "member", "param"}, "skill": {"basin", "member"}}:
         raise ValueError(f"best() needs params(basin, member, param) and skill(basin, member), as "
-                         f"loop() and dds() return; got params{tuple(history.params.dims)} and "
-                         f"skill{tuple(history.skill.dims)}. Rename other dimensions first, e.g. "
-                         f"history.rename(run='member').")
+                         f"loop() and dds() return; got {dims} (None: missing). Rename other dims "
+                         "first, e.g. history.rename(run='member'); of run_ensemble's Dataset take "
+                         "a score's best member: ens.kge_prime.sel(period=...).argmax('member').")
     history = history.transpose("basin", "member", ...)
     skill = np.nan_to_num(history.skill.values, nan=-np.inf)
     if after_iteration is not None or within_iteration is not None:
@@ -349,14 +334,11 @@ def best(history: xr.Dataset, *, after_iteration: int | None = None,
             raise ValueError(f"No runs in iteration {within_iteration or after_iteration}; the "
                              f"history has iterations 0 to {int(it.max())}.")
     top = history.isel(member=xr.DataArray(skill.argmax(axis=1), dims="basin"))
-    params = top.params.assign_coords(skill=top.skill).drop_vars("member", errors="ignore")
-    failed = np.isneginf(skill).all(axis=1)
+    failed = xr.DataArray(np.isneginf(skill).all(axis=1), dims="basin")
     if failed.any():  # every run failed: there is no best set, not member 0's
-        basins = list(history.basin.values[failed]) if "basin" in history.coords else np.flatnonzero(failed)
-        warnings.warn(f"Every run of basin(s) {basins} failed (skill NaN): their best set is NaN.",
-                      UserWarning, stacklevel=2)
-        params = params.where(xr.DataArray(~failed, dims="basin"))
-    return params
+        warnings.warn(f"Every run of {int(failed.sum())} basin(s) failed (skill NaN): their best "
+                      "set is NaN.", UserWarning, stacklevel=2)
+    return top.params.where(~failed).assign_coords(skill=top.skill).drop_vars("member", errors="ignore")
 
 
 # ------------------------------------------------------------------------- DDS

@@ -794,7 +794,8 @@ class EnsembleExplorer:
             ax.barh(y + dy, v, height=0.36, xerr=err, color=color, label=name,
                     error_kw={"lw": 0.8, "capsize": 2})
         ax.set(yticks=y, yticklabels=[str(p) for p in ind.param.values], xlabel="Sobol' index",
-               xlim=(min(0.0, float(ind.S1_lo.min())), max(1.0, float(ind.ST_hi.max()))),
+               xlim=(min(0.0, float(ind.S1_lo.min())) - 0.02,
+                     max(1.0, float(ind.ST_hi.max())) + 0.03),
                title=f"Sobol' indices of {self.output} (95%)")
         ax.axvline(0, color="k", lw=0.5)
         ax.legend(loc="lower right", fontsize=8)

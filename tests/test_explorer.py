@@ -293,6 +293,8 @@ def test_outputs_that_cannot_be_emulated_say_why_on_the_page(ppe_file):
         app.export("unused")
     app.set(output="y")
     assert app.response is not None and app.problem is None
+    # with no output named, the first one that can be emulated is shown
+    assert explorer.ensemble_app(ds[["params", "broken", "y"]], n_draws=0).output == "y"
 
 
 def test_ensemble_app_refuses_what_is_not_an_ensemble(ppe_file):

@@ -456,9 +456,13 @@ def _coordinate_values(ds: xr.Dataset, dim: str) -> list:
     return [v.item() if isinstance(v, np.generic) else v for v in ds[dim].values]
 
 
-def _check_input(ds: xr.Dataset, output: str | None, select: dict | None) -> list[str]:
-    """What :func:`ensemble_app` checks before fitting anything; returns the outputs."""
-    from .sensitivity import _params_problems, ensemble_outputs
+def _check_input(ds: xr.Dataset, output: str | None, select: dict | None) -> tuple[list[str], str]:
+    """What :func:`ensemble_app` checks before fitting anything.
+
+    Returns the outputs and the one shown first: ``output``, else the first
+    that can be emulated (the first of all if none can: it says why).
+    """
+    from .sensitivity import _params_problems, ensemble_outputs, output_problems
 
     problems = _params_problems(ds)
     if problems:
@@ -469,15 +473,16 @@ def _check_input(ds: xr.Dataset, output: str | None, select: dict | None) -> lis
                          f"dimension (variables: {list(ds.data_vars)}).")
     if output is not None and output not in outputs:
         raise ValueError(f"{output!r} is not an output of this ensemble; choose one of {outputs}.")
-    dims = [d for d in ds[output or outputs[0]].dims if d != "member"]
+    first = output or next((name for name in outputs if not output_problems(ds, name)), outputs[0])
+    dims = [d for d in ds[first].dims if d != "member"]
     for dim, value in (select or {}).items():
         if dim not in dims:
-            raise ValueError(f"{output or outputs[0]} has no dimension {dim!r}; its dimensions "
-                             f"besides member: {dims}.")
+            raise ValueError(f"{first} has no dimension {dim!r}; its dimensions besides member: "
+                             f"{dims}.")
         if value not in _coordinate_values(ds, dim):
             raise ValueError(f"{dim}={value!r} is not in the ensemble; choose one of "
                              f"{_coordinate_values(ds, dim)[:10]}.")
-    return outputs
+    return outputs, first
 
 
 class _Blit:
@@ -547,12 +552,10 @@ class EnsembleExplorer:
             raise ImportError("The explorer needs ipywidgets: pip install 'emucal[book]' "
                               "(or pip install ipywidgets).") from err
 
-        from .sensitivity import output_problems, space_of
+        from .sensitivity import space_of
 
-        self.outputs = _check_input(ds, output, select)
+        self.outputs, first = _check_input(ds, output, select)
         self.ds, self.space, self.n_draws, self.seed = ds, space_of(ds), n_draws, seed
-        self._problems = {name: output_problems(ds, name) for name in self.outputs}
-        usable = [name for name in self.outputs if not self._problems[name]]
         self._responses: dict = {}
         self._hold = False
         self.prediction: dict[str, float] = {}
@@ -563,7 +566,7 @@ class EnsembleExplorer:
 
         # --- widgets
         self.output_select = w.Dropdown(options=self.outputs, description="Output",
-                                        value=output or (usable or self.outputs)[0])
+                                        value=first)
         self.dims_box = w.HBox()
         self._dim_selects: dict[str, object] = {}
         self.status_html = w.HTML()

@@ -38,6 +38,7 @@ import pandas as pd
 import xarray as xr
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
+from scipy.spatial import cKDTree
 
 from . import metrics as skill_metrics
 from .model import prepare_inputs, run_columns
@@ -561,8 +562,8 @@ class EnsembleExplorer:
         self.prediction: dict[str, float] = {}
         self.update_seconds = self.view_seconds = float("nan")
         self._blits: dict[str, _Blit] = {}
-        unit = self._run_units()
-        self._spacing = float(np.median(self._nearest(unit, unit, exclude_self=True)))
+        self._tree = cKDTree(self._run_units())  # the runs, for distances (any number of them)
+        self._spacing = float(np.median(self._tree.query(self._tree.data, k=2)[0][:, 1]))
 
         # --- widgets
         self.output_select = w.Dropdown(options=self.outputs, description="Output",
@@ -657,12 +658,6 @@ class EnsembleExplorer:
                 [d for d in self.ds["defaults"].dims if d != "param"]))
         return self.space.to_unit(params.values)
 
-    @staticmethod
-    def _nearest(points: np.ndarray, runs: np.ndarray, exclude_self: bool = False) -> np.ndarray:
-        dist = np.sqrt(((points[:, None, :] - runs[None, :, :]) ** 2).sum(-1))
-        if exclude_self:
-            np.fill_diagonal(dist, np.inf)
-        return dist.min(axis=1)
 
     def set(self, output: str | None = None, **values) -> "EnsembleExplorer":
         """Choose ``output`` and/or a value of its other dimensions, and/or move the point.
@@ -821,8 +816,7 @@ class EnsembleExplorer:
         unit = self.space.to_unit(point[None])[0]
         curves = self.response.curves(point, n=31)
         mean, sd = float(curves.point_mean), float(curves.point_sd)
-        runs = self.space.to_unit(self.response.runs["params"].values)
-        nearest = float(self._nearest(unit[None], runs)[0])
+        nearest = float(self._tree.query(unit)[0])
         self.prediction = {"mean": mean, "low": mean - 1.96 * sd, "high": mean + 1.96 * sd,
                            "nearest": nearest, "spacing": self._spacing}
         far = nearest > 1.5 * self._spacing

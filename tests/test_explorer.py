@@ -253,15 +253,20 @@ def test_moving_the_point_redraws_curves_map_and_prediction(ppe_app):
     app = ppe_app.set(output="y", x1=0.0, x2=0.0, x3=0.0)
     before = {k: app.images[k].value for k in ("curves", "map")}, dict(app.prediction)
     # the Ishigami function at x = 0 is 0; at x2 = pi/2 it is a = 7
-    assert abs(app.prediction["mean"]) < 0.5 and app.prediction["low"] < 0 < app.prediction["high"]
+    assert abs(app.prediction["mean"]) < 0.5 and app.prediction["lo"] < 0 < app.prediction["hi"]
     app.sliders["x2"].value = np.pi / 2  # as a user would: the observer redraws
     assert app.prediction["mean"] == pytest.approx(7.0, abs=0.5)
     assert all(app.images[k].value != before[0][k] for k in before[0])
-    assert app.prediction["nearest"] > 0 and 0 < app.update_seconds < app.view_seconds
-    # the band of each curve brackets its line, and the red mark sits at the point
+    assert 0 < app.update_seconds < app.view_seconds
+    runs = app.space.to_unit(app.response.runs["params"].values)
+    here = app.space.to_unit(app.point.values)
+    assert app.prediction["nearest"] == pytest.approx(np.linalg.norm(runs - here, axis=1).min())
+    # what is drawn is the emulator through the point: line the mean, band +- 1.96 sd, mark the point
+    curves = app.response.curves(app.point.values, n=31)
     for k, (band, line, mark) in enumerate(app._curve_parts):
-        lo_hi = band.get_xy()[:, 1]
-        assert lo_hi.min() <= line.get_ydata().min() and line.get_ydata().max() <= lo_hi.max()
+        np.testing.assert_allclose(line.get_ydata(), curves["mean"].values[k])
+        np.testing.assert_allclose(band.get_xy()[:31, 1],
+                                   curves["mean"].values[k] - 1.96 * curves["sd"].values[k])
         assert mark.get_xdata()[0] == pytest.approx(app.point.iloc[k])
 
 
@@ -270,12 +275,13 @@ def test_best_run_and_export(ppe_app, tmp_path):
     app.best_run()
     runs = app.response.runs
     best = runs["params"].values[int(np.argmax(runs["y"].values))]
-    np.testing.assert_allclose(app.point.values, best, atol=0.05)  # a slider step
+    np.testing.assert_allclose(app.point.values, best)
     written = app.export(tmp_path)
     assert sorted(p.name for p in written) == sorted(
         ["y_indices.csv", "y_indices.png", "y_curves.png", "y_map.png"])
     table = pd.read_csv(tmp_path / "y_indices.csv", index_col="param")
-    assert list(table.index) == ["x1", "x2", "x3"] and (table.ST_lo <= table.ST).all()
+    assert list(table.index) == ["x1", "x2", "x3"]
+    np.testing.assert_allclose(table.ST_hi, app.response.indices.ST_hi.values, rtol=1e-4)
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in written if p.suffix == ".png")
     app.export_button.click()
     assert app.downloads_html.value.count("download=") == 4
@@ -323,10 +329,52 @@ def test_teaching_model_ensemble_by_basin_and_period(toy):
     assert app.select == {"basin": basins[0], "period": "all"}
     first = app.response.indices.ST.values.copy()
     app.set(basin=basins[1])
-    assert app.response.runs.sizes["member"] == ens.sizes["member"]
+    # member 0 runs at each basin's own defaults (NaN in params): this basin's are filled in
+    member0 = app.response.runs["params"].sel(member=0)
+    nan = ens.params.sel(member=0).isnull().values
+    assert nan.any()
+    np.testing.assert_allclose(member0.values[nan], ens.defaults.sel(basin=basins[1]).values[nan])
     assert not np.allclose(app.response.indices.ST.values, first)  # the other basin's emulator
     with pytest.raises(ValueError, match="basin='nowhere' is not in the ensemble"):
         app.set(basin="nowhere")
+
+
+def test_what_the_review_found(ppe_file):
+    """Log-scaled sliders, atomic set(), draws-less intervals labelled, one parameter, odd datasets."""
+    import xarray as xr
+
+    from emucal.parameters import Parameter
+
+    space = ParameterSpace([Parameter("k", None, 1e-3, 20.0, True), Parameter("a", None, 0.0, 1.0)])
+    x = sampling.sample(space, 40, "lhs", seed=0, include_default=False)
+    y = np.log10(x[:, 0]) + x[:, 1] ** 2
+    ds = space.to_dataset(x).assign(y=("member", y))
+    app = explorer.ensemble_app(ds, n_draws=0)
+    k = app.sliders["k"]  # a log range moves in decades: every part of it can be reached
+    assert type(k).__name__ == "FloatLogSlider" and (k.min, k.max) == pytest.approx((-3, np.log10(20)))
+    assert "design error only" in app.indices_html.value  # no draws: the intervals say so
+    with pytest.raises(ValueError, match="outside its range"):
+        app.set(a=0.9, k=100.0)
+    assert app.point["a"] == pytest.approx(0.5)  # the centre still: a failed set changes nothing
+    one = explorer.ensemble_app(space.subset(["a"]).to_dataset(x[:, 1:]).assign(y=("member", y)),
+                                n_draws=0)  # one parameter: curves, no map
+    assert one.response is not None and one.images["map"].value
+    # an object-dtype coordinate with a constant slice is named, not an AttributeError
+    obj = xr.load_dataset(ppe_file)
+    obj["q"] = (("member", "basin"), np.stack([obj.y.values, np.ones(obj.sizes["member"])], axis=1))
+    obj = obj.assign_coords(basin=np.array(["b1", "b2"], dtype=object))
+    app = explorer.ensemble_app(obj, output="q", select={"basin": "b2"}, n_draws=0)
+    assert app.response is None and "does not vary" in app.problem
+    with pytest.raises(ValueError, match="b3"):  # a failed set changes nothing
+        app.set(output="q", basin="b3")
+    assert app.output == "q" and app.select == {"basin": "b2"}
+    # defaults over basins, an output without basins: no single default to fill in
+    with_defaults = ds.assign(defaults=(("basin", "param"), np.ones((2, 2))))
+    with_defaults["params"] = with_defaults.params.where(with_defaults.member > 0)
+    app = explorer.ensemble_app(with_defaults, n_draws=0)
+    assert app.response is None and "defaults that depend on ['basin']" in app.problem
+    assert app.prediction == {}
+    app.best_button.click()  # nothing to do, no error
 
 
 # --------------------------------------------------------------- emucal explore (the command)
@@ -344,6 +392,7 @@ def test_explore_export_writes_the_indices(ppe_file, tmp_path, capsys):
     (["{ppe}", "--output", "q"], "'q' is not an output"),
     (["{ppe}", "--select", "basin=1"], "write DIM=VALUE with DIM one of"),
     (["{ppe}", "--select", "member=-3"], "member has no value '-3'"),
+    (["{ppe}", "--select", "member=3"], "y has no dimension 'member'"),
 ])
 def test_explore_names_what_is_wrong(args, message, ppe_file, tmp_path, capsys):
     text = tmp_path / "notes.nc"
@@ -494,3 +543,18 @@ def test_the_binder_page_of_the_ensemble_explorer_runs(shared_mirror_url, real_c
     last = nbformat.read(tmp_path / "out.ipynb", as_version=4).cells[-1]
     bundles = [o.get("data", {}) for o in last.outputs]
     assert any("application/vnd.jupyter.widget-view+json" in b for b in bundles)
+
+
+def test_explore_selects_a_date_as_typed(ppe_file, tmp_path, capsys):
+    import xarray as xr
+
+    ds = xr.load_dataset(ppe_file)
+    months = pd.date_range("2001-01-01", periods=2, freq="MS")
+    ds["monthly"] = (("member", "month"), np.stack([ds.y.values, ds.z.values], axis=1))
+    path = tmp_path / "monthly.nc"
+    ds.assign_coords(month=months).to_netcdf(path)
+    assert cli.main(["explore", str(path), "--output", "monthly", "--select", "month=2001-02-01",
+                     "--export", str(tmp_path / "out")]) == 0, capsys.readouterr().err
+    table = pd.read_csv(next((tmp_path / "out").glob("monthly_month-2001-02-01*_indices.csv")),
+                        index_col="param")
+    assert list(table.index) == LINEAR_RANK  # February is z

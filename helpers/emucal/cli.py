@@ -282,7 +282,7 @@ def _open_ensemble(args: argparse.Namespace):
     """The ensemble file, checked as the app checks it, and the chosen output and slice."""
     import xarray as xr
 
-    from .explorer import _check_input, _coordinate_values
+    from .explorer import _check_input, _select_from_text
 
     path = Path(args.ensemble).expanduser()
     if not path.is_file():
@@ -293,17 +293,10 @@ def _open_ensemble(args: argparse.Namespace):
         ds = xr.open_dataset(path)
     except (ValueError, OSError) as err:
         raise _UsageError(f"{path} is not a netCDF file that xarray can read ({err}).") from err
-    select = {}
-    for item in args.select:
-        dim, _, text = item.partition("=")
-        if dim not in ds.dims or not text:
-            raise _UsageError(f"--select {item!r}: write DIM=VALUE with DIM one of {list(ds.dims)}.")
-        values = _coordinate_values(ds, dim)
-        chosen = [v for v in values if str(v) == text]
-        if not chosen:
-            raise _UsageError(f"--select {item!r}: {dim} has no value {text!r}; it has "
-                              f"{values[:10]}{' ...' if len(values) > 10 else ''}.")
-        select[dim] = chosen[0]
+    try:
+        select = _select_from_text(ds, args.select)
+    except ValueError as err:
+        raise _UsageError(str(err)) from err
     try:
         _check_input(ds, args.output, select)
     except ValueError as err:
@@ -335,14 +328,14 @@ def _cmd_explore(args: argparse.Namespace) -> int:
     import nbformat  # installed with Voila
 
     code = ("import json, os\n\nimport xarray as xr\n\nfrom emucal import explorer\n\n"
-            "explorer.ensemble_app(xr.load_dataset(os.environ['EMUCAL_ENSEMBLE']),\n"
-            "                      output=os.environ['EMUCAL_OUTPUT'] or None,\n"
-            "                      select=json.loads(os.environ['EMUCAL_SELECT']))")
+            "ensemble = xr.load_dataset(os.environ['EMUCAL_ENSEMBLE'])\n"
+            "select = explorer._select_from_text(ensemble, json.loads(os.environ['EMUCAL_SELECT']))\n"
+            "explorer.ensemble_app(ensemble, output=os.environ['EMUCAL_OUTPUT'] or None, select=select)")
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
                                        "language": "python"}
     env = {**os.environ, "EMUCAL_ENSEMBLE": str(path.resolve()), "EMUCAL_OUTPUT": args.output or "",
-           "EMUCAL_SELECT": json.dumps(select)}
+           "EMUCAL_SELECT": json.dumps(args.select)}  # as typed: dates and numbers match there
     with tempfile.TemporaryDirectory(prefix="emucal-explore-") as folder:
         page = Path(folder) / f"{path.stem}.ipynb"
         nbformat.write(notebook, page)
@@ -492,7 +485,8 @@ def build_parser() -> argparse.ArgumentParser:
                "--select period=calibration\n  emucal explore my_ppe.nc --export figures/",
     )
     explore.add_argument("ensemble", metavar="ENSEMBLE", help="the ensemble's netCDF file")
-    explore.add_argument("--output", default=None, help="the output shown first (default: the first)")
+    explore.add_argument("--output", default=None,
+                         help="the output shown first (default: the first that can be emulated)")
     explore.add_argument("--select", action="append", default=[], metavar="DIM=VALUE",
                          help="the value of one of the output's other dimensions (repeatable)")
     explore.add_argument("--port", type=_port, default=8866, help="port of the page (default: 8866)")

@@ -454,7 +454,30 @@ def _grid(d: int) -> tuple[int, int]:
 
 def _coordinate_values(ds: xr.Dataset, dim: str) -> list:
     """A dimension's values as plain Python values (``str``, ``int``), for menus and JSON."""
-    return [v.item() if isinstance(v, np.generic) else v for v in ds[dim].values]
+    from .sensitivity import _plain
+
+    return [_plain(v) for v in ds[dim].values]
+
+
+def _select_from_text(ds: xr.Dataset, items) -> dict:
+    """``["basin=01013500", ...]`` (a command line's ``--select``) as ``{dim: value}``.
+
+    Each value is the coordinate value whose text it is, so dates and numbers
+    work as well as names.
+    """
+    select = {}
+    for item in items:
+        dim, _, text = str(item).partition("=")
+        if dim not in ds.dims or not text:
+            raise ValueError(f"--select {item!r}: write DIM=VALUE with DIM one of {list(ds.dims)}.")
+        values = _coordinate_values(ds, dim)
+        chosen = [v for v in values if text == str(v)
+                  or isinstance(v, pd.Timestamp) and text == f"{v:%Y-%m-%d}"]
+        if not chosen:
+            raise ValueError(f"--select {item!r}: {dim} has no value {text!r}; it has "
+                             f"{[str(v) for v in values[:10]]}{' ...' if len(values) > 10 else ''}.")
+        select[dim] = chosen[0]
+    return select
 
 
 def _check_input(ds: xr.Dataset, output: str | None, select: dict | None) -> tuple[list[str], str]:
@@ -534,7 +557,7 @@ class EnsembleExplorer:
     sliders : dict[str, ipywidgets.FloatSlider]
         The point the curves and the map go through, in parameter units.
     prediction : dict[str, float]
-        The emulator at the point: ``mean``, ``low``, ``high`` (95%), and
+        The emulator at the point: ``mean``, ``lo``, ``hi`` (95%), and
         ``nearest``, the distance in the unit cube to the nearest run, with
         ``spacing``, the median distance between neighbouring runs.
     figures : dict[str, matplotlib.figure.Figure]
@@ -544,6 +567,9 @@ class EnsembleExplorer:
         indices, drawing) and of the last move of the point (NaN before the
         first).
     """
+
+    #: fitted outputs and slices kept, so that going back is instant (each holds a GP)
+    CACHED = 8
 
     def __init__(self, ds: xr.Dataset, *, output: str | None, select: dict | None, n_draws: int,
                  seed: int):
@@ -562,8 +588,6 @@ class EnsembleExplorer:
         self.prediction: dict[str, float] = {}
         self.update_seconds = self.view_seconds = float("nan")
         self._blits: dict[str, _Blit] = {}
-        self._tree = cKDTree(self._run_units())  # the runs, for distances (any number of them)
-        self._spacing = float(np.median(self._tree.query(self._tree.data, k=2)[0][:, 1]))
 
         # --- widgets
         self.output_select = w.Dropdown(options=self.outputs, description="Output",
@@ -577,10 +601,15 @@ class EnsembleExplorer:
         self.sliders = {}
         centre = self.space.from_unit(np.full(len(self.space), 0.5))
         for p, value in zip(self.space, centre):
-            slider = w.FloatSlider(min=p.lower, max=p.upper, step=(p.upper - p.lower) / 200,
-                                   value=float(value), description=p.name, readout_format=".3g",
-                                   continuous_update=False, style={"description_width": "160px"},
-                                   layout=w.Layout(width="400px"))
+            look = dict(description=p.name, readout_format=".3g", continuous_update=False,
+                        style={"description_width": "160px"}, layout=w.Layout(width="400px"))
+            if p.log:  # a log-uniform range: the slider moves in decades, as the unit cube does
+                lo, hi = np.log10(p.lower), np.log10(p.upper)
+                slider = w.FloatLogSlider(min=lo, max=hi, step=(hi - lo) / 200, base=10,
+                                          value=float(value), **look)
+            else:
+                slider = w.FloatSlider(min=p.lower, max=p.upper, step=(p.upper - p.lower) / 200,
+                                       value=float(value), **look)
             slider.observe(self._on_point, names="value")
             slider.add_class(f"emucal-slider-{p.name}")
             self.sliders[p.name] = slider
@@ -593,7 +622,7 @@ class EnsembleExplorer:
         self.best_button = w.Button(description="Best run", icon="trophy")
         self.export_button = w.Button(description="Export", icon="download")
         self.centre_button.on_click(lambda _: self.set(**dict(zip(names, centre))))
-        self.best_button.on_click(lambda _: self.best_run())
+        self.best_button.on_click(lambda _: self.response is not None and self.best_run())
         self.export_button.on_click(lambda _: self._offer_downloads())
         self.images = {k: w.Image(format="png") for k in ("indices", "curves", "map")}
         for part, name in ((self.output_select, "output"), (self.status_html, "status"),
@@ -651,39 +680,39 @@ class EnsembleExplorer:
         """The point on the sliders (parameter units)."""
         return pd.Series({name: s.value for name, s in self.sliders.items()}, name="point")
 
-    def _run_units(self) -> np.ndarray:
-        params = self.ds["params"].transpose("member", "param")
-        if "defaults" in self.ds and params.isnull().any():  # run_ensemble: NaN is the default
-            params = params.fillna(self.ds["defaults"].mean(
-                [d for d in self.ds["defaults"].dims if d != "param"]))
-        return self.space.to_unit(params.values)
-
-
     def set(self, output: str | None = None, **values) -> "EnsembleExplorer":
         """Choose ``output`` and/or a value of its other dimensions, and/or move the point.
 
         ``values`` are parameter values (``fff=2.0``) or a dimension's value
-        (``basin="01013500"``); the view updates once.
+        (``basin="01013500"``). Everything is checked before anything changes;
+        the view then updates once.
         """
-        unknown = [k for k in values if k not in self.sliders and k not in self.ds.dims]
-        if unknown:
-            raise ValueError(f"Unknown names {unknown}: give parameters {self.space.names} or "
-                             f"dimensions of the output {list(self._dim_selects)}.")
+        new = output if output is not None else self.output
+        if new not in self.outputs:
+            raise ValueError(f"{new!r} is not an output; choose one of {self.outputs}.")
+        dims = [d for d in self.ds[new].dims if d != "member"]
+        for key, value in values.items():
+            if key in self.sliders:
+                p = self.space[key]
+                if not p.lower <= value <= p.upper:
+                    raise ValueError(f"{key}={value} is outside its range [{p.lower:g}, {p.upper:g}].")
+            elif key in dims:
+                if value not in _coordinate_values(self.ds, key):
+                    raise ValueError(f"{key}={value!r} is not in the ensemble; choose one of "
+                                     f"{_coordinate_values(self.ds, key)[:10]}.")
+            else:
+                raise ValueError(f"Unknown name {key!r}: give parameters {self.space.names} or "
+                                 f"dimensions of {new} besides member: {dims}.")
         self._hold = True
         try:
-            if output is not None:
-                if output not in self.outputs:
-                    raise ValueError(f"{output!r} is not an output; choose one of {self.outputs}.")
-                self.output_select.value = output
+            if new != self.output:
+                self.output_select.value = new
                 self._build_dims()
             for key, value in values.items():
                 if key in self.sliders:
-                    s = self.sliders[key]
-                    if not s.min <= value <= s.max:
-                        raise ValueError(f"{key}={value} is outside its range [{s.min:g}, {s.max:g}].")
-                    s.value = float(value)
+                    self.sliders[key].value = float(value)
                 else:
-                    self._choose(key, value)
+                    self._dim_selects[key].value = value
         finally:
             self._hold = False
         if output is not None or any(k in self._dim_selects for k in values):
@@ -703,6 +732,8 @@ class EnsembleExplorer:
 
     def best_run(self) -> "EnsembleExplorer":
         """Move the point to the run with the largest output (in the slice on screen)."""
+        if self.response is None:
+            raise ValueError(f"{self.output} could not be emulated here: {self.problem}")
         runs = self.response.runs
         best = int(np.argmax(runs[self.output].values))
         return self.set(**dict(zip(self.space.names, runs["params"].values[best])))
@@ -745,10 +776,12 @@ class EnsembleExplorer:
                                                 n_draws=self.n_draws, seed=self.seed)
             except ValueError as err:  # NaN members, no variance: say so on the page
                 self._responses[key] = err
+            while len(self._responses) > self.CACHED:  # each holds a GP: keep the latest few
+                self._responses.pop(next(iter(self._responses)))
         found = self._responses[key]
         self.problem = str(found) if isinstance(found, ValueError) else None
         if isinstance(found, ValueError):
-            self.response = None
+            self.response, self.prediction = None, {}
             self.status_html.value = (f"<b style='color:#b00'>{self.output} cannot be emulated "
                                       f"here.</b><br><pre>{html.escape(str(found))}</pre>")
             for image in self.images.values():
@@ -756,11 +789,15 @@ class EnsembleExplorer:
             self.indices_html.value = self.point_html.value = ""
             return
         self.response = found
+        # the runs of this slice (defaults of its basin filled in), for distances: a k-d tree
+        self._tree = cKDTree(self.space.to_unit(found.runs["params"].values))
+        self._spacing = float(np.median(self._tree.query(self._tree.data, k=2)[0][:, 1]))
         self._status()
         self._draw_indices()
         self._hold = True  # the map starts on the two parameters of largest ST
         try:
-            self.pair_x.value, self.pair_y.value = (str(v) for v in found.indices.param.values[:2])
+            top = [str(v) for v in found.indices.param.values[:2]]
+            self.pair_x.value, self.pair_y.value = top[0], top[-1]  # one parameter: no map
         finally:
             self._hold = False
         self._redraw_point(new_map=True)
@@ -769,16 +806,16 @@ class EnsembleExplorer:
     # ------------------------------------------------------------ drawing
     def _status(self) -> None:
         r, where = self.response, ", ".join(f"{k} {v}" for k, v in self.select.items())
-        cv = r.skill
-        r2, cover = float(cv["r2"].mean()), float(cv["coverage"].mean())
+        cv, r2 = r.skill, r.cv_r2
+        cover = float((cv["coverage"] * cv["n_test"]).sum() / cv["n_test"].sum())
         verdict = ("trust it" if r2 >= 0.8 else
                    "<b style='color:#b00'>rough: read the indices and curves as a sketch</b>")
         self.status_html.value = (
             f"<b>{html.escape(self.output)}</b>{' at ' + html.escape(where) if where else ''}: "
             f"{r.runs.sizes['member']} runs of {len(self.space)} parameters. Emulator (GP), "
-            f"5-fold cross-validation: R² {r2:.2f} (folds {cv['r2'].min():.2f} to "
-            f"{cv['r2'].max():.2f}), {100 * cover:.0f}% of held-out runs inside the 90% "
-            f"interval: {verdict}.")
+            f"5-fold cross-validation: R² {r2:.2f} over the held-out runs (folds "
+            f"{cv['r2'].min():.2f} to {cv['r2'].max():.2f}), {100 * cover:.0f}% of them inside "
+            f"its 95% interval: {verdict}.")
 
     def _draw_indices(self) -> None:
         ind = self.response.indices
@@ -794,9 +831,10 @@ class EnsembleExplorer:
         ax.set(yticks=y, yticklabels=[str(p) for p in ind.param.values], xlabel="Sobol' index",
                xlim=(min(0.0, float(ind.S1_lo.min())) - 0.02,
                      max(1.0, float(ind.ST_hi.max())) + 0.03),
-               title=f"Sobol' indices of {self.output} (95%)")
+               title=f"Sobol' indices of {self.output}")
         ax.axvline(0, color="k", lw=0.5)
-        ax.legend(loc="lower right", fontsize=8)
+        ax.legend(loc="lower right", fontsize=8, title=f"intervals: {ind.attrs['interval']}",
+                  title_fontsize=7)
         ax.tick_params(labelsize=8)
         self.images["indices"].value = _png(fig)
         rows = "".join(f"<tr><td>{k + 1}</td><td class='emucal-ppe-param'>{html.escape(str(p))}</td>"
@@ -804,7 +842,8 @@ class EnsembleExplorer:
                        for k, (p, st, lo, hi, s1) in enumerate(zip(
                            ind.param.values, ind.ST.values, ind.ST_lo.values, ind.ST_hi.values,
                            ind.S1.values)))
-        self.indices_html.value = ("<table><tr><th>rank</th><th>parameter</th><th>total ST [95%]"
+        self.indices_html.value = (f"<small>intervals: {html.escape(ind.attrs['interval'])}</small>"
+                                   "<table><tr><th>rank</th><th>parameter</th><th>total ST [95%]"
                                    f"</th><th>first-order S1</th></tr>{rows}</table>")
 
     def _redraw_point(self, new_map: bool = False) -> None:
@@ -817,7 +856,7 @@ class EnsembleExplorer:
         curves = self.response.curves(point, n=31)
         mean, sd = float(curves.point_mean), float(curves.point_sd)
         nearest = float(self._tree.query(unit)[0])
-        self.prediction = {"mean": mean, "low": mean - 1.96 * sd, "high": mean + 1.96 * sd,
+        self.prediction = {"mean": mean, "lo": mean - 1.96 * sd, "hi": mean + 1.96 * sd,
                            "nearest": nearest, "spacing": self._spacing}
         far = nearest > 1.5 * self._spacing
         self.point_html.value = (

@@ -413,6 +413,13 @@ def check_ensemble(ds: xr.Dataset) -> list[str]:
     return outputs
 
 
+def _plain(value):
+    """A numpy scalar as a Python value (``str``, ``int``, a ``Timestamp``); others as they are."""
+    if isinstance(value, np.datetime64):
+        return pd.Timestamp(value)
+    return value.item() if isinstance(value, np.generic) else value
+
+
 def ensemble_outputs(ds: xr.Dataset) -> list[str]:
     """The outputs of an ensemble: numeric variables other than ``params`` with a ``member`` dimension."""
     return [str(k) for k, v in ds.data_vars.items()
@@ -457,7 +464,7 @@ def output_problems(ds: xr.Dataset, output: str) -> list[str]:
         constant = np.nanmax(flat, axis=0) == np.nanmin(flat, axis=0)
     if constant.any():
         at = dict(zip(y.dims[1:], np.unravel_index(int(np.argmax(constant)), y.shape[1:])))
-        first = {d: y[d].values[i].item() for d, i in at.items()}
+        first = {d: _plain(y[d].values[i]) for d, i in at.items()}
         problems.append(f"{output} does not vary across members in {int(constant.sum())} of "
                         f"{constant.size} slice(s) (first: {first or 'all of it'}): nothing to "
                         "emulate there")
@@ -515,7 +522,8 @@ class Response:
         The GP on the unit cube, a batch of one (``predict`` takes ``(1, m, d)``).
     skill
         :func:`~emucal.emulators.cross_validate`'s table (``r2``, ``rmse``,
-        ``coverage`` per fold); None for an emulator given to :func:`response`.
+        ``coverage`` of the 95% interval, ``n_test`` per fold); None for an
+        emulator given to :func:`response`. :attr:`cv_r2` pools the folds.
     indices
         ``S1``, ``ST`` over ``param``, ranked by ``ST``, with 95% intervals
         ``S1_lo``, ``S1_hi``, ``ST_lo``, ``ST_hi`` (see :func:`response`).
@@ -528,6 +536,19 @@ class Response:
     skill: pd.DataFrame | None
     indices: xr.Dataset
     runs: xr.Dataset
+
+    @property
+    def cv_r2(self) -> float:
+        """Out-of-fold R2 over all runs: 1 - the folds' pooled squared error / the output's variance.
+
+        Steadier than the mean of the folds' own R2, each measured against its
+        few test runs' mean. NaN without cross-validation.
+        """
+        if self.skill is None:
+            return float("nan")
+        y = self.runs[self.indices.attrs["output"]].values
+        mse = float((self.skill["n_test"] * self.skill["rmse"] ** 2).sum() / self.skill["n_test"].sum())
+        return 1.0 - mse / float(np.var(y))
 
     def _unit(self, point) -> np.ndarray:
         """A point (``{name: value}`` or values, parameter units) in the unit cube; default: centre."""
@@ -588,10 +609,14 @@ def response(ds: xr.Dataset, output: str, *, select: dict | None = None, emulato
     A :class:`~emucal.emulators.GPEmulator` is fitted on the unit cube, and
     scored by 5-fold cross-validation (R2 near 1: trust it; below about 0.8 the
     indices and curves are rough). Its indices come from
-    :func:`emulator_indices` on about 32,768 predictions; each interval is
-    the index plus or minus the quadrature sum of its bootstrap half-width
-    (the design's error) and 1.96 sd of the index over ``n_draws`` posterior
-    draws of the emulator (the emulator's error).
+    :func:`emulator_indices` on about 32,768 predictions of the emulator's
+    mean; each interval is centred there, its half-width the quadrature sum of
+    the bootstrap half-width (the design's error) and 1.96 sd of the index
+    over ``n_draws`` posterior draws of the emulator (the emulator's error, on
+    a smaller design). With fewer than 2 draws only the design's error is in
+    it, far too narrow for a rough emulator (``indices.attrs["interval"]``
+    says so). The draws understate the emulator's error where its own
+    intervals are too narrow (chapter 8): read low CV skill first.
 
     Parameters
     ----------
@@ -624,16 +649,22 @@ def response(ds: xr.Dataset, output: str, *, select: dict | None = None, emulato
     left = [d for d in sub[output].dims if d != "member"]
     if left:
         raise ValueError(f"{output} has dimensions {left} besides member: choose one value of each "
-                         f"with select, e.g. select={ {d: sub[d].values[0].item() for d in left} }.")
+                         f"with select, e.g. select={ {d: _plain(sub[d].values[0]) for d in left} }.")
+    extra = [d for d in sub["defaults"].dims if d != "param"] if "defaults" in sub else []
+    if extra and sub["params"].isnull().any():
+        raise ValueError(f"The NaN in params stand for defaults that depend on {extra}, which "
+                         f"{output} does not have: there is no single default to put in their place. "
+                         "Fill params, or emulate an output over those dimensions with select.")
     check_ensemble(sub)
     space = space_of(sub)
     params = sub["params"].transpose("member", "param")
-    if "defaults" in sub:  # run_ensemble's default member: NaN is the basin's default
+    if "defaults" in sub and not extra:  # run_ensemble's default member: NaN is the basin's default
         params = params.fillna(sub["defaults"])
     x, y = space.to_unit(params.values)[None], sub[output].values[None].astype(float)
     skill = None
     if emulator is None:
-        skill = cross_validate(lambda: GPEmulator(seed=seed), x, y, n_splits=5, seed=seed)
+        skill = cross_validate(lambda: GPEmulator(seed=seed), x, y, n_splits=5, seed=seed,
+                               level=0.95)
         emulator = GPEmulator(seed=seed).fit(x, y)
     d = len(space)
     base = 2 ** int(np.log2(2 ** 15 / (d + 2)))  # about 32,768 predictions
@@ -644,6 +675,8 @@ def response(ds: xr.Dataset, output: str, *, select: dict | None = None, emulato
         half = np.sqrt(ind[f"{k}_conf"] ** 2 + spread ** 2)
         ind[f"{k}_lo"], ind[f"{k}_hi"] = ind[k] - half, ind[k] + half
     ind = ind.drop_vars("basin").sortby("ST", ascending=False)
-    ind.attrs.update(output=output, select=str(select or {}), interval="95%",
-                     cv_r2=float(skill["r2"].mean()) if skill is not None else np.nan)
-    return Response(space, emulator, skill, ind, xr.Dataset({"params": params, output: sub[output]}))
+    ind.attrs.update(output=output, select=str(select or {}),
+                     interval="95%" if n_draws > 1 else "95%, the design error only (no emulator draws)")
+    found = Response(space, emulator, skill, ind, xr.Dataset({"params": params, output: sub[output]}))
+    ind.attrs["cv_r2"] = found.cv_r2
+    return found

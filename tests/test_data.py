@@ -57,6 +57,19 @@ def test_fetch_downloads_once_through_mirror_and_checks_hash(synthetic):
     assert synthetic.server.requests_seen == [f"/{NAME}"]
 
 
+def test_another_process_making_the_folder_meanwhile_is_no_error(synthetic, monkeypatch):
+    """Two processes fetching into a new cache at once: the other makes the folder first."""
+    makedirs = pooch.core.os.makedirs
+
+    def other_process_first(path, *args, **kwargs):
+        Path(path).mkdir(parents=True, exist_ok=True)  # the other process, between check and make
+        return makedirs(path, *args, **kwargs)
+
+    monkeypatch.setattr(pooch.core.os, "makedirs", other_process_first)
+    path = data.fetch(NAME)
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == synthetic.hashes[NAME]
+
+
 def test_fetch_works_offline_once_cached(synthetic, monkeypatch):
     path = data.fetch(NAME)
     monkeypatch.setenv("EMUCAL_MIRROR", f"http://127.0.0.1:{_free_port()}")  # nothing listens

@@ -170,6 +170,9 @@ def fetch(name: str, *, progressbar: bool | None = None) -> Path:
     # made here, so that inside the try pooch's only ValueError is a hash that does not match
     downloader = pooch.HTTPDownloader(progressbar=name == FULL_ZIP if progressbar is None
                                       else progressbar)
+    # pooch checks that the file's folder exists and then makes it: a second process (two
+    # benchmarks, dask workers) making it in between fails with FileExistsError
+    target.parent.mkdir(parents=True, exist_ok=True)
     try:
         return Path(store.fetch(name, downloader=downloader))
     except requests.exceptions.RequestException as err:

@@ -358,3 +358,31 @@ def test_saving_to_a_folder_and_predicting_one_bare_point_are_named(data, tmp_pa
     with pytest.raises(ValueError, match=r"X must have shape \('m', 3\); got \(3,\)"):
         em.predict(xt[0])
     assert em.predict(xt[:1]).shape == (1,)
+
+
+def test_a_fit_does_not_depend_on_torchs_default_dtype(data, tmp_path):
+    """GPyTorch builds priors, bounds and starting values in torch's default dtype: a float64
+    fit (and a loaded one) must be the same whatever another program set it to."""
+    x, y, xt, _ = data
+    rng = np.random.default_rng(3)
+    xs = rng.uniform(size=(400, 3))
+    sparse_settings = dict(n_inducing=16, seed=0, max_epochs=5)
+    fits = {}
+    for dtype in (torch.float32, torch.float64):
+        torch.set_default_dtype(dtype)
+        try:
+            plain = emulators.GPEmulator(seed=0).fit(x, y)
+            prior = emulators.GPEmulator(seed=0, mean="last_input").fit(
+                np.c_[x, 0.8 * y], y + 0.1 * x[:, 1])
+            sparse = emulators.SparseGPEmulator(**sparse_settings).fit(xs, _function(xs))
+            loaded = emulators.load(plain.save(tmp_path / f"{dtype}.pt"))
+            fits[dtype] = [plain.predict(xt, return_std=True), prior.predict(np.c_[xt, xt[:, 0]]),
+                           sparse.predict(xt, return_std=True), loaded.predict(xt, return_std=True)]
+            assert torch.get_default_dtype() == dtype  # the fit put the caller's setting back
+        finally:
+            torch.set_default_dtype(torch.float32)
+    for a, b in zip(fits[torch.float32], fits[torch.float64]):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    with pytest.raises(RuntimeError), emulators.default_dtype(torch.float64):
+        raise RuntimeError("an error inside the block")
+    assert torch.get_default_dtype() == torch.float32

@@ -57,6 +57,7 @@ Tang, G., Wood, A. W. and Swenson, S. (2025). Water Resour. Res. 61, e2024WR0395
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
 import warnings
@@ -280,6 +281,27 @@ class BatchedGP(gpytorch.models.ExactGP):
         return gpytorch.distributions.MultivariateNormal(self.mean_module(x), self.covar_module(x))
 
 
+@contextlib.contextmanager
+def default_dtype(dtype):
+    """Make ``dtype`` torch's default dtype inside the block.
+
+    GPyTorch turns Python numbers (a prior's centre, a constraint's bounds, a
+    starting value) into tensors of torch's default dtype, which is float32
+    unless a program changed it. Converting the model to float64 afterwards
+    keeps those float32-rounded values, so a "float64" fit would depend on a
+    global setting that any imported code (a BoTorch script, for instance)
+    may change. Building inside ``default_dtype(x.dtype)`` makes the fit the
+    same whatever that setting is. The previous default is restored on exit,
+    also after an error.
+    """
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
+
+
 def fit_gp(x, y, *, make_model=BatchedGP, noise_floor: float = 1e-4, max_iter: int = 100):
     """Fit a GP by maximising its marginal likelihood with L-BFGS.
 
@@ -305,15 +327,15 @@ def fit_gp(x, y, *, make_model=BatchedGP, noise_floor: float = 1e-4, max_iter: i
     The fitted model, in evaluation mode; ``model.likelihood`` is its
     Gaussian likelihood.
     """
-    likelihood = gpytorch.likelihoods.GaussianLikelihood(
-        batch_shape=x.shape[:-2], noise_constraint=gpytorch.constraints.GreaterThan(noise_floor))
-    model = make_model(x, y, likelihood)
-    # start smooth and nearly noise-free: from GPyTorch's default noise (0.69)
-    # a GP can settle on "all noise" and predict a constant
-    likelihood.noise = max(1e-2, 2 * noise_floor)
-    model.covar_module.outputscale = 1.0
-    model.covar_module.base_kernel.lengthscale = 1.0
-    model = model.to(x)  # float64, on the device of x
+    with default_dtype(x.dtype):  # priors, bounds and starting values in the dtype of x
+        likelihood = gpytorch.likelihoods.GaussianLikelihood(
+            batch_shape=x.shape[:-2], noise_constraint=gpytorch.constraints.GreaterThan(noise_floor))
+        model = make_model(x, y, likelihood)
+        # start smooth and nearly noise-free (from the default noise a GP may predict a constant)
+        likelihood.noise = max(1e-2, 2 * noise_floor)
+        model.covar_module.outputscale = 1.0
+        model.covar_module.base_kernel.lengthscale = 1.0
+    model = model.to(x)  # on the device of x
     mll = gpytorch.mlls.ExactMarginalLogLikelihood(likelihood, model)
     optimizer = torch.optim.LBFGS(model.parameters(), max_iter=max_iter, tolerance_change=1e-5,
                                   line_search_fn="strong_wolfe")
@@ -669,13 +691,12 @@ class GPEmulator(BaseEstimator):
         self.scaler_ = _Scaler.__new__(_Scaler)
         self.scaler_.__dict__.update(_from_plain(state["scaler"]))
         batch_shape = torch.Size(state["batch_shape"])
-        likelihood = gpytorch.likelihoods.GaussianLikelihood(
-            batch_shape=batch_shape,
-            noise_constraint=gpytorch.constraints.GreaterThan(self.noise_floor)).double()
-        if self.mean == "last_input":
-            model = PriorMeanGP(state["train_x"], state["train_y"], likelihood).double()
-        else:
-            model = BatchedGP(state["train_x"], state["train_y"], likelihood).double()
+        with default_dtype(torch.float64):
+            likelihood = gpytorch.likelihoods.GaussianLikelihood(
+                batch_shape=batch_shape,
+                noise_constraint=gpytorch.constraints.GreaterThan(self.noise_floor))
+            make_model = PriorMeanGP if self.mean == "last_input" else BatchedGP
+            model = make_model(state["train_x"], state["train_y"], likelihood)
         model.load_state_dict(state["model"])
         likelihood.load_state_dict(state["likelihood"])
         model.eval()
@@ -758,12 +779,13 @@ class SparseGPEmulator(BaseEstimator):
         n = tx.shape[0]
         m = min(self.n_inducing, n)
         inducing = tx[torch.randperm(n, generator=gen)[:m]].clone()
-        model = _SparseModel(inducing)
-        likelihood = gpytorch.likelihoods.GaussianLikelihood(
-            noise_constraint=gpytorch.constraints.GreaterThan(self.noise_floor))
-        likelihood.noise = max(1e-2, 2 * self.noise_floor)  # as in fit_gp
-        model.covar_module.outputscale = 1.0
-        model.covar_module.base_kernel.lengthscale = 1.0
+        with default_dtype(torch.float64):  # as in fit_gp
+            model = _SparseModel(inducing)
+            likelihood = gpytorch.likelihoods.GaussianLikelihood(
+                noise_constraint=gpytorch.constraints.GreaterThan(self.noise_floor))
+            likelihood.noise = max(1e-2, 2 * self.noise_floor)
+            model.covar_module.outputscale = 1.0
+            model.covar_module.base_kernel.lengthscale = 1.0
         model = model.to(device=dev, dtype=torch.float64)
         likelihood = likelihood.to(device=dev, dtype=torch.float64)
         model.train()
@@ -824,9 +846,10 @@ class SparseGPEmulator(BaseEstimator):
         self = cls(**params)
         self.scaler_ = _Scaler.__new__(_Scaler)
         self.scaler_.__dict__.update(_from_plain(state["scaler"]))
-        model = _SparseModel(torch.zeros(state["inducing_shape"], dtype=torch.float64)).double()
-        likelihood = gpytorch.likelihoods.GaussianLikelihood(
-            noise_constraint=gpytorch.constraints.GreaterThan(self.noise_floor)).double()
+        with default_dtype(torch.float64):
+            model = _SparseModel(torch.zeros(state["inducing_shape"], dtype=torch.float64))
+            likelihood = gpytorch.likelihoods.GaussianLikelihood(
+                noise_constraint=gpytorch.constraints.GreaterThan(self.noise_floor))
         model.load_state_dict(state["model"])
         likelihood.load_state_dict(state["likelihood"])
         model.eval()

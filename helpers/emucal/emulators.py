@@ -87,6 +87,7 @@ __all__ = [
     "RandomForestEmulator",
     "SparseGPEmulator",
     "cross_validate",
+    "default_dtype",
     "fit_gp",
     "gp_predict",
     "kfold",

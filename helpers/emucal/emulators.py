@@ -332,7 +332,7 @@ def fit_gp(x, y, *, make_model=BatchedGP, noise_floor: float = 1e-4, max_iter: i
         likelihood = gpytorch.likelihoods.GaussianLikelihood(
             batch_shape=x.shape[:-2], noise_constraint=gpytorch.constraints.GreaterThan(noise_floor))
         model = make_model(x, y, likelihood)
-        # start smooth and nearly noise-free (from the default noise a GP may predict a constant)
+        # start smooth, nearly noise-free: from the default noise (0.69) a GP may predict a constant
         likelihood.noise = max(1e-2, 2 * noise_floor)
         model.covar_module.outputscale = 1.0
         model.covar_module.base_kernel.lengthscale = 1.0

@@ -42,7 +42,7 @@ median over 19 basins can tell.
 
 Run: python benchmarks/calibration_table.py [--seeds 0,1,2,3,4] [--scale linear|log]
      [--checkpoints DIR] [--csv FILE] [--skip-hierarchical]
-     [--basins sample|tang2025|all|N] [--timing]
+     [--basins sample|tang2025|all|N] [--timing] [--block-size B [--workers W | --scheduler ADDR]]
 ``--basins`` other than ``sample`` (the default: the 19 sample basins) reads the
 CAMELS-US copy named by ``EMUCAL_CAMELS_DIR`` (without it, downloads the archive):
 Tang et al.'s 627 basins (``data_registry/tang2025_basins.txt``), all 671, or N of
@@ -50,6 +50,11 @@ the 671 at random (``protocol.SUBSET_SEED``); its checkpoints carry the selectio
 in their names. ``--timing`` writes the run time of each step to ``--csv`` instead
 of the skill table; from a stand-in (``benchmarks/standin.py``) it is the only CSV
 written.
+``--block-size B`` runs the steps whose basins are independent (Tang et al.'s SSE
+loop, DDS) by blocks of B basins (``protocol.by_blocks``: block k with seed + 7919 k),
+one after the other or on a dask cluster (``--workers W`` on this machine,
+``--scheduler ADDR`` for one started elsewhere, such as dask-jobqueue's), with the
+same numbers either way; the other steps need every basin at once and run here.
 With --checkpoints, every loop saves its progress in DIR, and running the same
 command again after an interruption resumes the protocol where it stopped
 (DDS, 71 s for 3,500 runs per basin, and the regionalisation run again).
@@ -88,11 +93,13 @@ parser.add_argument("--basins", default="sample",
                          "random basins, from the CAMELS-US copy in EMUCAL_CAMELS_DIR")
 parser.add_argument("--timing", action="store_true",
                     help="write the run times of the steps to --csv, not the skill table")
+protocol.add_block_arguments(parser)
 args = parser.parse_args()
 seeds = [int(s) for s in args.seeds.split(",")]
 print(emucal.size_thread_pools(), flush=True)
 
 selected, standin = protocol.chosen_basins(args, parser)
+blocks = protocol.block_options(args, parser)
 setup = protocol.setting(args.scale, basins=selected)
 space, run, validate, n_basin = setup.space, setup.run, setup.validate, setup.n_basin
 basin_attrs, coords = setup.basin_attrs, setup.coords
@@ -160,16 +167,17 @@ for seed in seeds:
     def tang(fit):  # Tang et al.'s batch: 50 independent searches of the emulator per basin
         return functools.partial(calibrate.tang_batch, n=50, fit=fit, **TANG_SEARCH, seed=seed)
 
-    sse = timed("SSE loop (Tang)", lambda: protocol.tang_sse_loop(
-        setup, seed, checkpoint("sse_gp_or_rf_tang")))
+    sse = timed("SSE loop (Tang)", lambda: protocol.by_blocks(
+        protocol.tang_sse_loop, setup, seed, checkpoint("sse_gp_or_rf_tang"), **blocks))
     lse = timed("LSE loop (Tang)", lambda: variants.run_loop(
         run, space, initial, tang(functools.partial(regionalise.lse_forest, basin_attrs=basin_attrs)),
         3, checkpoint("lse_rf_tang")))
     chosen = timed("LSE or SSE loop (Tang)", lambda: variants.run_loop(
         run, space, initial, tang(functools.partial(variants.fit_gp_or_forest, basin_attrs=basin_attrs)),
         3, checkpoint("lse_or_sse_tang")))
-    dds350 = timed("DDS 350", lambda: calibrate.dds(run, space, 350, seed=seed))
-    dds3500 = timed("DDS 3500", lambda: calibrate.dds(run, space, 3500, seed=seed, batch=10))
+    dds350 = timed("DDS 350", lambda: protocol.by_blocks(protocol.dds_step, setup, seed, **blocks))
+    dds3500 = timed("DDS 3500", lambda: protocol.by_blocks(
+        functools.partial(protocol.dds_step, n_runs=3500, batch=10), setup, seed, **blocks))
     lse_cv = timed("LSE spatial CV", lambda: regionalise.regionalise(
         sse, basin_attrs, space, seed=seed,
         checkpoint=checkpoint("regionalise_rf")))

@@ -4,7 +4,9 @@ Teaching model, the 19 sample basins; spin-up WY1994, calibration WY1995-2007,
 validation WY2008-2013; KGE'. ``calibration_table.py`` and ``ungauged.py``
 both run :func:`tang_sse_loop`, so that one call, and one checkpoint, serves
 both. :func:`tang_spatial_cv` is Tang et al.'s spatial cross-validation of
-their random-forest LSE, for ``ungauged.py``.
+their random-forest LSE, for ``ungauged.py``. :func:`by_blocks` runs a step
+whose basins are independent (Tang et al.'s SSE loop, DDS) by blocks of
+basins, in this process or on a dask cluster, with the same numbers either way.
 
 Search sizes in Tang et al.'s code (NCAR/CTSM_calibration, commit
 46d99b2f1c9c9285e9930a3eec896942fd51ba3c): the per-basin loop runs pymoo's GA
@@ -15,13 +17,16 @@ the large-sample emulator's GA has population 100 and 100 generations
 
 import functools
 import os
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import xarray as xr
 
 import variants
 
+import emucal
 from emucal import calibrate, camels, emulators, ensemble, metrics, sampling
 from emucal.parameters import ParameterSpace
 
@@ -32,6 +37,9 @@ N_PROPOSALS = 10  # numruns = 10 proposals per held-out basin in Tang et al.'s s
 TANG2025_BASINS = Path(__file__).resolve().parents[1] / "data_registry" / "tang2025_basins.txt"
 SUBSET_SEED = 0  # --basins N: the same N basins in every run, whatever the seeds
 STANDIN_MARKER = "STANDIN.txt"  # written by benchmarks/standin.py at the top of a stand-in
+#: Block k of :func:`by_blocks` runs with seed + BLOCK_SEED * k; block 0 keeps the seed, so that
+#: one block is the run without blocks
+BLOCK_SEED = 7919
 
 
 def basin_selection(which: str = "sample", seed: int = SUBSET_SEED) -> list[str] | None:
@@ -115,7 +123,11 @@ def setting(scale: str = "linear", basins=None, source=None) -> SimpleNamespace:
         ds = camels.load_basins(start="1993-10-01", end="2013-09-30")
     else:
         ds = camels.load_basins(basins, source=source or "full", start="1993-10-01", end="2013-09-30")
-    attrs = camels.attributes()
+    return setting_of(ds, camels.attributes(), space)
+
+
+def setting_of(ds, attrs, space) -> SimpleNamespace:
+    """The setting of the basins of ``ds`` (forcing and flow), as :func:`setting` returns it."""
     return SimpleNamespace(
         space=space, ds=ds, attrs=attrs, n_basin=ds.sizes["basin"],
         run=ensemble.model_runner(ds, attrs, space, period="calibration"),
@@ -124,21 +136,119 @@ def setting(scale: str = "linear", basins=None, source=None) -> SimpleNamespace:
         coords=attrs.loc[ds.basin.values, ["gauge_lat", "gauge_lon"]].to_numpy(dtype=float))
 
 
-def tang_sse_loop(s: SimpleNamespace, seed: int, checkpoint=None, failed: str = "floor"):
+def tang_sse_loop(s: SimpleNamespace, seed: int, checkpoint=None, failed: str = "floor", *,
+                  design=(200, 50, 3), search=None):
     """Tang et al.'s loop with their per-basin emulator: 200 LHS runs + 3 x 50, GP or forest by CV.
 
     ``calibrate.tang_batch`` with ``variants.fit_gp_or_forest``, saved to and
     resumed from ``checkpoint``. ``failed``: a failed run counts as normKGE
     -1 (``"floor"``, emucal's default) or is left out of the emulators'
     training (``"drop"``, as Tang et al.'s code: ``variants.drop_failed``).
+    ``design`` (initial runs, runs per iteration, iterations) and ``search``
+    (``TANG_SEARCH`` when None) make it smaller for tests.
     """
     if failed not in ("floor", "drop"):
         raise ValueError(f"failed must be 'floor' or 'drop', not {failed!r}.")
     fit = (variants.fit_gp_or_forest if failed == "floor"
            else functools.partial(variants.drop_failed, fit=variants.fit_gp_or_forest))
-    propose = functools.partial(calibrate.tang_batch, n=50, fit=fit, **TANG_SEARCH, seed=seed)
-    return variants.run_loop(s.run, s.space, sampling.sample(s.space, 200, "lhs", seed=seed), propose, 3,
-                             checkpoint)
+    n_initial, n, n_iterations = design
+    propose = functools.partial(calibrate.tang_batch, n=n, fit=fit, **(search or TANG_SEARCH), seed=seed)
+    return variants.run_loop(s.run, s.space, sampling.sample(s.space, n_initial, "lhs", seed=seed),
+                             propose, n_iterations, checkpoint)
+
+
+def dds_step(s: SimpleNamespace, seed: int, checkpoint=None, *, n_runs: int = 350, batch: int = 1):
+    """DDS with ``n_runs`` per basin, as a step of :func:`by_blocks` (it keeps no checkpoint)."""
+    return calibrate.dds(s.run, s.space, n_runs, seed=seed, batch=batch)
+
+
+def _run_block(step, ds, attrs, space, seed, checkpoint, threads):
+    """One block's ``step`` where it runs; on a dask worker, on ``threads`` threads first."""
+    if threads is not None:
+        emucal.size_thread_pools(threads)
+    return step(setting_of(ds, attrs, space), seed, checkpoint)
+
+
+def by_blocks(step, s: SimpleNamespace, seed: int, checkpoint=None, *, block_size=None, client=None):
+    """A ``step`` whose basins are independent, run by blocks of basins; one result for all.
+
+    ``step(setting, seed, checkpoint)`` returns a Dataset over ``basin``, such as
+    :func:`tang_sse_loop` or :func:`dds_step`: each basin's runs and emulators are
+    its own, so the basins can be split. Block ``k`` holds at most ``block_size``
+    basins (in order), runs with the seed ``seed + BLOCK_SEED * k`` and keeps its
+    checkpoint in ``<checkpoint stem>_block<k>.nc``; the blocks' results are
+    joined along ``basin``. Without ``block_size``, or with one of at least the
+    number of basins, this is ``step(s, seed, checkpoint)``.
+
+    A block is the unit of work of a cluster and bounds the memory of the
+    batched emulators. The blocks run one after the other here, or as tasks of a
+    dask ``client`` (:func:`dask_client`: a ``LocalCluster``, or workers that
+    dask-jobqueue started on a cluster), each on as many threads as this
+    process: the same blocks give the same numbers, bit for bit, wherever they run.
+    """
+    if block_size is not None and block_size < 1:
+        raise ValueError(f"block_size must be a positive number of basins, not {block_size}.")
+    if block_size is None or block_size >= s.n_basin:
+        return step(s, seed, checkpoint)
+    starts = range(0, s.n_basin, block_size)
+    blocks = [(s.ds.isel(basin=slice(a, a + block_size)), seed + BLOCK_SEED * k,
+               None if checkpoint is None else Path(checkpoint).with_name(
+                   f"{Path(checkpoint).stem}_block{k}{Path(checkpoint).suffix}"))
+              for k, a in enumerate(starts)]
+    if client is None:
+        parts = [_run_block(step, ds, s.attrs, s.space, k_seed, path, None) for ds, k_seed, path in blocks]
+    else:
+        threads = emucal.size_thread_pools().threads
+        parts = client.gather([client.submit(_run_block, step, ds, s.attrs, s.space, k_seed, path,
+                                             threads, pure=False) for ds, k_seed, path in blocks])
+    return xr.concat(parts, dim="basin", data_vars="minimal", coords="minimal", compat="override",
+                     join="override")
+
+
+def add_block_arguments(parser) -> None:
+    """``--block-size``, ``--workers`` and ``--scheduler`` of a benchmark (see :func:`by_blocks`)."""
+    parser.add_argument("--block-size", type=int, default=None,
+                        help="run the per-basin steps (Tang et al.'s SSE loop, DDS) by blocks of this "
+                             "many basins (default: one block); block k gets seed + 7919 k")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="run the blocks on a dask LocalCluster of this many worker processes")
+    parser.add_argument("--scheduler", default=None,
+                        help="run the blocks on the dask scheduler at this address (for example "
+                             "dask-jobqueue's cluster.scheduler_address)")
+
+
+def block_options(args, parser) -> dict:
+    """``by_blocks``' keywords from :func:`add_block_arguments`' options; a usage error exits 2."""
+    if args.block_size is not None and args.block_size < 1:
+        parser.error(f"--block-size must be a positive number of basins, not {args.block_size}.")
+    if args.workers is not None and args.workers < 1:
+        parser.error(f"--workers must be a positive number of processes, not {args.workers}.")
+    if (args.workers is not None or args.scheduler is not None) and args.block_size is None:
+        parser.error("--workers and --scheduler run blocks of basins: give --block-size too.")
+    if args.workers is not None and args.scheduler is not None:
+        parser.error("give --workers (a cluster on this machine) or --scheduler, not both.")
+    return dict(block_size=args.block_size, client=dask_client(args.workers, args.scheduler))
+
+
+def dask_client(workers: int | None = None, scheduler: str | None = None):
+    """A dask client for :func:`by_blocks`: None, a ``LocalCluster`` of ``workers``, or ``scheduler``.
+
+    ``scheduler`` is the address of a running scheduler (for example
+    ``cluster.scheduler_address`` of dask-jobqueue's ``SLURMCluster``). The
+    workers import ``protocol`` and ``variants`` from this folder: it is put on
+    the path of the workers there now; workers that join later need it on their
+    ``PYTHONPATH`` (a line ``export PYTHONPATH=...`` in the job script).
+    """
+    if workers is None and scheduler is None:
+        return None
+    from distributed import Client, LocalCluster
+
+    client = (Client(scheduler) if scheduler is not None else
+              Client(LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                  dashboard_address=":0")))
+    # exec of a statement: a pickled sys.path.insert would insert into a copy of this process's path
+    client.run(exec, f"import sys; sys.path.insert(0, {str(Path(__file__).resolve().parent)!r})")
+    return client
 
 
 def tang_spatial_cv(history, basin_attrs: np.ndarray, space, *, seed: int, n_splits: int = 5):

@@ -48,13 +48,16 @@ rows, were not: with the same code, seed 0's history on a later machine
 0 and 1 and differed from iteration 2 on; compare rows run on one machine.
 
 Run: python benchmarks/ungauged.py [--seeds 0,1,...,9] [--checkpoints DIR] [--csv FILE]
-     [--basins sample|tang2025|all|N] [--timing]
+     [--basins sample|tang2025|all|N] [--timing] [--block-size B [--workers W | --scheduler ADDR]]
 ``--basins`` and ``--timing`` are those of ``calibration_table.py``: other than
 ``sample`` (the default: the 19 sample basins), the CAMELS-US copy named by
 ``EMUCAL_CAMELS_DIR`` (``protocol.basin_selection``; checkpoints named as the
 table's); ``--timing`` prints the wall time and the peak memory of each step
 and writes them to ``--csv`` instead of the results; from a stand-in
 (``benchmarks/standin.py``) that is the only CSV written.
+``--block-size`` runs the SSE loop by blocks of basins (``protocol.by_blocks``),
+here or on a dask cluster (``--workers`` on this machine, ``--scheduler`` for
+one started elsewhere, such as dask-jobqueue's), with the same numbers either way.
 """
 
 import argparse
@@ -115,11 +118,13 @@ parser.add_argument("--basins", default="sample",
 parser.add_argument("--timing", action="store_true",
                     help="print the wall time and peak memory of each step; --csv gets them, "
                          "not the results")
+protocol.add_block_arguments(parser)
 args = parser.parse_args()
 seeds = [int(s) for s in args.seeds.split(",")]
 print(emucal.size_thread_pools(), flush=True)
 
 selected, standin = protocol.chosen_basins(args, parser)
+blocks = protocol.block_options(args, parser)
 
 setup = timed("load basins", lambda: protocol.setting(basins=selected))
 space, run, validate, n_basin = setup.space, setup.run, setup.validate, setup.n_basin
@@ -134,8 +139,8 @@ for seed in seeds:
         return (None if args.checkpoints is None
                 else args.checkpoints / f"{name}_linear_{seed}{selection}.nc")
 
-    sse = timed("SSE loop (Tang)", lambda: protocol.tang_sse_loop(
-        setup, seed, checkpoint("sse_gp_or_rf_tang")), seed)
+    sse = timed("SSE loop (Tang)", lambda: protocol.by_blocks(
+        protocol.tang_sse_loop, setup, seed, checkpoint("sse_gp_or_rf_tang"), **blocks), seed)
     cube = timed("LSE spatial CV", lambda: regionalise.regionalise(
         sse, basin_attrs, space, seed=seed, checkpoint=checkpoint("regionalise_rf")), seed)
     donors = timed("LSE chooses the donor", lambda: regionalise.regionalise(

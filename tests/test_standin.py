@@ -166,3 +166,51 @@ def test_ungauged_refuses_a_results_csv_from_a_standin_and_a_wrong_selection(sta
                              capture_output=True, text=True, timeout=120)
         assert out.returncode == 2 and message in out.stderr, out.stderr
     assert not (tmp_path / "results.csv").exists()
+
+
+def test_blocks_of_basins_give_the_same_numbers_here_and_on_a_local_cluster(standin_n25, tmp_path):
+    """protocol.by_blocks: Tang et al.'s SSE loop (a tiny design) and DDS by blocks of 10 of 25 basins,
+    one after the other and as tasks of a dask LocalCluster, bit for bit; one block is the plain run."""
+    import xarray as xr
+
+    s = protocol.setting(basins=protocol.basin_selection("25"))
+    step = functools.partial(protocol.tang_sse_loop, design=(16, 2, 1),
+                             search=dict(popsize=8, generations=3))
+    xr.testing.assert_identical(protocol.by_blocks(step, s, 0, block_size=25), step(s, 0))
+    path = tmp_path / "sse.nc"
+    here = protocol.by_blocks(step, s, 0, path, block_size=10)
+    assert list(here.basin.values) == list(s.ds.basin.values) and here.sizes["member"] == 18
+    assert sorted(p.name for p in tmp_path.glob("sse_block*.nc")) == [
+        "sse_block0.nc", "sse_block1.nc", "sse_block2.nc"]
+    # block k runs with its own seed: block 0 starts from the plain run's initial design, block 1
+    # from another (the later runs differ in every block: the searches draw for a block's basins)
+    initial = step(s, 0).params.values[:, :16]
+    np.testing.assert_array_equal(here.params.values[:10, :16], initial[:10])
+    assert not np.array_equal(here.params.values[10:20, :16], initial[10:20])
+    client = protocol.dask_client(workers=2)
+    try:
+        assert len(client.scheduler_info()["workers"]) == 2
+        xr.testing.assert_identical(protocol.by_blocks(step, s, 0, block_size=10, client=client), here)
+        dds = functools.partial(protocol.dds_step, n_runs=30)
+        xr.testing.assert_identical(protocol.by_blocks(dds, s, 3, block_size=10, client=client),
+                                    protocol.by_blocks(dds, s, 3, block_size=10))
+    finally:
+        client.close()
+    # resumed from the blocks' checkpoints: the same history (which then carries their settings)
+    xr.testing.assert_equal(protocol.by_blocks(step, s, 0, path, block_size=10), here)
+    with pytest.raises(ValueError, match="block_size must be a positive"):
+        protocol.by_blocks(step, s, 0, block_size=0)
+
+
+def test_ungauged_by_blocks_and_its_usage_errors(standin_n25, tmp_path, monkeypatch):
+    checkpoints = tmp_path / "checkpoints"
+    _ungauged(monkeypatch, "--basins", "25", "--seeds", "0", "--timing", "--block-size", "10",
+              "--checkpoints", checkpoints)
+    assert sorted(p.name for p in checkpoints.glob("sse_*")) == [
+        f"sse_gp_or_rf_tang_linear_0_25basins_block{k}.nc" for k in range(3)]
+    for argv, message in ((["--workers", "2"], "give --block-size too"),
+                          (["--block-size", "0"], "--block-size must be a positive"),
+                          (["--block-size", "5", "--workers", "2", "--scheduler", "tcp://x:1"], "not both")):
+        out = subprocess.run([sys.executable, str(BENCHMARKS / "ungauged.py"), "--basins", "25", *argv],
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 2 and message in out.stderr, out.stderr

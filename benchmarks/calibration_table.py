@@ -51,7 +51,7 @@ in their names. ``--timing`` writes the run time of each step to ``--csv`` inste
 of the skill table; from a stand-in (``benchmarks/standin.py``) it is the only CSV
 written.
 ``--block-size B`` runs the steps whose basins are independent (Tang et al.'s SSE
-loop, DDS) by blocks of B basins (``protocol.by_blocks``: block k with seed + 7919 k),
+loop, the Thompson SSE loop, DDS) by blocks of B basins (``protocol.by_blocks``: block k with seed + 7919 k),
 one after the other or on a dask cluster (``--workers W`` on this machine,
 ``--scheduler ADDR`` for one started elsewhere, such as dask-jobqueue's), with the
 same numbers either way; the other steps need every basin at once and run here.
@@ -201,9 +201,10 @@ for seed in seeds:
     n_ts = (350 - TS["n_initial"]) // TS["n_per_iteration"]
     ts_settings = dict(n=TS["n_per_iteration"], n_local=TS["n_local"], n_candidates=TS["n_candidates"],
                        seed=seed)
-    ts = timed("SSE loop, Thompson, local", lambda: variants.run_loop(
-        run, space, ts_initial, functools.partial(calibrate.thompson_batch, **ts_settings), n_ts,
-        checkpoint("ts_local")))
+    ts = timed("SSE loop, Thompson, local", lambda: protocol.by_blocks(functools.partial(
+        protocol.thompson_loop, design=(TS["n_initial"], TS["n_per_iteration"], n_ts),
+        n_local=TS["n_local"], n_candidates=TS["n_candidates"]), setup, seed, checkpoint("ts_local"),
+        **blocks))
     ts_name = (f"SSE loop, Thompson, trust region ({TS['n_initial']} + {n_ts} x "
                f"{TS['n_per_iteration']})")
     rows[ts_name] = best(ts)

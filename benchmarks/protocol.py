@@ -5,7 +5,7 @@ validation WY2008-2013; KGE'. ``calibration_table.py`` and ``ungauged.py``
 both run :func:`tang_sse_loop`, so that one call, and one checkpoint, serves
 both. :func:`tang_spatial_cv` is Tang et al.'s spatial cross-validation of
 their random-forest LSE, for ``ungauged.py``. :func:`by_blocks` runs a step
-whose basins are independent (Tang et al.'s SSE loop, DDS) by blocks of
+whose basins are independent (the SSE loops, DDS) by blocks of
 basins, in this process or on a dask cluster, with the same numbers either way.
 
 Search sizes in Tang et al.'s code (NCAR/CTSM_calibration, commit
@@ -157,6 +157,21 @@ def tang_sse_loop(s: SimpleNamespace, seed: int, checkpoint=None, failed: str = 
                              propose, n_iterations, checkpoint)
 
 
+def thompson_loop(s: SimpleNamespace, seed: int, checkpoint=None, *, design=(20, 5, 66), n_local=100,
+                  n_candidates=1024):
+    """Chapter 5's loop with Thompson sampling in a trust region and per-basin GPs (SSE).
+
+    ``design``: initial runs (a Latin hypercube), runs per iteration and
+    iterations (20 + 66 x 5 = 350 per basin); ``n_local`` and ``n_candidates``
+    as ``calibrate.thompson_batch`` takes them.
+    """
+    n_initial, n, n_iterations = design
+    rule = functools.partial(calibrate.thompson_batch, n=n, n_local=n_local, n_candidates=n_candidates,
+                             seed=seed)
+    return variants.run_loop(s.run, s.space, sampling.sample(s.space, n_initial, "lhs", seed=seed), rule,
+                             n_iterations, checkpoint)
+
+
 def dds_step(s: SimpleNamespace, seed: int, checkpoint=None, *, n_runs: int = 350, batch: int = 1):
     """DDS with ``n_runs`` per basin, as a step of :func:`by_blocks` (it keeps no checkpoint)."""
     return calibrate.dds(s.run, s.space, n_runs, seed=seed, batch=batch)
@@ -173,7 +188,7 @@ def by_blocks(step, s: SimpleNamespace, seed: int, checkpoint=None, *, block_siz
     """A ``step`` whose basins are independent, run by blocks of basins; one result for all.
 
     ``step(setting, seed, checkpoint)`` returns a Dataset over ``basin``, such as
-    :func:`tang_sse_loop` or :func:`dds_step`: each basin's runs and emulators are
+    :func:`tang_sse_loop`, :func:`thompson_loop` or :func:`dds_step`: each basin's runs and emulators are
     its own, so the basins can be split. Block ``k`` holds at most ``block_size``
     basins (in order), runs with the seed ``seed + BLOCK_SEED * k`` and keeps its
     checkpoint in ``<checkpoint stem>_block<k>.nc``; the blocks' results are
@@ -208,7 +223,7 @@ def by_blocks(step, s: SimpleNamespace, seed: int, checkpoint=None, *, block_siz
 def add_block_arguments(parser) -> None:
     """``--block-size``, ``--workers`` and ``--scheduler`` of a benchmark (see :func:`by_blocks`)."""
     parser.add_argument("--block-size", type=int, default=None,
-                        help="run the per-basin steps (Tang et al.'s SSE loop, DDS) by blocks of this "
+                        help="run the per-basin steps (the SSE loops, DDS) by blocks of this "
                              "many basins (default: one block); block k gets seed + 7919 k")
     parser.add_argument("--workers", type=int, default=None,
                         help="run the blocks on a dask LocalCluster of this many worker processes")

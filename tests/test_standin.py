@@ -191,6 +191,10 @@ def test_blocks_of_basins_give_the_same_numbers_here_and_on_a_local_cluster(stan
     try:
         assert len(client.scheduler_info()["workers"]) == 2
         xr.testing.assert_identical(protocol.by_blocks(step, s, 0, block_size=10, client=client), here)
+        thompson = functools.partial(protocol.thompson_loop, design=(8, 2, 2), n_local=None,
+                                     n_candidates=64)
+        xr.testing.assert_identical(protocol.by_blocks(thompson, s, 1, block_size=10, client=client),
+                                    protocol.by_blocks(thompson, s, 1, block_size=10))
         dds = functools.partial(protocol.dds_step, n_runs=30)
         xr.testing.assert_identical(protocol.by_blocks(dds, s, 3, block_size=10, client=client),
                                     protocol.by_blocks(dds, s, 3, block_size=10))

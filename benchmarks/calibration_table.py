@@ -79,30 +79,6 @@ import variants
 import emucal
 from emucal import calibrate, regionalise, sampling
 
-parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-parser.add_argument("--seeds", default="0", help="comma-separated seeds (default: 0)")
-parser.add_argument("--scale", choices=("linear", "log"), default="linear",
-                    help="sampling scale of the parameter space (default: linear, as Tang et al.)")
-parser.add_argument("--checkpoints", type=Path, default=None,
-                    help="folder for the checkpoints of every step (resume by running again)")
-parser.add_argument("--csv", type=Path, default=None, help="write every number to this CSV file")
-parser.add_argument("--skip-hierarchical", action="store_true",
-                    help="leave out the hierarchical Thompson loop (about 4 minutes per seed)")
-parser.add_argument("--basins", default="sample",
-                    help="sample (default, 19 basins), tang2025 (627), all (671) or a number N of "
-                         "random basins, from the CAMELS-US copy in EMUCAL_CAMELS_DIR")
-parser.add_argument("--timing", action="store_true",
-                    help="write the run times of the steps to --csv, not the skill table")
-protocol.add_block_arguments(parser)
-args = parser.parse_args()
-seeds = [int(s) for s in args.seeds.split(",")]
-print(emucal.size_thread_pools(), flush=True)
-
-selected, standin = protocol.chosen_basins(args, parser)
-blocks = protocol.block_options(args, parser)
-setup = protocol.setting(args.scale, basins=selected)
-space, run, validate, n_basin = setup.space, setup.run, setup.validate, setup.n_basin
-basin_attrs, coords = setup.basin_attrs, setup.coords
 TANG_SEARCH = protocol.TANG_SEARCH
 # the improved loop: 20 + 66 x 5 = 350 runs per basin; chosen with benchmarks/acquisition.py
 TS = dict(n_initial=20, n_per_iteration=5, n_local=100, n_candidates=1024)
@@ -148,183 +124,213 @@ def best(history, last=None, only=None):
     return calibrate.best(history, after_iteration=last, within_iteration=only).values
 
 
-records, times, by_iteration = [], [], []
-start_all = time.perf_counter()
-for seed in seeds:
-    def checkpoint(name):
-        selection = "" if args.basins == "sample" else f"_{args.basins}basins"
-        return (None if args.checkpoints is None
-                else args.checkpoints / f"{name}_{args.scale}_{seed}{selection}.nc")
 
-    def timed(name, fn):
-        t = time.perf_counter()
-        out = fn()
-        times.append({"seed": seed, "step": name, "seconds": time.perf_counter() - t})
-        return out
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", default="0", help="comma-separated seeds (default: 0)")
+    parser.add_argument("--scale", choices=("linear", "log"), default="linear",
+                        help="sampling scale of the parameter space (default: linear, as Tang et al.)")
+    parser.add_argument("--checkpoints", type=Path, default=None,
+                        help="folder for the checkpoints of every step (resume by running again)")
+    parser.add_argument("--csv", type=Path, default=None, help="write every number to this CSV file")
+    parser.add_argument("--skip-hierarchical", action="store_true",
+                        help="leave out the hierarchical Thompson loop (about 4 minutes per seed)")
+    parser.add_argument("--basins", default="sample",
+                        help="sample (default, 19 basins), tang2025 (627), all (671) or a number N of "
+                             "random basins, from the CAMELS-US copy in EMUCAL_CAMELS_DIR")
+    parser.add_argument("--timing", action="store_true",
+                        help="write the run times of the steps to --csv, not the skill table")
+    protocol.add_block_arguments(parser)
+    args = parser.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",")]
+    print(emucal.size_thread_pools(), flush=True)
 
-    initial = sampling.sample(space, 200, "lhs", seed=seed)
+    selected, standin = protocol.chosen_basins(args, parser)
+    blocks = protocol.block_options(args, parser)
+    setup = protocol.setting(args.scale, basins=selected)
+    space, run, validate, n_basin = setup.space, setup.run, setup.validate, setup.n_basin
+    basin_attrs, coords = setup.basin_attrs, setup.coords
+    records, times, by_iteration = [], [], []
+    start_all = time.perf_counter()
+    for seed in seeds:
+        def checkpoint(name):
+            selection = "" if args.basins == "sample" else f"_{args.basins}basins"
+            return (None if args.checkpoints is None
+                    else args.checkpoints / f"{name}_{args.scale}_{seed}{selection}.nc")
 
-    def tang(fit):  # Tang et al.'s batch: 50 independent searches of the emulator per basin
-        return functools.partial(calibrate.tang_batch, n=50, fit=fit, **TANG_SEARCH, seed=seed)
+        def timed(name, fn):
+            t = time.perf_counter()
+            out = fn()
+            times.append({"seed": seed, "step": name, "seconds": time.perf_counter() - t})
+            return out
 
-    sse = timed("SSE loop (Tang)", lambda: protocol.by_blocks(
-        protocol.tang_sse_loop, setup, seed, checkpoint("sse_gp_or_rf_tang"), **blocks))
-    lse = timed("LSE loop (Tang)", lambda: variants.run_loop(
-        run, space, initial, tang(functools.partial(regionalise.lse_forest, basin_attrs=basin_attrs)),
-        3, checkpoint("lse_rf_tang")))
-    chosen = timed("LSE or SSE loop (Tang)", lambda: variants.run_loop(
-        run, space, initial, tang(functools.partial(variants.fit_gp_or_forest, basin_attrs=basin_attrs)),
-        3, checkpoint("lse_or_sse_tang")))
-    dds350 = timed("DDS 350", lambda: protocol.by_blocks(protocol.dds_step, setup, seed, **blocks))
-    dds3500 = timed("DDS 3500", lambda: protocol.by_blocks(
-        functools.partial(protocol.dds_step, n_runs=3500, batch=10), setup, seed, **blocks))
-    lse_cv = timed("LSE spatial CV", lambda: regionalise.regionalise(
-        sse, basin_attrs, space, seed=seed,
-        checkpoint=checkpoint("regionalise_rf")))
-    lse_donor = timed("LSE chooses the donor", lambda: regionalise.regionalise(
-        sse, basin_attrs, space, among="donors", seed=seed,
-        checkpoint=checkpoint("regionalise_rf_donors")))
-    ungauged, fold = lse_cv.params.values, lse_cv.fold.values
-    assert (lse_donor.fold.values == fold).all()  # the same split
-    calibrated = calibrate.best(sse)
-    rows = {
-        "default": np.broadcast_to(space.defaults, (n_basin, len(space))),
-        "best of initial 200": best(sse, last=0),
-        **{f"SSE iteration {i}": best(sse, only=i) for i in (1, 2, 3)},
-        **{f"LSE iteration {i}": best(lse, only=i) for i in (1, 2, 3)},
-        **{f"LSE-or-SSE iteration {i}": best(chosen, only=i) for i in (1, 2, 3)},
-        "SSE loop (Tang), best so far": best(sse),
-        "LSE loop (Tang), best so far": best(lse),
-        "LSE-or-SSE loop (Tang), best so far": best(chosen),
-    }
-    ts_initial = sampling.sample(space, TS["n_initial"], "lhs", seed=seed)
-    n_ts = (350 - TS["n_initial"]) // TS["n_per_iteration"]
-    ts_settings = dict(n=TS["n_per_iteration"], n_local=TS["n_local"], n_candidates=TS["n_candidates"],
-                       seed=seed)
-    ts = timed("SSE loop, Thompson, local", lambda: protocol.by_blocks(functools.partial(
-        protocol.thompson_loop, design=(TS["n_initial"], TS["n_per_iteration"], n_ts),
-        n_local=TS["n_local"], n_candidates=TS["n_candidates"]), setup, seed, checkpoint("ts_local"),
-        **blocks))
-    ts_name = (f"SSE loop, Thompson, trust region ({TS['n_initial']} + {n_ts} x "
-               f"{TS['n_per_iteration']})")
-    rows[ts_name] = best(ts)
-    loops = {"SSE": ts}
+        initial = sampling.sample(space, 200, "lhs", seed=seed)
+
+        def tang(fit):  # Tang et al.'s batch: 50 independent searches of the emulator per basin
+            return functools.partial(calibrate.tang_batch, n=50, fit=fit, **TANG_SEARCH, seed=seed)
+
+        sse = timed("SSE loop (Tang)", lambda: protocol.by_blocks(
+            protocol.tang_sse_loop, setup, seed, checkpoint("sse_gp_or_rf_tang"), **blocks))
+        lse = timed("LSE loop (Tang)", lambda: variants.run_loop(
+            run, space, initial, tang(functools.partial(regionalise.lse_forest, basin_attrs=basin_attrs)),
+            3, checkpoint("lse_rf_tang")))
+        chosen = timed("LSE or SSE loop (Tang)", lambda: variants.run_loop(
+            run, space, initial, tang(functools.partial(variants.fit_gp_or_forest, basin_attrs=basin_attrs)),
+            3, checkpoint("lse_or_sse_tang")))
+        dds350 = timed("DDS 350", lambda: protocol.by_blocks(protocol.dds_step, setup, seed, **blocks))
+        dds3500 = timed("DDS 3500", lambda: protocol.by_blocks(
+            functools.partial(protocol.dds_step, n_runs=3500, batch=10), setup, seed, **blocks))
+        lse_cv = timed("LSE spatial CV", lambda: regionalise.regionalise(
+            sse, basin_attrs, space, seed=seed,
+            checkpoint=checkpoint("regionalise_rf")))
+        lse_donor = timed("LSE chooses the donor", lambda: regionalise.regionalise(
+            sse, basin_attrs, space, among="donors", seed=seed,
+            checkpoint=checkpoint("regionalise_rf_donors")))
+        ungauged, fold = lse_cv.params.values, lse_cv.fold.values
+        assert (lse_donor.fold.values == fold).all()  # the same split
+        calibrated = calibrate.best(sse)
+        rows = {
+            "default": np.broadcast_to(space.defaults, (n_basin, len(space))),
+            "best of initial 200": best(sse, last=0),
+            **{f"SSE iteration {i}": best(sse, only=i) for i in (1, 2, 3)},
+            **{f"LSE iteration {i}": best(lse, only=i) for i in (1, 2, 3)},
+            **{f"LSE-or-SSE iteration {i}": best(chosen, only=i) for i in (1, 2, 3)},
+            "SSE loop (Tang), best so far": best(sse),
+            "LSE loop (Tang), best so far": best(lse),
+            "LSE-or-SSE loop (Tang), best so far": best(chosen),
+        }
+        ts_initial = sampling.sample(space, TS["n_initial"], "lhs", seed=seed)
+        n_ts = (350 - TS["n_initial"]) // TS["n_per_iteration"]
+        ts_settings = dict(n=TS["n_per_iteration"], n_local=TS["n_local"], n_candidates=TS["n_candidates"],
+                           seed=seed)
+        ts = timed("SSE loop, Thompson, local", lambda: protocol.by_blocks(functools.partial(
+            protocol.thompson_loop, design=(TS["n_initial"], TS["n_per_iteration"], n_ts),
+            n_local=TS["n_local"], n_candidates=TS["n_candidates"]), setup, seed, checkpoint("ts_local"),
+            **blocks))
+        ts_name = (f"SSE loop, Thompson, trust region ({TS['n_initial']} + {n_ts} x "
+                   f"{TS['n_per_iteration']})")
+        rows[ts_name] = best(ts)
+        loops = {"SSE": ts}
+        if not args.skip_hierarchical:
+            hier = timed("hierarchical loop, Thompson, local", lambda: variants.run_loop(
+                run, space, ts_initial, regionalise.hierarchical_rule(basin_attrs, LSE_REFIT, **ts_settings),
+                n_ts, checkpoint("ts_hierarchical")))
+            rows[ts_name.replace("SSE", "hierarchical")] = best(hier)
+            loops["hierarchical"] = hier
+        for name, hist in loops.items():  # median best so far after every iteration
+            by_iteration += [{"seed": seed, "loop": name, "after_iteration": k,
+                              "runs per basin": TS["n_initial"] + k * TS["n_per_iteration"],
+                              "median best KGE' cal": float(v)}
+                             for k, v in enumerate(hist.best_skill.median("basin").values)]
+        rows["DDS 350"] = best(dds350)
+        rows["DDS 3500"] = best(dds3500)
+        rows["ungauged: LSE, spatial CV"] = ungauged
+        rows["ungauged: LSE chooses the donor"] = lse_donor.params.values
+        rows["ungauged: most similar donor"] = regionalise.donor_transfer(
+            calibrated, basin_attrs, fold).params.values
+        rows["ungauged: nearest donor"] = regionalise.donor_transfer(
+            calibrated, coords, fold, metric="distance").params.values
+        default_cal = run(rows["default"][:, None, :])[:, 0]
+        dds_cal = run(rows["DDS 350"][:, None, :])[:, 0]
+        dds_val = validate(rows["DDS 350"][:, None, :])[:, 0]
+        # how well 19 basins pin down one seed's difference of medians: the basins resampled
+        # with replacement (the same resamples for every row), 5% and 95% of the differences
+        resample = np.random.default_rng(seed).integers(n_basin, size=(N_RESAMPLE, n_basin))
+
+        def interval(skill, reference):
+            diff = np.nanmedian(skill[resample], axis=1) - np.nanmedian(reference[resample], axis=1)
+            return np.nanpercentile(diff, [5, 95])
+
+        for name, sets in rows.items():
+            cal = run(sets[:, None, :])[:, 0]
+            val = validate(sets[:, None, :])[:, 0]
+            (cal_lo, cal_hi), (val_lo, val_hi) = interval(cal, dds_cal), interval(val, dds_val)
+            # paired, basin by basin: a median of medians hides which method wins where
+            records.append({"seed": seed, "row": name, "median KGE' cal": np.nanmedian(cal),
+                            "median KGE' val": np.nanmedian(val),
+                            "basins better than default": int(np.sum(cal > default_cal)),
+                            "basins better than DDS 350": int(np.sum(cal > dds_cal)),
+                            "median difference from DDS 350, cal": float(np.nanmedian(cal - dds_cal)),
+                            "median difference from DDS 350, val": float(np.nanmedian(val - dds_val)),
+                            "median KGE' cal minus DDS 350, 5%": cal_lo,
+                            "median KGE' cal minus DDS 350, 95%": cal_hi,
+                            "median KGE' val minus DDS 350, 5%": val_lo,
+                            "median KGE' val minus DDS 350, 95%": val_hi})
+        print(f"seed {seed} done, {time.perf_counter() - start_all:.0f} s so far", flush=True)
+
+    table = pd.DataFrame(records)
+    order = list(dict.fromkeys(table.row))
+    summary = table.groupby("row", sort=False)[["median KGE' cal", "median KGE' val",
+                                                "basins better than default"]].agg(["mean", "std"])
+    paired = table.groupby("row", sort=False)[["basins better than DDS 350",
+                                               "median difference from DDS 350, cal",
+                                               "median difference from DDS 350, val"]].agg(["mean", "min"])
+    summary = summary.loc[order]
+    for design, medians in TANG.items():  # a number only where the row reads the same way
+        summary[(f"Tang et al. CTSM, {design}", "627 basins")] = [medians.get(r, np.nan) for r in order]
+    pd.set_option("display.width", 200)
+    print(f"\nscale {args.scale}, seeds {seeds}, {n_basin} basins; mean and sd over seeds")
+    print(summary.to_string(float_format=lambda v: f"{v:.3f}"))
+    print("Tang et al.'s designs: " + "; ".join(f"{k}: {v}" for k, v in TANG_DESIGNS.items()))
+    print(f"\nBasin by basin against DDS 350 (of {n_basin}; mean and worst over seeds):")
+    print(paired.loc[order].to_string(float_format=lambda v: f"{v:.3f}"))
+    per_seed = table.pivot(index="seed", columns="row", values="median KGE' cal")
+    per_seed_val = table.pivot(index="seed", columns="row", values="median KGE' val")
+    print("\nEach loop against DDS (per seed: calibration, then validation):")
+    for name in [r for r in order if "Thompson" in r or "best so far" in r]:
+        margin = per_seed[name] - per_seed["DDS 350"]
+        margin_val = per_seed_val[name] - per_seed_val["DDS 350"]
+        print(f"{name}: minus DDS 350 per seed {np.round(margin.values, 3).tolist()}, "
+              f"validation {np.round(margin_val.values, 3).tolist()}; minus DDS 3500 on average "
+              f"{np.mean(per_seed[name] - per_seed['DDS 3500']):+.3f}")
+    for name in [r for r in order if "Thompson" in r] + ["DDS 3500"]:
+        rows_ = table[table.row == name]
+        above = [int((rows_[f"median KGE' {period} minus DDS 350, 5%"] > 0).sum()) for period in ("cal", "val")]
+        print(f"{name}: seeds whose 90% interval of the difference from DDS 350 lies above 0: "
+              f"{above[0]} of {len(rows_)} (cal), {above[1]} (val)")
+    for loop in ("LSE", "LSE-or-SSE"):
+        diffs = {i: per_seed[f"{loop} iteration {i}"] - per_seed[f"SSE iteration {i}"] for i in (1, 2, 3)}
+        print(f"\n{loop} minus SSE (Tang's loops), per iteration: mean over seeds " + ", ".join(
+            f"{i}: {d.mean():+.3f}" for i, d in diffs.items()) + "; seeds behind " + ", ".join(
+            f"{i}: {int((d < 0).sum())} of {len(d)}" for i, d in diffs.items()))
     if not args.skip_hierarchical:
-        hier = timed("hierarchical loop, Thompson, local", lambda: variants.run_loop(
-            run, space, ts_initial, regionalise.hierarchical_rule(basin_attrs, LSE_REFIT, **ts_settings),
-            n_ts, checkpoint("ts_hierarchical")))
-        rows[ts_name.replace("SSE", "hierarchical")] = best(hier)
-        loops["hierarchical"] = hier
-    for name, hist in loops.items():  # median best so far after every iteration
-        by_iteration += [{"seed": seed, "loop": name, "after_iteration": k,
-                          "runs per basin": TS["n_initial"] + k * TS["n_per_iteration"],
-                          "median best KGE' cal": float(v)}
-                         for k, v in enumerate(hist.best_skill.median("basin").values)]
-    rows["DDS 350"] = best(dds350)
-    rows["DDS 3500"] = best(dds3500)
-    rows["ungauged: LSE, spatial CV"] = ungauged
-    rows["ungauged: LSE chooses the donor"] = lse_donor.params.values
-    rows["ungauged: most similar donor"] = regionalise.donor_transfer(
-        calibrated, basin_attrs, fold).params.values
-    rows["ungauged: nearest donor"] = regionalise.donor_transfer(
-        calibrated, coords, fold, metric="distance").params.values
-    default_cal = run(rows["default"][:, None, :])[:, 0]
-    dds_cal = run(rows["DDS 350"][:, None, :])[:, 0]
-    dds_val = validate(rows["DDS 350"][:, None, :])[:, 0]
-    # how well 19 basins pin down one seed's difference of medians: the basins resampled
-    # with replacement (the same resamples for every row), 5% and 95% of the differences
-    resample = np.random.default_rng(seed).integers(n_basin, size=(N_RESAMPLE, n_basin))
+        curves = pd.DataFrame(by_iteration).pivot_table(index=["seed", "after_iteration"],
+                                                        columns="loop", values="median best KGE' cal")
+        gap = (curves["hierarchical"] - curves["SSE"]).groupby("after_iteration").mean()
+        print(f"\nHierarchical minus SSE (Thompson loops), median best KGE' after each of "
+              f"{len(gap) - 1} iterations, mean over seeds: worst {gap.min():+.3f} (iteration "
+              f"{gap.idxmin()}), behind in {int((gap < 0).sum())} iterations; after "
+              + ", ".join(f"{k}: {gap[k]:+.3f}" for k in range(0, len(gap), 11)))
+        per_seed_gap = (curves["hierarchical"] - curves["SSE"]).unstack("seed").iloc[1:]
+        print("  per seed, iterations behind: " + ", ".join(
+            f"seed {seed}: {int((g < 0).sum())}" for seed, g in per_seed_gap.items())
+              + "; final difference: " + ", ".join(f"{g.iloc[-1]:+.3f}" for _, g in per_seed_gap.items()))
+    steps = pd.DataFrame(times).groupby("step", sort=False).seconds.agg(["mean", "max"])
+    print("\nrun times per seed (s):\n" + steps.round(1).to_string())
+    print(f"total {time.perf_counter() - start_all:.0f} s")
+    if standin is not None:
+        print(f"STAND-IN data ({standin}): timing only, the skill scores above mean nothing.")
+    if args.csv is not None and args.timing:
+        pd.DataFrame(times).assign(
+            basins=args.basins, n_basin=n_basin, data="stand-in" if standin else "CAMELS-US",
+            date=datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+            machine=f"{platform.machine()}, {platform.system()}").to_csv(args.csv, index=False)
+        print(f"wrote {args.csv} (run times)")
+    elif args.csv is not None:
+        table["scale"] = args.scale
+        table["date"] = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+        table["machine"] = f"{platform.machine()}, {platform.system()}"
+        table["command"] = "python benchmarks/calibration_table.py " + " ".join(
+            f"--{k.replace('_', '-')}" + ("" if v is True else f" {v}") for k, v in vars(args).items()
+            if v not in (None, False) and k != "csv" and (k, v) != ("basins", "sample"))
+        table.to_csv(args.csv, index=False)
+        print(f"wrote {args.csv}")
+        if by_iteration:
+            curves_csv = args.csv.parent / f"calibration_curves_{args.scale}.csv"
+            pd.DataFrame(by_iteration).assign(date=table.date[0], command=table.command[0]).to_csv(
+                curves_csv, index=False)
+            print(f"wrote {curves_csv}")
 
-    def interval(skill, reference):
-        diff = np.nanmedian(skill[resample], axis=1) - np.nanmedian(reference[resample], axis=1)
-        return np.nanpercentile(diff, [5, 95])
 
-    for name, sets in rows.items():
-        cal = run(sets[:, None, :])[:, 0]
-        val = validate(sets[:, None, :])[:, 0]
-        (cal_lo, cal_hi), (val_lo, val_hi) = interval(cal, dds_cal), interval(val, dds_val)
-        # paired, basin by basin: a median of medians hides which method wins where
-        records.append({"seed": seed, "row": name, "median KGE' cal": np.nanmedian(cal),
-                        "median KGE' val": np.nanmedian(val),
-                        "basins better than default": int(np.sum(cal > default_cal)),
-                        "basins better than DDS 350": int(np.sum(cal > dds_cal)),
-                        "median difference from DDS 350, cal": float(np.nanmedian(cal - dds_cal)),
-                        "median difference from DDS 350, val": float(np.nanmedian(val - dds_val)),
-                        "median KGE' cal minus DDS 350, 5%": cal_lo,
-                        "median KGE' cal minus DDS 350, 95%": cal_hi,
-                        "median KGE' val minus DDS 350, 5%": val_lo,
-                        "median KGE' val minus DDS 350, 95%": val_hi})
-    print(f"seed {seed} done, {time.perf_counter() - start_all:.0f} s so far", flush=True)
-
-table = pd.DataFrame(records)
-order = list(dict.fromkeys(table.row))
-summary = table.groupby("row", sort=False)[["median KGE' cal", "median KGE' val",
-                                            "basins better than default"]].agg(["mean", "std"])
-paired = table.groupby("row", sort=False)[["basins better than DDS 350",
-                                           "median difference from DDS 350, cal",
-                                           "median difference from DDS 350, val"]].agg(["mean", "min"])
-summary = summary.loc[order]
-for design, medians in TANG.items():  # a number only where the row reads the same way
-    summary[(f"Tang et al. CTSM, {design}", "627 basins")] = [medians.get(r, np.nan) for r in order]
-pd.set_option("display.width", 200)
-print(f"\nscale {args.scale}, seeds {seeds}, {n_basin} basins; mean and sd over seeds")
-print(summary.to_string(float_format=lambda v: f"{v:.3f}"))
-print("Tang et al.'s designs: " + "; ".join(f"{k}: {v}" for k, v in TANG_DESIGNS.items()))
-print(f"\nBasin by basin against DDS 350 (of {n_basin}; mean and worst over seeds):")
-print(paired.loc[order].to_string(float_format=lambda v: f"{v:.3f}"))
-per_seed = table.pivot(index="seed", columns="row", values="median KGE' cal")
-per_seed_val = table.pivot(index="seed", columns="row", values="median KGE' val")
-print("\nEach loop against DDS (per seed: calibration, then validation):")
-for name in [r for r in order if "Thompson" in r or "best so far" in r]:
-    margin = per_seed[name] - per_seed["DDS 350"]
-    margin_val = per_seed_val[name] - per_seed_val["DDS 350"]
-    print(f"{name}: minus DDS 350 per seed {np.round(margin.values, 3).tolist()}, "
-          f"validation {np.round(margin_val.values, 3).tolist()}; minus DDS 3500 on average "
-          f"{np.mean(per_seed[name] - per_seed['DDS 3500']):+.3f}")
-for name in [r for r in order if "Thompson" in r] + ["DDS 3500"]:
-    rows_ = table[table.row == name]
-    above = [int((rows_[f"median KGE' {period} minus DDS 350, 5%"] > 0).sum()) for period in ("cal", "val")]
-    print(f"{name}: seeds whose 90% interval of the difference from DDS 350 lies above 0: "
-          f"{above[0]} of {len(rows_)} (cal), {above[1]} (val)")
-for loop in ("LSE", "LSE-or-SSE"):
-    diffs = {i: per_seed[f"{loop} iteration {i}"] - per_seed[f"SSE iteration {i}"] for i in (1, 2, 3)}
-    print(f"\n{loop} minus SSE (Tang's loops), per iteration: mean over seeds " + ", ".join(
-        f"{i}: {d.mean():+.3f}" for i, d in diffs.items()) + "; seeds behind " + ", ".join(
-        f"{i}: {int((d < 0).sum())} of {len(d)}" for i, d in diffs.items()))
-if not args.skip_hierarchical:
-    curves = pd.DataFrame(by_iteration).pivot_table(index=["seed", "after_iteration"],
-                                                    columns="loop", values="median best KGE' cal")
-    gap = (curves["hierarchical"] - curves["SSE"]).groupby("after_iteration").mean()
-    print(f"\nHierarchical minus SSE (Thompson loops), median best KGE' after each of "
-          f"{len(gap) - 1} iterations, mean over seeds: worst {gap.min():+.3f} (iteration "
-          f"{gap.idxmin()}), behind in {int((gap < 0).sum())} iterations; after "
-          + ", ".join(f"{k}: {gap[k]:+.3f}" for k in range(0, len(gap), 11)))
-    per_seed_gap = (curves["hierarchical"] - curves["SSE"]).unstack("seed").iloc[1:]
-    print("  per seed, iterations behind: " + ", ".join(
-        f"seed {seed}: {int((g < 0).sum())}" for seed, g in per_seed_gap.items())
-          + "; final difference: " + ", ".join(f"{g.iloc[-1]:+.3f}" for _, g in per_seed_gap.items()))
-steps = pd.DataFrame(times).groupby("step", sort=False).seconds.agg(["mean", "max"])
-print("\nrun times per seed (s):\n" + steps.round(1).to_string())
-print(f"total {time.perf_counter() - start_all:.0f} s")
-if standin is not None:
-    print(f"STAND-IN data ({standin}): timing only, the skill scores above mean nothing.")
-if args.csv is not None and args.timing:
-    pd.DataFrame(times).assign(
-        basins=args.basins, n_basin=n_basin, data="stand-in" if standin else "CAMELS-US",
-        date=datetime.now(timezone.utc).strftime("%Y-%m-%d"),
-        machine=f"{platform.machine()}, {platform.system()}").to_csv(args.csv, index=False)
-    print(f"wrote {args.csv} (run times)")
-elif args.csv is not None:
-    table["scale"] = args.scale
-    table["date"] = datetime.now(timezone.utc).strftime("%Y-%m-%d")
-    table["machine"] = f"{platform.machine()}, {platform.system()}"
-    table["command"] = "python benchmarks/calibration_table.py " + " ".join(
-        f"--{k.replace('_', '-')}" + ("" if v is True else f" {v}") for k, v in vars(args).items()
-        if v not in (None, False) and k != "csv" and (k, v) != ("basins", "sample"))
-    table.to_csv(args.csv, index=False)
-    print(f"wrote {args.csv}")
-    if by_iteration:
-        curves_csv = args.csv.parent / f"calibration_curves_{args.scale}.csv"
-        pd.DataFrame(by_iteration).assign(date=table.date[0], command=table.command[0]).to_csv(
-            curves_csv, index=False)
-        print(f"wrote {curves_csv}")
+if __name__ == "__main__":
+    main()

@@ -17,7 +17,6 @@ the large-sample emulator's GA has population 100 and 100 generations
 
 import functools
 import os
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -199,7 +198,11 @@ def by_blocks(step, s: SimpleNamespace, seed: int, checkpoint=None, *, block_siz
     batched emulators. The blocks run one after the other here, or as tasks of a
     dask ``client`` (:func:`dask_client`: a ``LocalCluster``, or workers that
     dask-jobqueue started on a cluster), each on as many threads as this
-    process: the same blocks give the same numbers, bit for bit, wherever they run.
+    process: on the same kind of machine, with the same libraries, the same
+    blocks give the same numbers, bit for bit, wherever they run. The client's
+    workers must run one task at a time (one thread each): a fit sets
+    process-wide state (torch's seed and default dtype) that two tasks of one
+    process would share.
     """
     if block_size is not None and block_size < 1:
         raise ValueError(f"block_size must be a positive number of basins, not {block_size}.")
@@ -210,6 +213,10 @@ def by_blocks(step, s: SimpleNamespace, seed: int, checkpoint=None, *, block_siz
                None if checkpoint is None else Path(checkpoint).with_name(
                    f"{Path(checkpoint).stem}_block{k}{Path(checkpoint).suffix}"))
               for k, a in enumerate(starts)]
+    if client is not None and max(client.nthreads().values(), default=1) > 1:
+        raise ValueError("The dask workers must have one thread each (threads_per_worker=1, or "
+                         "cores=1 with dask-jobqueue): two blocks in one process would share "
+                         "torch's seed and default dtype.")
     if client is None:
         parts = [_run_block(step, ds, s.attrs, s.space, k_seed, path, None) for ds, k_seed, path in blocks]
     else:
@@ -217,7 +224,7 @@ def by_blocks(step, s: SimpleNamespace, seed: int, checkpoint=None, *, block_siz
         parts = client.gather([client.submit(_run_block, step, ds, s.attrs, s.space, k_seed, path,
                                              threads, pure=False) for ds, k_seed, path in blocks])
     return xr.concat(parts, dim="basin", data_vars="minimal", coords="minimal", compat="override",
-                     join="override")
+                     join="override", combine_attrs="drop")  # a block's checkpoint settings
 
 
 def add_block_arguments(parser) -> None:
@@ -242,6 +249,13 @@ def block_options(args, parser) -> dict:
         parser.error("--workers and --scheduler run blocks of basins: give --block-size too.")
     if args.workers is not None and args.scheduler is not None:
         parser.error("give --workers (a cluster on this machine) or --scheduler, not both.")
+    if args.workers is not None:
+        threads, cpus = emucal.size_thread_pools().threads, emucal.usable_cpus()
+        if args.workers * threads > cpus:
+            print(f"--workers {args.workers}: each worker runs its blocks on {threads} threads, as "
+                  f"this process does (so that the numbers are those of the blocks run here), "
+                  f"{args.workers * threads} threads on {cpus} CPUs; set EMUCAL_THREADS="
+                  f"{max(1, cpus // args.workers)} to avoid that.", flush=True)
     return dict(block_size=args.block_size, client=dask_client(args.workers, args.scheduler))
 
 
@@ -262,7 +276,7 @@ def dask_client(workers: int | None = None, scheduler: str | None = None):
               Client(LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                   dashboard_address=":0")))
     # exec of a statement: a pickled sys.path.insert would insert into a copy of this process's path
-    client.run(exec, f"import sys; sys.path.insert(0, {str(Path(__file__).resolve().parent)!r})")
+    client.run(exec, f"import sys; sys.path.insert(0, {str(Path(__file__).resolve().parent)!r})", {})
     return client
 
 

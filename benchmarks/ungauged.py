@@ -107,111 +107,116 @@ def timed(step, fn, seed=None):
     return out
 
 
-parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-parser.add_argument("--seeds", default="0,1,2,3,4,5,6,7,8,9", help="comma-separated seeds")
-parser.add_argument("--checkpoints", type=Path, default=None,
-                    help="folder for checkpoints (those of calibration_table.py are reused)")
-parser.add_argument("--csv", type=Path, default=None, help="write every number to this CSV file")
-parser.add_argument("--basins", default="sample",
-                    help="sample (default, 19 basins), tang2025 (627), all (671) or a number N of "
-                         "random basins, from the CAMELS-US copy in EMUCAL_CAMELS_DIR")
-parser.add_argument("--timing", action="store_true",
-                    help="print the wall time and peak memory of each step; --csv gets them, "
-                         "not the results")
-protocol.add_block_arguments(parser)
-args = parser.parse_args()
-seeds = [int(s) for s in args.seeds.split(",")]
-print(emucal.size_thread_pools(), flush=True)
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", default="0,1,2,3,4,5,6,7,8,9", help="comma-separated seeds")
+    parser.add_argument("--checkpoints", type=Path, default=None,
+                        help="folder for checkpoints (those of calibration_table.py are reused)")
+    parser.add_argument("--csv", type=Path, default=None, help="write every number to this CSV file")
+    parser.add_argument("--basins", default="sample",
+                        help="sample (default, 19 basins), tang2025 (627), all (671) or a number N of "
+                             "random basins, from the CAMELS-US copy in EMUCAL_CAMELS_DIR")
+    parser.add_argument("--timing", action="store_true",
+                        help="print the wall time and peak memory of each step; --csv gets them, "
+                             "not the results")
+    protocol.add_block_arguments(parser)
+    args = parser.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",")]
+    print(emucal.size_thread_pools(), flush=True)
 
-selected, standin = protocol.chosen_basins(args, parser)
-blocks = protocol.block_options(args, parser)
+    selected, standin = protocol.chosen_basins(args, parser)
+    blocks = protocol.block_options(args, parser)
 
-setup = timed("load basins", lambda: protocol.setting(basins=selected))
-space, run, validate, n_basin = setup.space, setup.run, setup.validate, setup.n_basin
-basin_attrs, coords = setup.basin_attrs, setup.coords
-default = np.broadcast_to(space.defaults, (n_basin, 1, len(space))).copy()
-default_cal = timed("default run", lambda: run(default)[:, 0])
+    setup = timed("load basins", lambda: protocol.setting(basins=selected))
+    space, run, validate, n_basin = setup.space, setup.run, setup.validate, setup.n_basin
+    basin_attrs, coords = setup.basin_attrs, setup.coords
+    default = np.broadcast_to(space.defaults, (n_basin, 1, len(space))).copy()
+    default_cal = timed("default run", lambda: run(default)[:, 0])
 
-records = []
-for seed in seeds:
-    def checkpoint(name):
-        selection = "" if args.basins == "sample" else f"_{args.basins}basins"
-        return (None if args.checkpoints is None
-                else args.checkpoints / f"{name}_linear_{seed}{selection}.nc")
+    records = []
+    for seed in seeds:
+        def checkpoint(name):
+            selection = "" if args.basins == "sample" else f"_{args.basins}basins"
+            return (None if args.checkpoints is None
+                    else args.checkpoints / f"{name}_linear_{seed}{selection}.nc")
 
-    sse = timed("SSE loop (Tang)", lambda: protocol.by_blocks(
-        protocol.tang_sse_loop, setup, seed, checkpoint("sse_gp_or_rf_tang"), **blocks), seed)
-    cube = timed("LSE spatial CV", lambda: regionalise.regionalise(
-        sse, basin_attrs, space, seed=seed, checkpoint=checkpoint("regionalise_rf")), seed)
-    donors = timed("LSE chooses the donor", lambda: regionalise.regionalise(
-        sse, basin_attrs, space, among="donors", seed=seed,
-        checkpoint=checkpoint("regionalise_rf_donors")), seed)
-    fold = cube.fold.values
-    tang, tang_fold = timed("Tang's spatial CV", lambda: protocol.tang_spatial_cv(
-        sse, basin_attrs, space, seed=seed), seed)
-    assert np.array_equal(tang_fold, fold), "tang_spatial_cv must hold out the folds of regionalise"
-    sse_seconds, cube_seconds, donors_seconds, tang_seconds = (t["seconds"] for t in times[-4:])
-    calibrated = calibrate.best(sse)
-    rows = {  # (basin, n, param): a basin's score is the median KGE' of its n runs
-        "SSE loop (Tang), calibrated": calibrated.values[:, None],
-        "ungauged: LSE, spatial CV": cube.params.values[:, None],
-        "ungauged: LSE on initial runs, median of 10 (as Tang)": tang,
-        "ungauged: LSE chooses the donor": donors.params.values[:, None],
-        "ungauged: most similar donor": regionalise.donor_transfer(
-            calibrated, basin_attrs, fold).params.values[:, None],
-        "ungauged: nearest donor": regionalise.donor_transfer(
-            calibrated, coords, fold, metric="distance").params.values[:, None],
-    }
+        sse = timed("SSE loop (Tang)", lambda: protocol.by_blocks(
+            protocol.tang_sse_loop, setup, seed, checkpoint("sse_gp_or_rf_tang"), **blocks), seed)
+        cube = timed("LSE spatial CV", lambda: regionalise.regionalise(
+            sse, basin_attrs, space, seed=seed, checkpoint=checkpoint("regionalise_rf")), seed)
+        donors = timed("LSE chooses the donor", lambda: regionalise.regionalise(
+            sse, basin_attrs, space, among="donors", seed=seed,
+            checkpoint=checkpoint("regionalise_rf_donors")), seed)
+        fold = cube.fold.values
+        tang, tang_fold = timed("Tang's spatial CV", lambda: protocol.tang_spatial_cv(
+            sse, basin_attrs, space, seed=seed), seed)
+        assert np.array_equal(tang_fold, fold), "tang_spatial_cv must hold out the folds of regionalise"
+        sse_seconds, cube_seconds, donors_seconds, tang_seconds = (t["seconds"] for t in times[-4:])
+        calibrated = calibrate.best(sse)
+        rows = {  # (basin, n, param): a basin's score is the median KGE' of its n runs
+            "SSE loop (Tang), calibrated": calibrated.values[:, None],
+            "ungauged: LSE, spatial CV": cube.params.values[:, None],
+            "ungauged: LSE on initial runs, median of 10 (as Tang)": tang,
+            "ungauged: LSE chooses the donor": donors.params.values[:, None],
+            "ungauged: most similar donor": regionalise.donor_transfer(
+                calibrated, basin_attrs, fold).params.values[:, None],
+            "ungauged: nearest donor": regionalise.donor_transfer(
+                calibrated, coords, fold, metric="distance").params.values[:, None],
+        }
 
-    def score(rows=rows, seed=seed):
-        for name, sets in rows.items():
-            cal = np.nanmedian(run(sets), axis=1)
-            records.append({"seed": seed, "row": name, "median KGE' cal": np.nanmedian(cal),
-                            "median KGE' val": np.nanmedian(np.nanmedian(validate(sets), axis=1)),
-                            "basins better than default": int(np.sum(cal > default_cal))})
+        def score(rows=rows, seed=seed):
+            for name, sets in rows.items():
+                cal = np.nanmedian(run(sets), axis=1)
+                records.append({"seed": seed, "row": name, "median KGE' cal": np.nanmedian(cal),
+                                "median KGE' val": np.nanmedian(np.nanmedian(validate(sets), axis=1)),
+                                "basins better than default": int(np.sum(cal > default_cal))})
 
-    timed("scores of the rows", score, seed)
-    print(f"seed {seed}: SSE loop {sse_seconds:.0f} s, "
-          f"regionalisation {cube_seconds + donors_seconds:.0f} s, "
-          f"Tang's spatial CV {tang_seconds:.0f} s", flush=True)
+        timed("scores of the rows", score, seed)
+        print(f"seed {seed}: SSE loop {sse_seconds:.0f} s, "
+              f"regionalisation {cube_seconds + donors_seconds:.0f} s, "
+              f"Tang's spatial CV {tang_seconds:.0f} s", flush=True)
 
-table = pd.DataFrame(records)
-order = list(dict.fromkeys(table.row))
-pd.set_option("display.width", 200)
-summary = table.groupby("row", sort=False)[["median KGE' cal", "median KGE' val",
-                                            "basins better than default"]].agg(["mean", "std"])
-print(f"\n{n_basin} basins, seeds {seeds}; mean and sd over seeds")
-print(summary.loc[order].to_string(float_format=lambda v: f"{v:.3f}"))
-per_seed = table.pivot(index="seed", columns="row", values="median KGE' cal")
-for lse in ("ungauged: LSE, spatial CV", "ungauged: LSE on initial runs, median of 10 (as Tang)",
-            "ungauged: LSE chooses the donor"):
-    for donor in ("ungauged: most similar donor", "ungauged: nearest donor"):
-        gap = per_seed[lse] - per_seed[donor]
-        print(f"{lse} minus {donor}: mean {gap.mean():+.3f}, ahead in {int((gap > 0).sum())} "
-              f"of {len(gap)} seeds")
-gap = per_seed["ungauged: LSE chooses the donor"] - per_seed["ungauged: LSE, spatial CV"]
-print(f"choosing the donor minus searching the cube: mean {gap.mean():+.3f} (sd {gap.std():.3f}), "
-      f"ahead in {int((gap > 0).sum())} of {len(gap)} seeds")
-gap = per_seed["ungauged: LSE on initial runs, median of 10 (as Tang)"] - per_seed["ungauged: LSE, spatial CV"]
-print(f"as Tang minus the LSE over the cube: mean {gap.mean():+.3f} (sd {gap.std():.3f}), "
-      f"ahead in {int((gap > 0).sum())} of {len(gap)} seeds")
-if args.timing:
-    steps = pd.DataFrame(times)
-    print(f"\nrun time and peak memory of each step ({n_basin} basins; per seed: mean and max):\n"
-          + steps.groupby("step", sort=False)[["seconds", "peak MB"]].agg(["mean", "max"])
-          .round(1).to_string())
-if standin is not None:
-    print(f"STAND-IN data ({standin}): timing only, the skill scores above mean nothing.")
-date = datetime.now(timezone.utc).strftime("%Y-%m-%d")
-machine = f"{platform.machine()}, {platform.system()}"
-if args.csv is not None and args.timing:
-    steps.assign(basins=args.basins, n_basin=n_basin, data="stand-in" if standin else "CAMELS-US",
-                 date=date, machine=machine).to_csv(args.csv, index=False)
-    print(f"wrote {args.csv} (run times)")
-elif args.csv is not None:
-    table["date"] = date
-    table["machine"] = machine
-    table["command"] = f"python benchmarks/ungauged.py --seeds {args.seeds}" + (
-        "" if args.basins == "sample" else f" --basins {args.basins}")
-    table.to_csv(args.csv, index=False)
-    print(f"wrote {args.csv}")
+    table = pd.DataFrame(records)
+    order = list(dict.fromkeys(table.row))
+    pd.set_option("display.width", 200)
+    summary = table.groupby("row", sort=False)[["median KGE' cal", "median KGE' val",
+                                                "basins better than default"]].agg(["mean", "std"])
+    print(f"\n{n_basin} basins, seeds {seeds}; mean and sd over seeds")
+    print(summary.loc[order].to_string(float_format=lambda v: f"{v:.3f}"))
+    per_seed = table.pivot(index="seed", columns="row", values="median KGE' cal")
+    for lse in ("ungauged: LSE, spatial CV", "ungauged: LSE on initial runs, median of 10 (as Tang)",
+                "ungauged: LSE chooses the donor"):
+        for donor in ("ungauged: most similar donor", "ungauged: nearest donor"):
+            gap = per_seed[lse] - per_seed[donor]
+            print(f"{lse} minus {donor}: mean {gap.mean():+.3f}, ahead in {int((gap > 0).sum())} "
+                  f"of {len(gap)} seeds")
+    gap = per_seed["ungauged: LSE chooses the donor"] - per_seed["ungauged: LSE, spatial CV"]
+    print(f"choosing the donor minus searching the cube: mean {gap.mean():+.3f} (sd {gap.std():.3f}), "
+          f"ahead in {int((gap > 0).sum())} of {len(gap)} seeds")
+    gap = per_seed["ungauged: LSE on initial runs, median of 10 (as Tang)"] - per_seed["ungauged: LSE, spatial CV"]
+    print(f"as Tang minus the LSE over the cube: mean {gap.mean():+.3f} (sd {gap.std():.3f}), "
+          f"ahead in {int((gap > 0).sum())} of {len(gap)} seeds")
+    if args.timing:
+        steps = pd.DataFrame(times)
+        print(f"\nrun time and peak memory of each step ({n_basin} basins; per seed: mean and max):\n"
+              + steps.groupby("step", sort=False)[["seconds", "peak MB"]].agg(["mean", "max"])
+              .round(1).to_string())
+    if standin is not None:
+        print(f"STAND-IN data ({standin}): timing only, the skill scores above mean nothing.")
+    date = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    machine = f"{platform.machine()}, {platform.system()}"
+    if args.csv is not None and args.timing:
+        steps.assign(basins=args.basins, n_basin=n_basin, data="stand-in" if standin else "CAMELS-US",
+                     date=date, machine=machine).to_csv(args.csv, index=False)
+        print(f"wrote {args.csv} (run times)")
+    elif args.csv is not None:
+        table["date"] = date
+        table["machine"] = machine
+        table["command"] = f"python benchmarks/ungauged.py --seeds {args.seeds}" + (
+            "" if args.basins == "sample" else f" --basins {args.basins}")
+        table.to_csv(args.csv, index=False)
+        print(f"wrote {args.csv}")
+
+
+if __name__ == "__main__":
+    main()

@@ -70,6 +70,15 @@ def test_another_process_making_the_folder_meanwhile_is_no_error(synthetic, monk
     assert hashlib.sha256(path.read_bytes()).hexdigest() == synthetic.hashes[NAME]
 
 
+def test_a_cache_folder_that_cannot_be_made_names_the_variable(synthetic, monkeypatch):
+    def refuse(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "mkdir", refuse)
+    with pytest.raises(PermissionError, match="point EMUCAL_DATA_DIR at a folder you can write to"):
+        data.fetch(NAME)
+
+
 def test_fetch_works_offline_once_cached(synthetic, monkeypatch):
     path = data.fetch(NAME)
     monkeypatch.setenv("EMUCAL_MIRROR", f"http://127.0.0.1:{_free_port()}")  # nothing listens

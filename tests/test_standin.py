@@ -139,7 +139,7 @@ def _ungauged(monkeypatch, *argv):
     monkeypatch.setattr(regionalise, "regionalise", functools.partial(
         regionalise.regionalise, search_kw=dict(popsize=8, generations=3)))
     monkeypatch.setattr(sys, "argv", ["ungauged.py", *map(str, argv)])
-    runpy.run_path(str(BENCHMARKS / "ungauged.py"))
+    runpy.run_path(str(BENCHMARKS / "ungauged.py"), run_name="__main__")
 
 
 def test_ungauged_times_each_step_of_a_basin_selection_on_a_standin(standin_n25, tmp_path, monkeypatch,
@@ -189,8 +189,12 @@ def test_blocks_of_basins_give_the_same_numbers_here_and_on_a_local_cluster(stan
     assert not np.array_equal(here.params.values[10:20, :16], initial[10:20])
     client = protocol.dask_client(workers=2)
     try:
+        from distributed import get_task_stream
+
         assert len(client.scheduler_info()["workers"]) == 2
-        xr.testing.assert_identical(protocol.by_blocks(step, s, 0, block_size=10, client=client), here)
+        with get_task_stream(client) as tasks:
+            xr.testing.assert_identical(protocol.by_blocks(step, s, 0, block_size=10, client=client), here)
+        assert len(tasks.data) == 3  # the three blocks ran on the workers
         thompson = functools.partial(protocol.thompson_loop, design=(8, 2, 2), n_local=None,
                                      n_candidates=64)
         xr.testing.assert_identical(protocol.by_blocks(thompson, s, 1, block_size=10, client=client),
@@ -200,8 +204,8 @@ def test_blocks_of_basins_give_the_same_numbers_here_and_on_a_local_cluster(stan
                                     protocol.by_blocks(dds, s, 3, block_size=10))
     finally:
         client.close()
-    # resumed from the blocks' checkpoints: the same history (which then carries their settings)
-    xr.testing.assert_equal(protocol.by_blocks(step, s, 0, path, block_size=10), here)
+    # resumed from the blocks' checkpoints: the same history
+    xr.testing.assert_identical(protocol.by_blocks(step, s, 0, path, block_size=10), here)
     with pytest.raises(ValueError, match="block_size must be a positive"):
         protocol.by_blocks(step, s, 0, block_size=0)
 
@@ -218,3 +222,16 @@ def test_ungauged_by_blocks_and_its_usage_errors(standin_n25, tmp_path, monkeypa
         out = subprocess.run([sys.executable, str(BENCHMARKS / "ungauged.py"), "--basins", "25", *argv],
                              capture_output=True, text=True, timeout=120)
         assert out.returncode == 2 and message in out.stderr, out.stderr
+
+
+def test_benchmarks_that_can_start_a_local_cluster_run_only_as_scripts():
+    """dask starts LocalCluster workers by spawning Python, which imports the script again: a
+    script that parsed its arguments and ran at import would run itself again in every worker."""
+    import ast
+
+    for name in ("calibration_table.py", "ungauged.py"):
+        tree = ast.parse((BENCHMARKS / name).read_text())
+        top = [ast.unparse(node) for node in tree.body
+               if isinstance(node, (ast.Expr, ast.For, ast.If, ast.Assign, ast.With))]
+        assert not [line for line in top if "parse_args" in line or "block_options" in line], name
+        assert top[-1] == "if __name__ == '__main__':\n    main()", name

@@ -172,7 +172,11 @@ def fetch(name: str, *, progressbar: bool | None = None) -> Path:
                                       else progressbar)
     # pooch checks that the file's folder exists and then makes it: a second process (two
     # benchmarks, dask workers) making it in between fails with FileExistsError
-    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except PermissionError as err:
+        raise PermissionError(f"Cannot create {target.parent} for the cache ({err.strerror}): point "
+                              "EMUCAL_DATA_DIR at a folder you can write to.") from err
     try:
         return Path(store.fetch(name, downloader=downloader))
     except requests.exceptions.RequestException as err:

@@ -293,7 +293,8 @@ def default_dtype(dtype):
     global setting that any imported code (a BoTorch script, for instance)
     may change. Building inside ``default_dtype(x.dtype)`` makes the fit the
     same whatever that setting is. The previous default is restored on exit,
-    also after an error.
+    also after an error. The setting is process-wide: two threads that fit GPs
+    at once (a dask worker with several threads) would share it.
     """
     previous = torch.get_default_dtype()
     torch.set_default_dtype(dtype)

@@ -204,6 +204,12 @@ def test_blocks_of_basins_give_the_same_numbers_here_and_on_a_local_cluster(stan
                                     protocol.by_blocks(dds, s, 3, block_size=10))
     finally:
         client.close()
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=2, dashboard_address=":0") as cluster, \
+            Client(cluster) as two_threads:
+        with pytest.raises(ValueError, match="one thread each"):
+            protocol.by_blocks(step, s, 0, block_size=10, client=two_threads)
     # resumed from the blocks' checkpoints: the same history
     xr.testing.assert_identical(protocol.by_blocks(step, s, 0, path, block_size=10), here)
     with pytest.raises(ValueError, match="block_size must be a positive"):

@@ -17,6 +17,8 @@ the large-sample emulator's GA has population 100 and 100 generations
 
 import functools
 import os
+import platform
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -278,6 +280,24 @@ def dask_client(workers: int | None = None, scheduler: str | None = None):
     # exec of a statement: a pickled sys.path.insert would insert into a copy of this process's path
     client.run(exec, f"import sys; sys.path.insert(0, {str(Path(__file__).resolve().parent)!r})", {})
     return client
+
+
+def peak_mb() -> float:
+    """Peak resident memory of this process in MB, since :func:`reset_peak` on Linux."""
+    try:
+        return int(re.search(r"VmHWM:\s*(\d+)", Path("/proc/self/status").read_text())[1]) / 1024
+    except (OSError, TypeError):  # no /proc: the peak since the start (kB; bytes on macOS)
+        import resource
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak / 2**20 if platform.system() == "Darwin" else peak / 1024
+
+
+def reset_peak() -> None:
+    """Start :func:`peak_mb` afresh from the memory in use now (Linux; elsewhere nothing)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
 
 
 def tang_spatial_cv(history, basin_attrs: np.ndarray, space, *, seed: int, n_splits: int = 5):

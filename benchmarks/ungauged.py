@@ -63,7 +63,6 @@ the peak memory that ``--timing`` records is then this process's only, not the w
 
 import argparse
 import platform
-import re
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -77,34 +76,16 @@ import emucal
 from emucal import calibrate, regionalise
 
 
-def peak_mb() -> float:
-    """Peak resident memory of this process in MB, since :func:`reset_peak` on Linux."""
-    try:
-        return int(re.search(r"VmHWM:\s*(\d+)", Path("/proc/self/status").read_text())[1]) / 1024
-    except (OSError, TypeError):  # no /proc: the peak since the start (kB; bytes on macOS)
-        import resource
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return peak / 2**20 if platform.system() == "Darwin" else peak / 1024
-
-
-def reset_peak() -> None:
-    """Start :func:`peak_mb` afresh from the memory in use now (Linux; elsewhere nothing)."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass
-
-
 times = []  # the steps of --timing
 
 
 def timed(step, fn, seed=None):
     """``fn()``, its wall time and the process's peak memory meanwhile recorded under ``step``."""
-    reset_peak()
+    protocol.reset_peak()
     start = time.perf_counter()
     out = fn()
     times.append({"seed": seed, "step": step, "seconds": time.perf_counter() - start,
-                  "peak MB": peak_mb()})
+                  "peak MB": protocol.peak_mb()})
     return out
 
 

@@ -235,9 +235,42 @@ def test_benchmarks_that_can_start_a_local_cluster_run_only_as_scripts():
     script that parsed its arguments and ran at import would run itself again in every worker."""
     import ast
 
-    for name in ("calibration_table.py", "ungauged.py"):
+    for name in ("calibration_table.py", "ungauged.py", "large_sample.py"):
         tree = ast.parse((BENCHMARKS / name).read_text())
         top = [ast.unparse(node) for node in tree.body
                if isinstance(node, (ast.Expr, ast.For, ast.If, ast.Assign, ast.With))]
         assert not [line for line in top if "parse_args" in line or "block_options" in line], name
         assert top[-1] == "if __name__ == '__main__':\n    main()", name
+
+
+def test_large_sample_times_each_step_and_keeps_the_rows_of_other_basin_counts(standin_n25, tmp_path,
+                                                                              monkeypatch, capsys):
+    def tiny_loop(s, seed, checkpoint=None, failed="floor"):
+        return variants.run_loop(s.run, s.space, sampling.sample(s.space, 16, "lhs", seed=seed),
+                                 functools.partial(calibrate.tang_batch, n=2, popsize=6, generations=2,
+                                                   seed=seed), 1, checkpoint)
+
+    monkeypatch.setattr(protocol, "tang_sse_loop", tiny_loop)
+    monkeypatch.setattr(protocol, "TANG_SEARCH", dict(popsize=6, generations=2))
+    monkeypatch.setattr(regionalise, "regionalise", functools.partial(
+        regionalise.regionalise, search_kw=dict(popsize=6, generations=2)))
+    times = tmp_path / "large_sample.csv"
+    pd.DataFrame({"step": ["whole protocol"], "seconds": [1.0], "basins": [100]}).to_csv(times, index=False)
+    for _ in range(2):  # the second run replaces the first's rows, not those of 100 basins
+        monkeypatch.setattr(sys, "argv", ["large_sample.py", "--basins", "25", "--csv", str(times)])
+        runpy.run_path(str(BENCHMARKS / "large_sample.py"), run_name="__main__")
+    out = capsys.readouterr().out
+    assert "STAND-IN data" in out and "no skill is reported" in out
+    steps = pd.read_csv(times)
+    assert list(steps.basins) == [25] * 7 + [100]
+    assert list(steps.step[:7]) == ["load basins", "ensemble of 200 runs", "SSE loop (Tang)", "LSE loop (Tang)",
+                                    "DDS 350", "LSE spatial CV", "whole protocol"]
+    mine = steps[steps.basins == 25]
+    assert (mine.seconds > 0).all() and (mine["peak MB"] > 10).all() and set(mine.data) == {"stand-in"}
+    assert mine.seconds.iloc[-1] >= mine.seconds.iloc[:-1].sum() - 1e-6  # the whole is no less than its steps
+
+
+def test_large_sample_refuses_the_teaching_sample(tmp_path):
+    out = subprocess.run([sys.executable, str(BENCHMARKS / "large_sample.py"), "--basins", "sample"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "give a number of basins" in out.stderr, out.stderr

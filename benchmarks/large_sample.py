@@ -1,0 +1,121 @@
+"""Tang et al.'s whole protocol on N basins: the run time and peak memory of each step.
+
+How the cost of the large-sample protocol grows with the number of basins,
+one step at a time, for the reader who wants to run it on all CAMELS-US
+basins (issue "Large sample for real"). The steps are those of Tang et al.
+(2025) as ``calibration_table.py`` runs them (its docstring gives the
+sources), with one seed:
+
+- ``ensemble of 200 runs``: the initial Latin hypercube of every basin run by
+  the teaching model (the same runs open both loops; timed alone here to
+  show the model's share);
+- ``SSE loop (Tang)``: 200 + 3 x 50 runs per basin, per basin a GP or a
+  random forest, whichever cross-validates better, 50 searches of its mean per
+  iteration (``protocol.tang_sse_loop``; by blocks of basins with
+  ``--block-size``, on a dask cluster with ``--workers``);
+- ``LSE loop (Tang)``: the same design with the random-forest LSE (100 trees,
+  depth at most 40) on parameters and attributes of all basins, refit every
+  iteration (needs every basin at once: it runs here);
+- ``DDS 350``: DDS with the same budget (by blocks, as the SSE loop);
+- ``LSE spatial CV``: regionalisation, 5 spatial folds, the forest LSE on the
+  other basins' 350 runs, one search per held-out basin
+  (``emucal.regionalise.regionalise``).
+
+Each step's wall time and the peak resident memory of this process during it
+go to ``--csv``; a CSV that exists keeps its rows of other basin counts (rows
+of the same count are replaced), so that one command per count builds the
+table of the "Measured performance" page. With ``--workers`` the peak
+memory is this process's only, not the workers'.
+
+The basins are ``--basins N`` of the 671 at random (``protocol.SUBSET_SEED``:
+the 19 of a 100-basin run are not nested in it) from the CAMELS-US copy named
+by ``EMUCAL_CAMELS_DIR``, which may be the stand-in of ``standin.py``: the
+times are real, the skill means nothing, and no skill is written.
+
+Run: python benchmarks/large_sample.py --basins N [--seed 0] [--csv FILE]
+     [--block-size B [--workers W | --scheduler ADDR]]
+"""
+
+import argparse
+import functools
+import platform
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+import protocol
+import variants
+
+import emucal
+from emucal import calibrate, regionalise, sampling
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--basins", required=True,
+                        help="a number N of random CAMELS-US basins, 'tang2025' (627) or 'all' (671)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the designs and searches (default 0)")
+    parser.add_argument("--csv", type=Path, default=None,
+                        help="add the steps' times to this CSV (rows of the same basin count replaced)")
+    protocol.add_block_arguments(parser)
+    args = parser.parse_args()
+    if args.basins == "sample":
+        parser.error("--basins sample is the teaching sample: give a number of basins, 'tang2025' or 'all'.")
+    args.timing = True  # only run times are written, so a stand-in may feed this script
+    threads = emucal.size_thread_pools()
+    print(threads, flush=True)
+    selected, standin = protocol.chosen_basins(args, parser)
+    blocks = protocol.block_options(args, parser)
+    seed, steps = args.seed, []
+
+    def timed(step, fn):
+        protocol.reset_peak()
+        start = time.perf_counter()
+        out = fn()
+        steps.append({"step": step, "seconds": time.perf_counter() - start, "peak MB": protocol.peak_mb()})
+        print(f"{step}: {steps[-1]['seconds']:.1f} s, peak {steps[-1]['peak MB']:.0f} MB", flush=True)
+        return out
+
+    start_all = time.perf_counter()
+    setup = timed("load basins", lambda: protocol.setting(basins=selected))
+    space, run, n_basin = setup.space, setup.run, setup.n_basin
+    initial = sampling.sample(space, 200, "lhs", seed=seed)
+    timed("ensemble of 200 runs", lambda: run(np.broadcast_to(initial, (n_basin, *initial.shape))))
+    sse = timed("SSE loop (Tang)", lambda: protocol.by_blocks(protocol.tang_sse_loop, setup, seed, **blocks))
+    lse_fit = functools.partial(regionalise.lse_forest, basin_attrs=setup.basin_attrs)
+    timed("LSE loop (Tang)", lambda: variants.run_loop(
+        run, space, initial, functools.partial(calibrate.tang_batch, n=50, fit=lse_fit,
+                                               **protocol.TANG_SEARCH, seed=seed), 3))
+    timed("DDS 350", lambda: protocol.by_blocks(protocol.dds_step, setup, seed, **blocks))
+    timed("LSE spatial CV", lambda: regionalise.regionalise(sse, setup.basin_attrs, space, seed=seed))
+    total = time.perf_counter() - start_all
+
+    table = pd.DataFrame(steps)
+    table.loc[len(table)] = {"step": "whole protocol", "seconds": total, "peak MB": table["peak MB"].max()}
+    print(f"\n{n_basin} basins, seed {seed}, {threads.threads} thread(s)"
+          + (f", blocks of {args.block_size} on {args.workers or 'a'} worker(s)" if args.block_size else "")
+          + f":\n{table.round(1).to_string(index=False)}")
+    if standin is not None:
+        print(f"STAND-IN data ({standin}): the times are real; no skill is reported.")
+    if args.csv is not None:
+        command = " ".join(["python benchmarks/large_sample.py", f"--basins {args.basins}", f"--seed {seed}"]
+                           + ([f"--block-size {args.block_size}"] if args.block_size else [])
+                           + ([f"--workers {args.workers}"] if args.workers else []))
+        table = table.assign(
+            basins=n_basin, seed=seed, threads=threads.threads, workers=args.workers or 1,
+            data="stand-in" if standin else "CAMELS-US", cpus=emucal.usable_cpus(),
+            date=datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+            machine=f"{platform.machine()}, {platform.system()}", command=command)
+        if args.csv.exists():
+            old = pd.read_csv(args.csv)
+            table = pd.concat([old[old.basins != n_basin], table], ignore_index=True).sort_values(
+                "basins", kind="stable")
+        table.to_csv(args.csv, index=False)
+        print(f"wrote {args.csv}")
+
+
+if __name__ == "__main__":
+    main()

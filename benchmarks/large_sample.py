@@ -19,7 +19,13 @@ sources), with one seed:
 - ``DDS 350``: DDS with the same budget (by blocks, as the SSE loop);
 - ``LSE spatial CV``: regionalisation, 5 spatial folds, the forest LSE on the
   other basins' 350 runs, one search per held-out basin
-  (``emucal.regionalise.regionalise``).
+  (``emucal.regionalise.regionalise``);
+- ``whole protocol``: the sum of the steps above.
+
+Then, outside the protocol's total, the two large-sample emulators alone on
+every run of the SSE loop (N x 350 rows of parameters and attributes):
+``LSE fit: forest, all runs`` (``regionalise.lse_forest``) and ``LSE fit:
+sparse GP, all runs`` (``emulators.SparseGPEmulator`` with its defaults).
 
 Each step's wall time and the peak resident memory of this process during it
 go to ``--csv``; a CSV that exists keeps its rows of other basin counts (rows
@@ -50,7 +56,7 @@ import protocol
 import variants
 
 import emucal
-from emucal import calibrate, regionalise, sampling
+from emucal import calibrate, emulators, regionalise, sampling
 
 
 def main():
@@ -79,22 +85,32 @@ def main():
         print(f"{step}: {steps[-1]['seconds']:.1f} s, peak {steps[-1]['peak MB']:.0f} MB", flush=True)
         return out
 
-    start_all = time.perf_counter()
     setup = timed("load basins", lambda: protocol.setting(basins=selected))
     space, run, n_basin = setup.space, setup.run, setup.n_basin
-    initial = sampling.sample(space, 200, "lhs", seed=seed)
-    timed("ensemble of 200 runs", lambda: run(np.broadcast_to(initial, (n_basin, *initial.shape))))
+    n_initial, n_per_iteration, n_iterations = protocol.TANG_DESIGN
+    initial = sampling.sample(space, n_initial, "lhs", seed=seed)
+    timed(f"ensemble of {n_initial} runs", lambda: run(np.broadcast_to(initial, (n_basin, *initial.shape))))
     sse = timed("SSE loop (Tang)", lambda: protocol.by_blocks(protocol.tang_sse_loop, setup, seed, **blocks))
     lse_fit = functools.partial(regionalise.lse_forest, basin_attrs=setup.basin_attrs)
-    timed("LSE loop (Tang)", lambda: variants.run_loop(
-        run, space, initial, functools.partial(calibrate.tang_batch, n=50, fit=lse_fit,
-                                               **protocol.TANG_SEARCH, seed=seed), 3))
-    timed("DDS 350", lambda: protocol.by_blocks(protocol.dds_step, setup, seed, **blocks))
+    propose = functools.partial(calibrate.tang_batch, n=n_per_iteration, fit=lse_fit, **protocol.TANG_SEARCH,
+                                seed=seed)
+    timed("LSE loop (Tang)", lambda: variants.run_loop(run, space, initial, propose, n_iterations))
+    timed(f"DDS {protocol.DDS_RUNS}", lambda: protocol.by_blocks(protocol.dds_step, setup, seed, **blocks))
     timed("LSE spatial CV", lambda: regionalise.regionalise(sse, setup.basin_attrs, space, seed=seed))
-    total = time.perf_counter() - start_all
+    # the large-sample emulators alone, on every run of the SSE loop (N x 350 rows)
+    params = sse.params.transpose("basin", "member", "param").values
+    unit = space.to_unit(params.reshape(-1, len(space))).reshape(params.shape)
+    kge = sse.skill.transpose("basin", "member").values
+    timed("LSE fit: forest, all runs", lambda: regionalise.lse_forest(unit, kge, seed,
+                                                                       basin_attrs=setup.basin_attrs))
+    x, y = regionalise.lse_rows(unit, kge, setup.basin_attrs, np.arange(n_basin))
+    timed("LSE fit: sparse GP, all runs", lambda: emulators.SparseGPEmulator(seed=seed).fit(x, y))
+    total = sum(step["seconds"] for step in steps if not step["step"].startswith("LSE fit"))
 
     table = pd.DataFrame(steps)
-    table.loc[len(table)] = {"step": "whole protocol", "seconds": total, "peak MB": table["peak MB"].max()}
+    protocol_steps = ~table.step.str.startswith("LSE fit")
+    table.loc[len(table)] = {"step": "whole protocol", "seconds": total,
+                             "peak MB": table["peak MB"][protocol_steps].max()}
     print(f"\n{n_basin} basins, seed {seed}, {threads.threads} thread(s)"
           + (f", blocks of {args.block_size} on {args.workers or 'a'} worker(s)" if args.block_size else "")
           + f":\n{table.round(1).to_string(index=False)}")

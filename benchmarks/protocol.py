@@ -31,6 +31,8 @@ import emucal
 from emucal import calibrate, camels, emulators, ensemble, metrics, sampling
 from emucal.parameters import ParameterSpace
 
+TANG_DESIGN = (200, 50, 3)  # initial LHS runs, runs per iteration, iterations: 200 + 3 x 50 = 350
+DDS_RUNS = 350  # DDS at the loops' budget
 TANG_SEARCH = dict(popsize=60, generations=60)  # pymoo GA in MOASMO_parameters.py: 60 x 60
 TANG_LSE_SEARCH = dict(popsize=100, generations=100)  # pymoo GA of their LSE: 100 x 100
 N_PROPOSALS = 10  # numruns = 10 proposals per held-out basin in Tang et al.'s spatial CV
@@ -138,21 +140,21 @@ def setting_of(ds, attrs, space) -> SimpleNamespace:
 
 
 def tang_sse_loop(s: SimpleNamespace, seed: int, checkpoint=None, failed: str = "floor", *,
-                  design=(200, 50, 3), search=None):
+                  design=None, search=None):
     """Tang et al.'s loop with their per-basin emulator: 200 LHS runs + 3 x 50, GP or forest by CV.
 
     ``calibrate.tang_batch`` with ``variants.fit_gp_or_forest``, saved to and
     resumed from ``checkpoint``. ``failed``: a failed run counts as normKGE
     -1 (``"floor"``, emucal's default) or is left out of the emulators'
     training (``"drop"``, as Tang et al.'s code: ``variants.drop_failed``).
-    ``design`` (initial runs, runs per iteration, iterations) and ``search``
-    (``TANG_SEARCH`` when None) make it smaller for tests.
+    ``design`` (initial runs, runs per iteration, iterations; ``TANG_DESIGN``
+    when None) and ``search`` (``TANG_SEARCH`` when None) make it smaller for tests.
     """
     if failed not in ("floor", "drop"):
         raise ValueError(f"failed must be 'floor' or 'drop', not {failed!r}.")
     fit = (variants.fit_gp_or_forest if failed == "floor"
            else functools.partial(variants.drop_failed, fit=variants.fit_gp_or_forest))
-    n_initial, n, n_iterations = design
+    n_initial, n, n_iterations = design or TANG_DESIGN
     propose = functools.partial(calibrate.tang_batch, n=n, fit=fit, **(search or TANG_SEARCH), seed=seed)
     return variants.run_loop(s.run, s.space, sampling.sample(s.space, n_initial, "lhs", seed=seed),
                              propose, n_iterations, checkpoint)
@@ -173,9 +175,9 @@ def thompson_loop(s: SimpleNamespace, seed: int, checkpoint=None, *, design=(20,
                              n_iterations, checkpoint)
 
 
-def dds_step(s: SimpleNamespace, seed: int, checkpoint=None, *, n_runs: int = 350, batch: int = 1):
-    """DDS with ``n_runs`` per basin, as a step of :func:`by_blocks` (it keeps no checkpoint)."""
-    return calibrate.dds(s.run, s.space, n_runs, seed=seed, batch=batch)
+def dds_step(s: SimpleNamespace, seed: int, checkpoint=None, *, n_runs: int | None = None, batch: int = 1):
+    """DDS with ``n_runs`` per basin (``DDS_RUNS`` when None), as a step of :func:`by_blocks` (no checkpoint)."""
+    return calibrate.dds(s.run, s.space, n_runs or DDS_RUNS, seed=seed, batch=batch)
 
 
 def _run_block(step, ds, attrs, space, seed, checkpoint, threads):

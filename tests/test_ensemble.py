@@ -185,6 +185,23 @@ def test_model_runner_matches_the_ensemble(toy):
         ensemble.model_runner(forcing, attrs, SPACE, metric="percent_bias")
 
 
+def test_model_runner_runs_whole_basins_a_bounded_number_of_runs_at_a_time(toy, monkeypatch):
+    forcing, attrs = toy
+    params = np.broadcast_to(sampling.sample(SPACE, 4, "lhs", seed=1), (2, 4, len(SPACE)))
+    run = ensemble.model_runner(forcing, attrs, SPACE, period=(2002, 2004))
+    at_once = run(params)
+    calls = []
+
+    def counted(columns, col_basin, *args, **kwargs):
+        calls.append(np.unique(col_basin).tolist())
+        return model.run_columns(columns, col_basin, *args, **kwargs)
+
+    monkeypatch.setattr(ensemble, "run_columns", counted)
+    monkeypatch.setattr(ensemble, "RUNNER_COLUMNS", 5)  # room for one basin of 4 runs per call
+    np.testing.assert_allclose(run(params), at_once, rtol=1e-12)  # numpy's sums see another shape
+    assert calls == [[0], [1]]
+
+
 def test_a_runner_subset_frees_only_the_named_parameters(toy):
     forcing, attrs = toy
     run = ensemble.model_runner(forcing, attrs, SPACE, period=(2002, 2004))

@@ -176,7 +176,8 @@ def test_blocks_of_basins_give_the_same_numbers_here_and_on_a_local_cluster(stan
     s = protocol.setting(basins=protocol.basin_selection("25"))
     step = functools.partial(protocol.tang_sse_loop, design=(16, 2, 1),
                              search=dict(popsize=8, generations=3))
-    xr.testing.assert_identical(protocol.by_blocks(step, s, 0, block_size=25), step(s, 0))
+    plain = step(s, 0)
+    xr.testing.assert_identical(protocol.by_blocks(step, s, 0, block_size=25), plain)
     path = tmp_path / "sse.nc"
     here = protocol.by_blocks(step, s, 0, path, block_size=10)
     assert list(here.basin.values) == list(s.ds.basin.values) and here.sizes["member"] == 18
@@ -184,7 +185,7 @@ def test_blocks_of_basins_give_the_same_numbers_here_and_on_a_local_cluster(stan
         "sse_block0.nc", "sse_block1.nc", "sse_block2.nc"]
     # block k runs with its own seed: block 0 starts from the plain run's initial design, block 1
     # from another (the later runs differ in every block: the searches draw for a block's basins)
-    initial = step(s, 0).params.values[:, :16]
+    initial = plain.params.values[:, :16]
     np.testing.assert_array_equal(here.params.values[:10, :16], initial[:10])
     assert not np.array_equal(here.params.values[10:20, :16], initial[10:20])
     client = protocol.dask_client(workers=2)

@@ -56,6 +56,7 @@ METRICS = {
 
 SPINUP_YEARS = 1  # years of spin-up before every run of run_ensemble
 PROGRESS_DELAY = 2.0  # seconds of work before run_ensemble shows a progress bar
+RUNNER_COLUMNS = 8192  # most runs per call of the model in a model_runner (about 0.4 GB for 20 years)
 _MANIFEST = "manifest.json"
 
 
@@ -479,7 +480,12 @@ def model_runner(forcing: xr.Dataset, attrs: pd.DataFrame, space: ParameterSpace
     Runner
         With each basin's defaults (:func:`emucal.model.default_params`) and a
         fingerprint of the forcing, flow, metric and period. The inputs are
-        prepared once, so a call costs only the runs.
+        prepared once, so a call costs only the runs. The model gets
+        :data:`RUNNER_COLUMNS` runs at a time (whole basins), so that the memory
+        of a call stays bounded however many basins it runs. The skill is that
+        of one call with every run up to the last digits (numpy's sums depend
+        on the shape of an array); the 19 sample basins go in one call up to
+        431 runs each.
     """
     if metric not in ("kge_prime", "kge", "norm_kge", "nse", "log_nse"):
         raise ValueError(f"Unknown metric {metric!r}; choose kge_prime, kge, norm_kge, nse or log_nse.")
@@ -494,12 +500,14 @@ def model_runner(forcing: xr.Dataset, attrs: pd.DataFrame, space: ParameterSpace
     def run(params: np.ndarray) -> np.ndarray:
         space.validate(params.reshape(-1, params.shape[-1]))
         n = params.shape[1]
-        columns = params.reshape(-1, params.shape[-1])
-        col_basin = np.repeat(np.arange(n_basin), n)
-        flow = run_columns(columns, col_basin, inputs, spinup_years=spinup_years,
-                           snowpack=snowpack)[0]["qsim"]
-        flow = flow.reshape(n_basin, n, -1)[..., window]
-        return score(flow, qobs[:, None, :])
+        per_call = max(1, RUNNER_COLUMNS // max(n, 1))  # basins per call: the flows of all basins
+        skill = []                                      # at once would not fit in memory
+        for first in range(0, n_basin, per_call):
+            basins = np.arange(first, min(first + per_call, n_basin))
+            flow = run_columns(params[basins].reshape(-1, params.shape[-1]), np.repeat(basins, n), inputs,
+                               spinup_years=spinup_years, snowpack=snowpack)[0]["qsim"]
+            skill.append(score(flow.reshape(len(basins), n, -1)[..., window], qobs[basins, None, :]))
+        return np.concatenate(skill)
 
     fingerprint = "|".join([
         ",".join(map(str, forcing.basin.values)), metric, f"{period[0]}-{period[1]}",

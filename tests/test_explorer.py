@@ -475,21 +475,21 @@ def _drag(chromium, state, fraction: float):
     chromium.call("Input.dispatchMouseEvent", type="mouseReleased", x=x1, y=y0, button="left", clickCount=1)
 
 
-@pytest.mark.parametrize("which", ["ishigami", "teaching_model"])
-def test_explore_page_in_the_browser(which, chromium, ppe_file, toy, tmp_path):
-    """Serve an ensemble with ``emucal explore``, read the ranking, move a slider, change output."""
-    if which == "ishigami":
-        path, slider, first, second = ppe_file, "x2", "y", "z"
-        rankings = {"y": ["x1", "x2", "x3"], "z": LINEAR_RANK}  # known analytically
-    else:  # a teaching-model ensemble saved as run_ensemble writes it
-        forcing, attrs = toy
-        space = ParameterSpace.tang2025()
-        ens = ensemble.run_ensemble(sampling.sample(space, 10 * len(space), "lhs", seed=0), forcing,
-                                    attrs, periods={"all": (2002, 2004)})
-        ens["norm_kge"] = ens.norm_kge.fillna(-1)
-        path = tmp_path / "teaching.nc"
-        ens.to_netcdf(path)
-        slider, first, second, rankings = "watsat_sf", "norm_kge", "kge_prime", {}
+def test_explore_page_in_the_browser(chromium, toy, tmp_path):
+    """Serve a teaching-model ensemble with ``emucal explore``, move a slider, change the output.
+
+    The rankings of the Ishigami ensemble, known analytically, are checked on
+    the app itself (``test_ensemble_app_ranks_the_known_indices_and_switches_output``):
+    the page shows the app's widgets, so one ensemble in the browser suffices.
+    """
+    forcing, attrs = toy  # an ensemble saved as run_ensemble writes it
+    space = ParameterSpace.tang2025()
+    ens = ensemble.run_ensemble(sampling.sample(space, 10 * len(space), "lhs", seed=0), forcing,
+                                attrs, periods={"all": (2002, 2004)})
+    ens["norm_kge"] = ens.norm_kge.fillna(-1)
+    path = tmp_path / "teaching.nc"
+    ens.to_netcdf(path)
+    which, slider, first, second = "teaching_model", "watsat_sf", "norm_kge", "kge_prime"
     proc, log, url = _serve_explore(path, tmp_path, "--output", first)
     shots = ARTIFACTS / "ppe-explorer"
     try:
@@ -498,8 +498,6 @@ def test_explore_page_in_the_browser(which, chromium, ppe_file, toy, tmp_path):
                             300, "the app did not appear")
         assert not before["errors"], before["errors"]
         assert "cross-validation" in before["status"] and first in before["status"]
-        if first in rankings:
-            assert before["ranking"] == rankings[first]
         chromium.screenshot(shots / f"{which}-before.png")
         _drag(chromium, before, 0.3)
         moved = _ppe_state(chromium, slider, lambda s: s["curves"][0] != before["curves"][0]
@@ -512,8 +510,6 @@ def test_explore_page_in_the_browser(which, chromium, ppe_file, toy, tmp_path):
                            and s["indices"][0] != before["indices"][0] and s["indices"][1] > 0
                            and s["curves"][0] != moved["curves"][0] and s["map"][0] != moved["map"][0],
                            120, f"the page did not switch to {second}")
-        if second in rankings:
-            assert after["ranking"] == rankings[second]
         assert not after["errors"], after["errors"]
         chromium.screenshot(shots / f"{which}-{second}.png")
     finally:

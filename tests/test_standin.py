@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-import os
 import runpy
-import subprocess
 import sys
 from pathlib import Path
 
@@ -23,6 +21,19 @@ import pytest
 from emucal import calibrate, camels, regionalise, sampling
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _exit_of(script, *argv, capsys, monkeypatch):
+    """Run ``benchmarks/<script>`` with ``argv`` here, as ``python`` would: its exit code and stderr.
+
+    Usage errors stop a script before any work, so they are checked in this
+    process rather than in a new Python that imports torch again.
+    """
+    monkeypatch.setattr(sys, "argv", [script, *map(str, argv)])
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stopped:
+        runpy.run_path(str(BENCHMARKS / script), run_name="__main__")
+    return stopped.value.code, capsys.readouterr().err
 
 
 def _load(name):
@@ -71,7 +82,7 @@ def test_standin_reads_as_camels_with_the_paired_basins_forcing_and_the_targets_
     assert (folder / protocol.STANDIN_MARKER).read_text().startswith("STAND-IN, NOT DATA")
 
 
-def test_a_standin_refuses_a_results_csv_unless_timing(standin25, monkeypatch, tmp_path):
+def test_a_standin_refuses_a_results_csv_unless_timing(standin25, monkeypatch, tmp_path, capsys):
     folder, _ = standin25
     marker = protocol.standin_marker(folder)
     assert marker == folder / protocol.STANDIN_MARKER
@@ -86,11 +97,10 @@ def test_a_standin_refuses_a_results_csv_unless_timing(standin25, monkeypatch, t
     monkeypatch.setenv(camels.CAMELS_DIR_VARIABLE, str(tmp_path))
     assert protocol.standin_marker() is None
     # the benchmark stops before any work and writes nothing
-    env = {**os.environ, camels.CAMELS_DIR_VARIABLE: str(folder)}
-    out = subprocess.run([sys.executable, str(BENCHMARKS / "calibration_table.py"), "--basins", "25",
-                          "--csv", str(tmp_path / "results.csv")],
-                         capture_output=True, text=True, env=env, timeout=120)
-    assert out.returncode == 2 and "stand-in" in out.stderr
+    monkeypatch.setenv(camels.CAMELS_DIR_VARIABLE, str(folder))
+    code, err = _exit_of("calibration_table.py", "--basins", "25", "--csv", tmp_path / "results.csv",
+                         capsys=capsys, monkeypatch=monkeypatch)
+    assert code == 2 and "stand-in" in err
     assert not (tmp_path / "results.csv").exists()
 
 
@@ -159,12 +169,12 @@ def test_ungauged_times_each_step_of_a_basin_selection_on_a_standin(standin_n25,
     assert (checkpoints / "regionalise_rf_donors_linear_0_25basins.nc").is_file()
 
 
-def test_ungauged_refuses_a_results_csv_from_a_standin_and_a_wrong_selection(standin_n25, tmp_path):
-    for argv, message in ((["--basins", "25", "--csv", str(tmp_path / "results.csv")], "stand-in"),
+def test_ungauged_refuses_a_results_csv_from_a_standin_and_a_wrong_selection(standin_n25, tmp_path, capsys,
+                                                                            monkeypatch):
+    for argv, message in ((["--basins", "25", "--csv", tmp_path / "results.csv"], "stand-in"),
                           (["--basins", "672"], "--basins must be")):
-        out = subprocess.run([sys.executable, str(BENCHMARKS / "ungauged.py"), *argv],
-                             capture_output=True, text=True, timeout=120)
-        assert out.returncode == 2 and message in out.stderr, out.stderr
+        code, err = _exit_of("ungauged.py", *argv, capsys=capsys, monkeypatch=monkeypatch)
+        assert code == 2 and message in err, err
     assert not (tmp_path / "results.csv").exists()
 
 
@@ -177,7 +187,9 @@ def test_blocks_of_basins_give_the_same_numbers_here_and_on_a_local_cluster(stan
     step = functools.partial(protocol.tang_sse_loop, design=(16, 2, 1),
                              search=dict(popsize=8, generations=3))
     plain = step(s, 0)
-    xr.testing.assert_identical(protocol.by_blocks(step, s, 0, block_size=6), plain)
+    calls = []  # one block of all the basins is the plain run: the step called once, as it is
+    assert protocol.by_blocks(lambda *args: calls.append(args) or plain, s, 0, "p.nc", block_size=6) is plain
+    assert calls == [(s, 0, "p.nc")]
     path = tmp_path / "sse.nc"
     here = protocol.by_blocks(step, s, 0, path, block_size=2)
     assert list(here.basin.values) == list(s.ds.basin.values) and here.sizes["member"] == 18
@@ -207,7 +219,8 @@ def test_blocks_of_basins_give_the_same_numbers_here_and_on_a_local_cluster(stan
         client.close()
     from distributed import Client, LocalCluster
 
-    with LocalCluster(n_workers=1, threads_per_worker=2, dashboard_address=":0") as cluster, \
+    # a worker of two threads is refused before any block is sent (threads of this process suffice)
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0") as cluster, \
             Client(cluster) as two_threads:
         with pytest.raises(ValueError, match="one thread each"):
             protocol.by_blocks(step, s, 0, block_size=2, client=two_threads)
@@ -217,7 +230,7 @@ def test_blocks_of_basins_give_the_same_numbers_here_and_on_a_local_cluster(stan
         protocol.by_blocks(step, s, 0, block_size=0)
 
 
-def test_ungauged_by_blocks_and_its_usage_errors(standin_n25, tmp_path, monkeypatch):
+def test_ungauged_by_blocks_and_its_usage_errors(standin_n25, tmp_path, monkeypatch, capsys):
     checkpoints = tmp_path / "checkpoints"
     _ungauged(monkeypatch, "--basins", "25", "--seeds", "0", "--timing", "--block-size", "10",
               "--checkpoints", checkpoints)
@@ -226,9 +239,8 @@ def test_ungauged_by_blocks_and_its_usage_errors(standin_n25, tmp_path, monkeypa
     for argv, message in ((["--workers", "2"], "give --block-size too"),
                           (["--block-size", "0"], "--block-size must be a positive"),
                           (["--block-size", "5", "--workers", "2", "--scheduler", "tcp://x:1"], "not both")):
-        out = subprocess.run([sys.executable, str(BENCHMARKS / "ungauged.py"), "--basins", "25", *argv],
-                             capture_output=True, text=True, timeout=120)
-        assert out.returncode == 2 and message in out.stderr, out.stderr
+        code, err = _exit_of("ungauged.py", "--basins", "25", *argv, capsys=capsys, monkeypatch=monkeypatch)
+        assert code == 2 and message in err, err
 
 
 def test_benchmarks_that_can_start_a_local_cluster_run_only_as_scripts():
@@ -272,7 +284,6 @@ def test_large_sample_times_each_step_and_keeps_the_rows_of_other_basin_counts(s
                       mine.seconds[protocol_steps].sum() - mine.seconds["ensemble of 16 runs"])
 
 
-def test_large_sample_refuses_the_teaching_sample(tmp_path):
-    out = subprocess.run([sys.executable, str(BENCHMARKS / "large_sample.py"), "--basins", "sample"],
-                         capture_output=True, text=True, timeout=120)
-    assert out.returncode == 2 and "give a number of basins" in out.stderr, out.stderr
+def test_large_sample_refuses_the_teaching_sample(capsys, monkeypatch):
+    code, err = _exit_of("large_sample.py", "--basins", "sample", capsys=capsys, monkeypatch=monkeypatch)
+    assert code == 2 and "give a number of basins" in err, err

@@ -36,9 +36,10 @@ Prints, per row, the mean and standard deviation over seeds of the median
 KGE' (calibration, validation), the basins better than default, Tang et al.'s
 CTSM medians beside (one column per experiment design, ``TANG``), the run time
 of each step, and writes every number to a
-CSV file (``--csv``). Per seed, each row's difference from DDS 350 also gets a
-90% interval from resampling the 19 basins (bootstrap): how much one seed's
-median over 19 basins can tell.
+CSV file (``--csv``). Per seed, each row's median and its difference from DDS
+350 also get a 90% interval from resampling the basins (bootstrap): how much
+one seed's median over 19 basins can tell, and what to compare with Tang et
+al.'s medians over 627 basins.
 
 Run: python benchmarks/calibration_table.py [--seeds 0,1,2,3,4] [--scale linear|log]
      [--checkpoints DIR] [--csv FILE] [--skip-hierarchical]
@@ -237,9 +238,11 @@ def main():
         # with replacement (the same resamples for every row), 5% and 95% of the differences
         resample = np.random.default_rng(seed).integers(n_basin, size=(N_RESAMPLE, n_basin))
 
-        def interval(skill, reference):
-            diff = np.nanmedian(skill[resample], axis=1) - np.nanmedian(reference[resample], axis=1)
-            return np.nanpercentile(diff, [5, 95])
+        def interval(skill, reference=None):  # of the median, or of its difference from reference's
+            medians = np.nanmedian(skill[resample], axis=1)
+            if reference is not None:
+                medians = medians - np.nanmedian(reference[resample], axis=1)
+            return np.nanpercentile(medians, [5, 95])
 
         for name, sets in rows.items():
             cal = run(sets[:, None, :])[:, 0]
@@ -248,6 +251,9 @@ def main():
             # paired, basin by basin: a median of medians hides which method wins where
             records.append({"seed": seed, "row": name, "median KGE' cal": np.nanmedian(cal),
                             "median KGE' val": np.nanmedian(val),
+                            **{f"median KGE' {period}, {q}": bound
+                               for period, skill in (("cal", cal), ("val", val))
+                               for q, bound in zip(("5%", "95%"), interval(skill))},
                             "basins better than default": int(np.sum(cal > default_cal)),
                             "basins better than DDS 350": int(np.sum(cal > dds_cal)),
                             "median difference from DDS 350, cal": float(np.nanmedian(cal - dds_cal)),
@@ -266,6 +272,9 @@ def main():
                                                "median difference from DDS 350, cal",
                                                "median difference from DDS 350, val"]].agg(["mean", "min"])
     summary = summary.loc[order]
+    for q in ("5%", "95%"):  # the interval over basins of one seed's median, averaged over seeds
+        summary[("median KGE' cal", f"{q}, basins")] = table.groupby("row", sort=False)[
+            f"median KGE' cal, {q}"].mean().loc[order]
     for design, medians in TANG.items():  # a number only where the row reads the same way
         summary[(f"Tang et al. CTSM, {design}", "627 basins")] = [medians.get(r, np.nan) for r in order]
     pd.set_option("display.width", 200)

@@ -196,6 +196,14 @@ def test_model_runner_runs_whole_basins_a_bounded_number_of_runs_at_a_time(toy, 
         calls.append(np.unique(col_basin).tolist())
         return model.run_columns(columns, col_basin, *args, **kwargs)
 
+    # runs that fit in one call reach the model as views of the caller's array, as before the
+    # calls were bounded: a copy changes numpy's sums in the last digits, and every number with them
+    seen = []
+    monkeypatch.setattr(ensemble, "run_columns", lambda columns, *a, **k: seen.append(columns)
+                        or model.run_columns(columns, *a, **k))
+    contiguous = np.ascontiguousarray(params)
+    np.testing.assert_array_equal(run(contiguous), at_once)
+    assert len(seen) == 1 and np.shares_memory(seen[0], contiguous)
     monkeypatch.setattr(ensemble, "run_columns", counted)
     monkeypatch.setattr(ensemble, "RUNNER_COLUMNS", 5)  # room for one basin of 4 runs per call
     np.testing.assert_allclose(run(params), at_once, rtol=1e-12)  # numpy's sums see another shape

@@ -482,10 +482,10 @@ def model_runner(forcing: xr.Dataset, attrs: pd.DataFrame, space: ParameterSpace
         fingerprint of the forcing, flow, metric and period. The inputs are
         prepared once, so a call costs only the runs. The model gets
         :data:`RUNNER_COLUMNS` runs at a time (whole basins), so that the memory
-        of a call stays bounded however many basins it runs. The skill is that
-        of one call with every run up to the last digits (numpy's sums depend
-        on the shape of an array); the 19 sample basins go in one call up to
-        431 runs each.
+        of a call stays bounded however many basins it runs. Runs that fit in
+        one call (the 19 sample basins up to 431 runs each) give the skill of
+        one call bit for bit; more give it up to the last digits (numpy's sums
+        depend on the shape of an array).
     """
     if metric not in ("kge_prime", "kge", "norm_kge", "nse", "log_nse"):
         raise ValueError(f"Unknown metric {metric!r}; choose kge_prime, kge, norm_kge, nse or log_nse.")
@@ -503,10 +503,12 @@ def model_runner(forcing: xr.Dataset, attrs: pd.DataFrame, space: ParameterSpace
         per_call = max(1, RUNNER_COLUMNS // max(n, 1))  # basins per call: the flows of all basins
         skill = []                                      # at once would not fit in memory
         for first in range(0, n_basin, per_call):
-            basins = np.arange(first, min(first + per_call, n_basin))
-            flow = run_columns(params[basins].reshape(-1, params.shape[-1]), np.repeat(basins, n), inputs,
+            # a slice, not a list of basins: views, as one call takes them, give the same sums
+            basins = slice(first, min(first + per_call, n_basin))
+            flow = run_columns(params[basins].reshape(-1, params.shape[-1]),
+                               np.repeat(np.arange(n_basin)[basins], n), inputs,
                                spinup_years=spinup_years, snowpack=snowpack)[0]["qsim"]
-            skill.append(score(flow.reshape(len(basins), n, -1)[..., window], qobs[basins, None, :]))
+            skill.append(score(flow.reshape(-1, n, flow.shape[-1])[..., window], qobs[basins, None, :]))
         return np.concatenate(skill)
 
     fingerprint = "|".join([

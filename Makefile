@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 # take the CPU build of PyTorch. Leave it empty to let pip choose.
 TORCH_SPEC ?=
 
-.PHONY: env book test explorer clean
+.PHONY: env book test unit explorer clean
 
 env: $(VENV)/.installed
 
@@ -23,9 +23,13 @@ book: env
 	@echo "The book is in $(CURDIR)/_build/html/index.html"
 
 # Unit tests, every notebook of _toc.yml with papermill, and a strict book build
-# (-W --keep-going), all in FAST mode.
-test: env
-	EMUCAL_FAST=1 $(BIN)/python -m pytest -ra tests
+# (-W --keep-going), all in FAST mode. The unit tests run on one pytest-xdist worker
+# per CPU (one thread each, tests/conftest.py); the notebooks and the book after them.
+test: unit
+	EMUCAL_FAST=1 $(BIN)/python -m pytest -ra -m "notebooks or book" tests
+
+unit: env
+	EMUCAL_FAST=1 $(BIN)/python -m pytest -ra -n auto -m "not notebooks and not book" tests
 
 # The sensitivity explorer of chapter 8 as a standalone web page (Voila), on this machine.
 explorer: env

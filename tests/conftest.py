@@ -36,6 +36,18 @@ SHARED_MIRROR = SHARED / "data" / "camels-mirror"
 NATURAL_EARTH = SHARED / "data" / "natural_earth"
 
 
+def pytest_xdist_auto_num_workers(config):
+    """``pytest -n auto`` (``make test``'s unit tests): one worker per CPU of the quota, not per CPU seen."""
+    return emucal.usable_cpus()
+
+
+def pytest_configure(config):
+    """A worker of ``pytest -n`` runs on one thread (unless EMUCAL_THREADS says otherwise): workers
+    that each took every CPU would fight over them, and PyTorch's threads slow down many times so."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ.setdefault("EMUCAL_THREADS", "1")
+
+
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     requests_seen: list[str]
 

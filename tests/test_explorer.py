@@ -521,26 +521,6 @@ def test_explore_page_in_the_browser(chromium, toy, tmp_path):
         log.close()
 
 
-def test_the_binder_page_of_the_ensemble_explorer_runs(shared_mirror_url, real_cache, tmp_path):
-    """book/ensemble_explorer.ipynb (chapter 8's Binder link) in FAST mode: the app is its output."""
-    import nbformat
-    import papermill
-
-    env = {"EMUCAL_MIRROR": shared_mirror_url, "EMUCAL_DATA_DIR": str(real_cache), "EMUCAL_FAST": "1"}
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        papermill.execute_notebook(str(REPO / "book" / "ensemble_explorer.ipynb"),
-                                   str(tmp_path / "out.ipynb"), parameters={"FAST": True},
-                                   cwd=str(tmp_path), kernel_name="python3", progress_bar=False)
-    finally:
-        for k, v in old.items():
-            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
-    last = nbformat.read(tmp_path / "out.ipynb", as_version=4).cells[-1]
-    bundles = [o.get("data", {}) for o in last.outputs]
-    assert any("application/vnd.jupyter.widget-view+json" in b for b in bundles)
-
-
 def test_explore_selects_a_date_as_typed(ppe_file, tmp_path, capsys):
     import xarray as xr
 

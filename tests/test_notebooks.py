@@ -76,3 +76,17 @@ def test_notebook_runs_in_fast_mode(notebook, tmp_path, monkeypatch, request):
     executed = nbformat.read(out.with_suffix(".ipynb"), as_version=4)
     errors = [o for c in executed.cells for o in c.get("outputs", []) if o.output_type == "error"]
     assert not errors
+
+
+@pytest.mark.notebooks
+def test_the_binder_page_of_the_ensemble_explorer_runs(shared_mirror_url, tmp_path, monkeypatch):
+    """book/ensemble_explorer.ipynb (chapter 8's Binder link, outside _toc.yml) in FAST mode: its last
+    cell shows the app. book/explorer.ipynb, the other page, runs in Voila in test_explorer.py."""
+    monkeypatch.setenv("EMUCAL_MIRROR", shared_mirror_url)
+    monkeypatch.setenv("EMUCAL_DATA_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("EMUCAL_FAST", "1")
+    papermill.execute_notebook(str(REPO / "book" / "ensemble_explorer.ipynb"), str(tmp_path / "out.ipynb"),
+                               parameters={"FAST": True}, cwd=str(tmp_path), kernel_name="python3",
+                               progress_bar=False)
+    last = nbformat.read(tmp_path / "out.ipynb", as_version=4).cells[-1]
+    assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in last.outputs)

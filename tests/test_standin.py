@@ -179,27 +179,30 @@ def test_ungauged_refuses_a_results_csv_from_a_standin_and_a_wrong_selection(sta
 
 
 def test_blocks_of_basins_give_the_same_numbers_here_and_on_a_local_cluster(standin_n25, tmp_path):
-    """protocol.by_blocks: Tang et al.'s SSE loop (a tiny design) and DDS by blocks of 2 of 6 basins,
-    one after the other and as tasks of a dask LocalCluster, bit for bit; one block is the plain run."""
+    """protocol.by_blocks: Tang et al.'s SSE loop (a tiny design), Thompson's loop and DDS by blocks
+    of 2 of 4 basins, one after the other and as tasks of a dask LocalCluster, bit for bit; one
+    block is the plain run."""
     import xarray as xr
 
-    s = protocol.setting(basins=protocol.basin_selection("25")[:6])  # 3 blocks of 2
+    s = protocol.setting(basins=protocol.basin_selection("25")[:4])  # 2 blocks of 2
     step = functools.partial(protocol.tang_sse_loop, design=(16, 2, 1),
                              search=dict(popsize=8, generations=3))
-    plain = step(s, 0)
-    calls = []  # one block of all the basins is the plain run: the step called once, as it is
-    assert protocol.by_blocks(lambda *args: calls.append(args) or plain, s, 0, "p.nc", block_size=6) is plain
+    calls, plain = [], object()  # one block of all the basins is the plain run: the step called once
+    assert protocol.by_blocks(lambda *args: calls.append(args) or plain, s, 0, "p.nc", block_size=4) is plain
     assert calls == [(s, 0, "p.nc")]
     path = tmp_path / "sse.nc"
     here = protocol.by_blocks(step, s, 0, path, block_size=2)
     assert list(here.basin.values) == list(s.ds.basin.values) and here.sizes["member"] == 18
-    assert sorted(p.name for p in tmp_path.glob("sse_block*.nc")) == [
-        "sse_block0.nc", "sse_block1.nc", "sse_block2.nc"]
-    # block k runs with its own seed: block 0 starts from the plain run's initial design, block 1
-    # from another (the later runs differ in every block: the searches draw for a block's basins)
-    initial = plain.params.values[:, :16]
-    np.testing.assert_array_equal(here.params.values[:2, :16], initial[:2])
-    assert not np.array_equal(here.params.values[2:4, :16], initial[2:4])
+    assert sorted(p.name for p in tmp_path.glob("sse_block*.nc")) == ["sse_block0.nc", "sse_block1.nc"]
+    # block k runs with its own seed: block 0 starts from the initial design of seed 0 (the plain
+    # run's), block 1 from the design of seed 0 + BLOCK_SEED (and searches with that seed); the
+    # design leaves NaN where each basin's own value goes
+    for k, block in enumerate((here.isel(basin=slice(0, 2)), here.isel(basin=slice(2, 4)))):
+        design = sampling.sample(s.space, 16, "lhs", seed=protocol.BLOCK_SEED * k)
+        drawn = np.isfinite(design)
+        assert drawn.sum() > 16 * (len(s.space) - 2)
+        for runs in block.params.values[:, :16]:
+            np.testing.assert_array_equal(runs[drawn], design[drawn])
     client = protocol.dask_client(workers=2)
     try:
         from distributed import get_task_stream
@@ -207,7 +210,7 @@ def test_blocks_of_basins_give_the_same_numbers_here_and_on_a_local_cluster(stan
         assert len(client.scheduler_info()["workers"]) == 2
         with get_task_stream(client) as tasks:
             xr.testing.assert_identical(protocol.by_blocks(step, s, 0, block_size=2, client=client), here)
-        assert len(tasks.data) == 3  # the three blocks ran on the workers
+        assert len(tasks.data) == 2  # the two blocks ran on the workers
         thompson = functools.partial(protocol.thompson_loop, design=(8, 2, 2), n_local=None,
                                      n_candidates=64)
         xr.testing.assert_identical(protocol.by_blocks(thompson, s, 1, block_size=2, client=client),

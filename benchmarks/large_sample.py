@@ -112,7 +112,9 @@ def main():
     table.loc[len(table)] = {"step": "whole protocol", "seconds": total,
                              "peak MB": table["peak MB"][protocol_steps].max()}
     print(f"\n{n_basin} basins, seed {seed}, {threads.threads} thread(s)"
-          + (f", blocks of {args.block_size} on {args.workers or 'a'} worker(s)" if args.block_size else "")
+          + (f", blocks of {args.block_size} " + (f"on {args.workers} worker(s)" if args.workers else
+                                                   "on a cluster" if args.scheduler else "one after another")
+             if args.block_size else "")
           + f":\n{table.round(1).to_string(index=False)}")
     if standin is not None:
         print(f"STAND-IN data ({standin}): the times are real; no skill is reported.")

@@ -55,7 +55,8 @@ written.
 loop, the Thompson SSE loop, DDS) by blocks of B basins (``protocol.by_blocks``: block k with seed + 7919 k),
 one after the other or on a dask cluster (``--workers W`` on this machine,
 ``--scheduler ADDR`` for one started elsewhere, such as dask-jobqueue's), with the
-same numbers either way; the other steps need every basin at once and run here.
+same numbers either way on the same threads (W workers share this process's threads,
+so match them with ``EMUCAL_THREADS``); the other steps need every basin at once and run here.
 With --checkpoints, every loop saves its progress in DIR, and running the same
 command again after an interruption resumes the protocol where it stopped
 (DDS, 71 s for 3,500 runs per basin, and the regionalisation run again).

@@ -31,8 +31,11 @@ sparse GP, all runs`` (``emulators.SparseGPEmulator`` with its defaults).
 Each step's wall time and the peak resident memory of this process during it
 go to ``--csv``; a CSV that exists keeps its rows of other basin counts (rows
 of the same count are replaced), so that one command per count builds the
-table of the "Measured performance" page. With ``--workers`` the peak
-memory is this process's only, not the workers'.
+table of the "Measured performance" page. With ``--workers W`` the blocks run
+on a dask ``LocalCluster`` of W one-task workers that share this process's
+threads (``threads`` in the CSV; W workers of ``threads // W`` each), while
+this process keeps them all for the LSE loop and the regionalisation; the
+peak memory is then this process's only, not the workers'.
 
 The basins are ``--basins N`` of the 671 at random (``protocol.SUBSET_SEED``:
 the 19 of a 100-basin run are not nested in it) from the CAMELS-US copy named
@@ -45,6 +48,7 @@ Run: python benchmarks/large_sample.py --basins N [--seed 0] [--csv FILE]
 
 import argparse
 import functools
+import os
 import platform
 import time
 from datetime import datetime, timezone
@@ -119,7 +123,9 @@ def main():
     if standin is not None:
         print(f"STAND-IN data ({standin}): the times are real; no skill is reported.")
     if args.csv is not None:
-        command = " ".join(["python benchmarks/large_sample.py", f"--basins {args.basins}", f"--seed {seed}"]
+        threads_set = os.environ.get(emucal.THREADS_VARIABLE)
+        command = " ".join(([f"{emucal.THREADS_VARIABLE}={threads_set}"] if threads_set else [])
+                           + ["python benchmarks/large_sample.py", f"--basins {args.basins}", f"--seed {seed}"]
                            + ([f"--block-size {args.block_size}"] if args.block_size else [])
                            + ([f"--workers {args.workers}"] if args.workers else []))
         table = table.assign(

@@ -187,7 +187,8 @@ def _run_block(step, ds, attrs, space, seed, checkpoint, threads):
     return step(setting_of(ds, attrs, space), seed, checkpoint)
 
 
-def by_blocks(step, s: SimpleNamespace, seed: int, checkpoint=None, *, block_size=None, client=None):
+def by_blocks(step, s: SimpleNamespace, seed: int, checkpoint=None, *, block_size=None, client=None,
+              threads=None):
     """A ``step`` whose basins are independent, run by blocks of basins; one result for all.
 
     ``step(setting, seed, checkpoint)`` returns a Dataset over ``basin``, such as
@@ -201,12 +202,12 @@ def by_blocks(step, s: SimpleNamespace, seed: int, checkpoint=None, *, block_siz
     A block is the unit of work of a cluster and bounds the memory of the
     batched emulators. The blocks run one after the other here, or as tasks of a
     dask ``client`` (:func:`dask_client`: a ``LocalCluster``, or workers that
-    dask-jobqueue started on a cluster), each on as many threads as this
-    process: on the same kind of machine, with the same libraries, the same
-    blocks give the same numbers, bit for bit, wherever they run. The client's
-    workers must run one task at a time (one thread each): a fit sets
-    process-wide state (torch's seed and default dtype) that two tasks of one
-    process would share.
+    dask-jobqueue started on a cluster), each on ``threads`` threads (``None``:
+    as many as this process): on the same kind of machine, with the same
+    libraries, the same blocks on the same threads give the same numbers, bit
+    for bit, wherever they run. The client's workers must run one task at a
+    time (one thread each): a fit sets process-wide state (torch's seed and
+    default dtype) that two tasks of one process would share.
     """
     if block_size is not None and block_size < 1:
         raise ValueError(f"block_size must be a positive number of basins, not {block_size}.")
@@ -224,7 +225,7 @@ def by_blocks(step, s: SimpleNamespace, seed: int, checkpoint=None, *, block_siz
     if client is None:
         parts = [_run_block(step, ds, s.attrs, s.space, k_seed, path, None) for ds, k_seed, path in blocks]
     else:
-        threads = emucal.size_thread_pools().threads
+        threads = threads or emucal.size_thread_pools().threads
         parts = client.gather([client.submit(_run_block, step, ds, s.attrs, s.space, k_seed, path,
                                              threads, pure=False) for ds, k_seed, path in blocks])
     return xr.concat(parts, dim="basin", data_vars="minimal", coords="minimal", compat="override",
@@ -237,7 +238,8 @@ def add_block_arguments(parser) -> None:
                         help="run the per-basin steps (the SSE loops, DDS) by blocks of this "
                              "many basins (default: one block); block k gets seed + 7919 k")
     parser.add_argument("--workers", type=int, default=None,
-                        help="run the blocks on a dask LocalCluster of this many worker processes")
+                        help="run the blocks on a dask LocalCluster of this many worker processes, "
+                             "which share this process's threads")
     parser.add_argument("--scheduler", default=None,
                         help="run the blocks on the dask scheduler at this address (for example "
                              "dask-jobqueue's cluster.scheduler_address)")
@@ -253,14 +255,20 @@ def block_options(args, parser) -> dict:
         parser.error("--workers and --scheduler run blocks of basins: give --block-size too.")
     if args.workers is not None and args.scheduler is not None:
         parser.error("give --workers (a cluster on this machine) or --scheduler, not both.")
+    threads = None  # --scheduler: the blocks on this process's threads, as the jobs should book
     if args.workers is not None:
-        threads, cpus = emucal.size_thread_pools().threads, emucal.usable_cpus()
-        if args.workers * threads > cpus:
-            print(f"--workers {args.workers}: each worker runs its blocks on {threads} threads, as "
-                  f"this process does (so that the numbers are those of the blocks run here), "
-                  f"{args.workers * threads} threads on {cpus} CPUs; set EMUCAL_THREADS="
-                  f"{max(1, cpus // args.workers)} to avoid that.", flush=True)
-    return dict(block_size=args.block_size, client=dask_client(args.workers, args.scheduler))
+        # the workers share this process's threads; this process keeps them for the steps that
+        # need every basin at once (the LSE loop, the regionalisation), while the workers wait
+        threads = max(1, emucal.size_thread_pools().threads // args.workers)
+        print(f"--workers {args.workers}: each worker runs its blocks on {threads} thread(s); the "
+              f"blocks run here with EMUCAL_THREADS={threads} give the same numbers.", flush=True)
+    return dict(block_size=args.block_size, client=dask_client(args.workers, args.scheduler),
+                threads=threads)
+
+
+#: dask settings of :func:`dask_client`'s workers: no trim threshold, no profiler (see there)
+WORKER_CONFIG = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+                 "distributed.worker.profile.enabled": False}
 
 
 def dask_client(workers: int | None = None, scheduler: str | None = None):
@@ -271,14 +279,31 @@ def dask_client(workers: int | None = None, scheduler: str | None = None):
     workers import ``protocol`` and ``variants`` from this folder: it is put on
     the path of the workers there now; workers that join later need it on their
     ``PYTHONPATH`` (a line ``export PYTHONPATH=...`` in the job script).
+
+    The ``LocalCluster``'s workers start without two dask defaults that slow
+    the GP fits down (:data:`WORKER_CONFIG`): the ``MALLOC_TRIM_THRESHOLD_``
+    that the nanny sets (``distributed.nanny.pre-spawn-environ``) and the
+    workers' statistical profiler, which samples the running task's stack
+    every 10 ms. Setting ``MALLOC_TRIM_THRESHOLD_`` at all fixes glibc's
+    threshold for serving memory by ``mmap`` at 128 kB (``mallopt(3)``), so every
+    GP kernel matrix of a fit is mapped, touched page by page and unmapped
+    again. Tang et al.'s SSE loop on 8 stand-in basins, in two blocks on two
+    one-thread workers, on 2 cores: 107 s with both defaults (a third of it in
+    the kernel), 64 s without the variable, 55 s without the profiler too, the
+    same numbers each time (82 s in one process on two threads). Workers of a
+    ``scheduler`` read their own configuration (see the cluster appendix).
     """
     if workers is None and scheduler is None:
         return None
+    import dask
     from distributed import Client, LocalCluster
 
-    client = (Client(scheduler) if scheduler is not None else
-              Client(LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                  dashboard_address=":0")))
+    if scheduler is not None:
+        client = Client(scheduler)
+    else:
+        with dask.config.set(WORKER_CONFIG):
+            client = Client(LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                         dashboard_address=":0"))
     # exec of a statement: a pickled sys.path.insert would insert into a copy of this process's path
     client.run(exec, f"import sys; sys.path.insert(0, {str(Path(__file__).resolve().parent)!r})", {})
     return client

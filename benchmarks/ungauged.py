@@ -57,7 +57,8 @@ and writes them to ``--csv`` instead of the results; from a stand-in
 (``benchmarks/standin.py``) that is the only CSV written.
 ``--block-size`` runs the SSE loop by blocks of basins (``protocol.by_blocks``),
 here or on a dask cluster (``--workers`` on this machine, ``--scheduler`` for
-one started elsewhere, such as dask-jobqueue's), with the same numbers either way;
+one started elsewhere, such as dask-jobqueue's), with the same numbers either way on
+the same threads (W workers share this process's threads);
 the peak memory that ``--timing`` records is then this process's only, not the workers'.
 """
 

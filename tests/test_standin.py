@@ -9,6 +9,7 @@ results from it unless they are asked for run times.
 from __future__ import annotations
 
 import functools
+import os
 import importlib.util
 import runpy
 import sys
@@ -178,7 +179,15 @@ def test_ungauged_refuses_a_results_csv_from_a_standin_and_a_wrong_selection(sta
     assert not (tmp_path / "results.csv").exists()
 
 
-def test_blocks_of_basins_give_the_same_numbers_here_and_on_a_local_cluster(standin_n25, tmp_path):
+def _dask_setting(key):
+    """A dask setting where this runs (a worker)."""
+    import dask
+
+    return dask.config.get(key)
+
+
+def test_blocks_of_basins_give_the_same_numbers_here_and_on_a_local_cluster(standin_n25, tmp_path,
+                                                                            monkeypatch):
     """protocol.by_blocks: Tang et al.'s SSE loop (a tiny design), Thompson's loop and DDS by blocks
     of 2 of 4 basins, one after the other and as tasks of a dask LocalCluster, bit for bit; one
     block is the plain run."""
@@ -203,11 +212,17 @@ def test_blocks_of_basins_give_the_same_numbers_here_and_on_a_local_cluster(stan
         assert drawn.sum() > 16 * (len(s.space) - 2)
         for runs in block.params.values[:, :16]:
             np.testing.assert_array_equal(runs[drawn], design[drawn])
+    # a nanny that started a worker in this process before left dask's MALLOC_TRIM_THRESHOLD_ here
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
     client = protocol.dask_client(workers=2)
     try:
         from distributed import get_task_stream
 
         assert len(client.scheduler_info()["workers"]) == 2
+        # without dask's default trim threshold (glibc then maps every GP kernel matrix anew) and
+        # without its profiler
+        assert set(client.run(os.getenv, "MALLOC_TRIM_THRESHOLD_").values()) == {None}
+        assert set(client.run(_dask_setting, "distributed.worker.profile.enabled").values()) == {False}
         with get_task_stream(client) as tasks:
             xr.testing.assert_identical(protocol.by_blocks(step, s, 0, block_size=2, client=client), here)
         assert len(tasks.data) == 2  # the two blocks ran on the workers
@@ -231,6 +246,27 @@ def test_blocks_of_basins_give_the_same_numbers_here_and_on_a_local_cluster(stan
     xr.testing.assert_identical(protocol.by_blocks(step, s, 0, path, block_size=2), here)
     with pytest.raises(ValueError, match="block_size must be a positive"):
         protocol.by_blocks(step, s, 0, block_size=0)
+
+
+def test_local_cluster_workers_share_this_process_threads(monkeypatch, capsys):
+    """--workers W: each worker runs its blocks on this process's threads // W (at least 1), and
+    this process keeps its own for the steps that need every basin; --scheduler: its threads."""
+    import argparse
+
+    import emucal
+
+    parser = argparse.ArgumentParser()
+    protocol.add_block_arguments(parser)
+    monkeypatch.setattr(protocol, "dask_client", lambda workers, scheduler: (workers, scheduler))
+    threads = emucal.size_thread_pools().threads
+    for workers in (1, 2, threads + 1):
+        options = protocol.block_options(parser.parse_args(["--block-size", "5", "--workers", str(workers)]),
+                                         parser)
+        assert options == dict(block_size=5, client=(workers, None), threads=max(1, threads // workers))
+        assert f"EMUCAL_THREADS={options['threads']} give the same numbers" in capsys.readouterr().out
+    assert emucal.size_thread_pools().threads == threads  # this process keeps its threads
+    options = protocol.block_options(parser.parse_args(["--block-size", "5", "--scheduler", "tcp://x:1"]), parser)
+    assert options == dict(block_size=5, client=(None, "tcp://x:1"), threads=None)
 
 
 def test_ungauged_by_blocks_and_its_usage_errors(standin_n25, tmp_path, monkeypatch, capsys):

@@ -226,8 +226,10 @@ def by_blocks(step, s: SimpleNamespace, seed: int, checkpoint=None, *, block_siz
         parts = [_run_block(step, ds, s.attrs, s.space, k_seed, path, None) for ds, k_seed, path in blocks]
     else:
         threads = threads or emucal.size_thread_pools().threads
+        data = client.scatter([ds for ds, _, _ in blocks])  # each block's forcing as data, not in the graph
         parts = client.gather([client.submit(_run_block, step, ds, s.attrs, s.space, k_seed, path,
-                                             threads, pure=False) for ds, k_seed, path in blocks])
+                                             threads, pure=False)
+                               for ds, (_, k_seed, path) in zip(data, blocks)])
     return xr.concat(parts, dim="basin", data_vars="minimal", coords="minimal", compat="override",
                      join="override", combine_attrs="drop")  # a block's checkpoint settings
 

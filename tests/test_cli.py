@@ -295,13 +295,15 @@ def test_mirror_natural_earth_is_a_ready_cartopy_data_dir(synthetic, cartopy_off
         for category, name in plotting.NATURAL_EARTH_FEATURES:
             found = Path(shapereader.natural_earth(resolution, category, name))
             assert found.is_relative_to(data_dir)
-    ax = plotting.basin_map([-70.0, -100.0], [45.0, 40.0])
+    ax = plotting.basin_map(pd.DataFrame({"gauge_lon": [-70.0, -100.0], "gauge_lat": [45.0, 40.0]},
+                                         index=["01013500", "08013000"]), labels=True)
+    assert sorted(t.get_text() for t in ax.texts) == ["01013500", "08013000"]
     ax.figure.canvas.draw()  # reads the shapefiles; a missing one would try to download and fail
     plt.close(ax.figure)
     # colour map through the scatter keywords, sizes spread over SIZE_RANGE, 50m on request
     monkeypatch.setattr(plotting, "MAP_RESOLUTION", "50m")
-    ax = plotting.basin_map([-70.0, -100.0, -90.0], [45.0, 40.0, 35.0], color=[0.1, 0.5, 0.9],
-                            size=[10.0, 20.0, 30.0], cmap="RdBu")
+    three = pd.DataFrame({"gauge_lon": [-70.0, -100.0, -90.0], "gauge_lat": [45.0, 40.0, 35.0]})
+    ax = plotting.basin_map(three, color=[0.1, 0.5, 0.9], size=[10.0, 20.0, 30.0], cmap="RdBu")
     points = next(c for c in ax.collections if len(c.get_offsets()) == 3)
     assert points.get_cmap().name == "RdBu"
     np.testing.assert_allclose(points.get_sizes(), [plotting.SIZE_RANGE[0], np.mean(plotting.SIZE_RANGE),
@@ -309,7 +311,10 @@ def test_mirror_natural_earth_is_a_ready_cartopy_data_dir(synthetic, cartopy_off
     plt.close(ax.figure)  # not drawn: the loop above found its 50m layers in the folder
     monkeypatch.setattr(plotting, "MAP_RESOLUTION", "10m")
     with pytest.raises(ValueError, match="MAP_RESOLUTION must be one of"):
-        plotting.basin_map([-70.0], [45.0])
+        plotting.basin_map(three)
+    monkeypatch.setattr(plotting, "MAP_RESOLUTION", "110m")
+    with pytest.raises(ValueError, match="gauge_lon and gauge_lat"):
+        plotting.basin_map(three.rename(columns={"gauge_lat": "lat"}))
 
 
 def test_mirror_natural_earth_missing_without_network_is_explained(synthetic, cartopy_offline,

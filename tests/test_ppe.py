@@ -55,7 +55,7 @@ def fitted(ppe):
 
 def test_a_ppe_file_keeps_its_parameter_space(ppe):
     assert sensitivity.check_ensemble(ppe) == ["y"]
-    space = sensitivity.space_of(ppe)
+    space = ParameterSpace.from_dataset(ppe)
     assert space.names == SPACE.names and space["x2"].units == "rad" and not space.log.any()
     np.testing.assert_allclose([space.lower, space.upper], [SPACE.lower, SPACE.upper])
 
@@ -141,7 +141,7 @@ def test_run_ensemble_output_is_an_ensemble(toy):
     # its only fault: 7 runs are too few to emulate 16 parameters
     with pytest.raises(ValueError, match=r"emulated:\n- 7 members for 16 parameters[^\n]*$"):
         sensitivity.check_ensemble(ens)
-    back = sensitivity.space_of(ens)
+    back = ParameterSpace.from_dataset(ens)
     assert back.names == space.names and [p.units for p in back] == [p.units for p in space]
     np.testing.assert_array_equal([back.lower, back.upper, back.defaults, back.log],
                                   [space.lower, space.upper, space.defaults, space.log])

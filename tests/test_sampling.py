@@ -15,12 +15,22 @@ import pytest  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from emucal import plotting, sampling  # noqa: E402
-from emucal.parameters import ParameterSpace  # noqa: E402
+from emucal.parameters import Parameter, ParameterSpace  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def space():
     return ParameterSpace.tang2025()
+
+
+def _cube(d: int) -> ParameterSpace:
+    """d parameters with range [0, 1]: parameter values are unit-cube coordinates."""
+    return ParameterSpace([Parameter(f"x{i}", 0.5, 0.0, 1.0) for i in range(d)])
+
+
+def _unit(d: int, n: int, method: str, seed: int) -> np.ndarray:
+    """A design of n points in the unit cube (no default row)."""
+    return sampling.sample(_cube(d), n, method, seed=seed, include_default=False)
 
 
 def _is_one_per_stratum(column: np.ndarray) -> bool:
@@ -44,9 +54,9 @@ def test_shape_bounds_and_default(space, method, include_default):
     assert not np.any(np.all(np.isclose(x[1:], space.defaults), axis=1))
 
 
-def test_sample_unit_shape_and_range():
+def test_unit_design_shape_and_range():
     for method in sampling.METHODS:
-        u = sampling.sample_unit(5, 16, method, seed=3)
+        u = _unit(5, 16, method, seed=3)
         assert u.shape == (16, 5)
         assert np.all((u >= 0) & (u < 1))
 
@@ -71,10 +81,9 @@ def test_methods_differ(space):
 
 
 # ------------------------------------------------------------ LHS property
-@pytest.mark.parametrize("optimization", ["random-cd", None])
-def test_lhs_one_point_per_stratum_in_unit_space(optimization):
+def test_lhs_one_point_per_stratum_in_unit_space():
     n = 40
-    u = sampling.sample_unit(6, n, "lhs", seed=5, optimization=optimization)
+    u = _unit(6, n, "lhs", seed=5)
     for j in range(u.shape[1]):
         assert _is_one_per_stratum(u[:, j]), f"column {j} is not a Latin hypercube"
 
@@ -91,13 +100,13 @@ def test_lhs_property_after_mapping_to_parameters(space, include_default):
 
 def test_random_design_is_not_a_latin_hypercube():
     # guards the check above: it can fail (plain random points break it)
-    u = sampling.sample_unit(6, 40, "random", seed=5)
+    u = _unit(6, 40, "random", seed=5)
     assert not all(_is_one_per_stratum(u[:, j]) for j in range(6))
 
 
 def test_sobol_power_of_two_is_balanced():
     # 2**m scrambled Sobol' points: every one of the 2**m strata of each axis holds one point
-    u = sampling.sample_unit(4, 64, "sobol", seed=9)
+    u = _unit(4, 64, "sobol", seed=9)
     for j in range(4):
         assert _is_one_per_stratum(u[:, j])
 
@@ -126,32 +135,31 @@ def test_linear_parameter_uniform_in_linear_space(space):
 
 # ------------------------------------------------------------- discrepancy
 def test_optimised_lhs_more_uniform_than_random():
+    cube = _cube(16)
     seeds = range(4)
-    lhs = [sampling.discrepancy(sampling.sample_unit(16, 64, "lhs", seed=s)) for s in seeds]
-    rnd = [sampling.discrepancy(sampling.sample_unit(16, 64, "random", seed=s)) for s in seeds]
-    plain = [sampling.discrepancy(sampling.sample_unit(16, 64, "lhs", seed=s, optimization=None))
-             for s in seeds]
-    assert np.mean(lhs) < np.mean(plain) < np.mean(rnd)
+    lhs = [sampling.design_diagnostics(cube, _unit(16, 64, "lhs", s))["centred_discrepancy"]
+           for s in seeds]
+    rnd = [sampling.design_diagnostics(cube, _unit(16, 64, "random", s))["centred_discrepancy"]
+           for s in seeds]
     assert all(a < b for a, b in zip(lhs, rnd))
 
 
-def test_discrepancy_matches_scipy_and_favours_a_grid():
+def test_diagnostics_by_hand_and_against_scipy():
     from scipy.stats import qmc
 
-    u = sampling.sample_unit(3, 20, "random", seed=2)
-    assert sampling.discrepancy(u) == pytest.approx(qmc.discrepancy(u, method="CD"))
-    assert sampling.discrepancy(u, "WD") == pytest.approx(qmc.discrepancy(u, method="WD"))
-    centres = (np.arange(10) + 0.5) / 10
-    clumped = np.full(10, 0.05)
-    assert sampling.discrepancy(centres[:, None]) < sampling.discrepancy(clumped[:, None])
-
-
-def test_min_distance_by_hand():
+    cube = _cube(2)
     # distances: (0,0)-(0.3,0.4) = 0.5; (0.3,0.4)-(1,1) = sqrt(0.49+0.36); (0,0)-(1,1) = sqrt(2)
     u = np.array([[0.0, 0.0], [0.3, 0.4], [1.0, 1.0]])
-    assert sampling.min_distance(u) == pytest.approx(0.5)
+    diag = sampling.design_diagnostics(cube, u)
+    assert diag["min_distance"] == pytest.approx(0.5)
+    assert diag["centred_discrepancy"] == pytest.approx(qmc.discrepancy(u, method="CD"))
     u[1] = [0.6, 0.8]  # now (0.6,0.8)-(1,1) = sqrt(0.16+0.04) is the closest pair
-    assert sampling.min_distance(u) == pytest.approx(math.sqrt(0.2))
+    assert sampling.design_diagnostics(cube, u)["min_distance"] == pytest.approx(math.sqrt(0.2))
+    # a grid of centres is more uniform than a clump
+    centres = (np.arange(10) + 0.5) / 10
+    grid = sampling.design_diagnostics(_cube(1), centres[:, None])["centred_discrepancy"]
+    clump = sampling.design_diagnostics(_cube(1), np.linspace(0.0, 0.1, 10)[:, None])
+    assert grid < clump["centred_discrepancy"]
 
 
 def test_design_diagnostics(space):
@@ -160,36 +168,21 @@ def test_design_diagnostics(space):
     assert set(diag) == {"n", "centred_discrepancy", "min_distance"}
     assert diag["n"] == 65
     u = np.clip(space.to_unit(x[1:]), 0, 1)  # the default row (zbedrock NaN) has no place
-    assert diag["centred_discrepancy"] == pytest.approx(sampling.discrepancy(u))
-    assert diag["min_distance"] == pytest.approx(sampling.min_distance(u))
-    # the Dataset form gives the same numbers
-    ds = sampling.sample_dataset(space, 65, "sobol", seed=4)
+    assert diag["centred_discrepancy"] == pytest.approx(
+        sampling.design_diagnostics(_cube(len(space)), u)["centred_discrepancy"])
+    # the Dataset form, its columns in another order, gives the same numbers
+    ds = space.to_dataset(x).isel(param=slice(None, None, -1))
     assert sampling.design_diagnostics(space, ds) == pytest.approx(diag)
     # duplicating a member makes the closest pair zero
     assert sampling.design_diagnostics(space, np.vstack([x, x[3]]))["min_distance"] == 0.0
-
-
-# ----------------------------------------------------------------- dataset
-def test_sample_dataset_values_and_attrs(space):
-    ds = sampling.sample_dataset(space, 12, "lhs", seed=8, optimization=None)
-    assert np.array_equal(ds["params"].values,
-                          sampling.sample(space, 12, "lhs", seed=8, optimization=None), equal_nan=True)
-    assert list(ds["param"].values) == space.names
-    assert ds.attrs["method"] == "lhs"
-    assert ds.attrs["seed"] == 8
-    assert ds.attrs["include_default"] == 1
-    assert ds.attrs["optimization"] == "none"
-    ds2 = sampling.sample_dataset(space, 12, "random", seed=8, include_default=False)
-    assert ds2.attrs["include_default"] == 0
-    assert not np.array_equal(ds2["params"].values[0], space.defaults, equal_nan=True)
+    with pytest.raises(ValueError, match="at least two members"):
+        sampling.design_diagnostics(space, x[:2])  # the default row and one design point
 
 
 # ------------------------------------------------------------------ errors
 def test_unknown_method_lists_valid_ones(space):
     with pytest.raises(ValueError, match=r"Unknown sampling method 'halton'.*'lhs', 'sobol', 'random'"):
         sampling.sample(space, 10, "halton", seed=0)
-    with pytest.raises(ValueError, match="valid methods"):
-        sampling.sample_unit(3, 10, "grid", seed=0)
 
 
 def test_bad_n(space):
@@ -199,37 +192,23 @@ def test_bad_n(space):
         sampling.sample(space, 0, seed=0, include_default=False)
     assert sampling.sample(space, 1, seed=0, include_default=False).shape == (1, len(space))
     assert np.array_equal(sampling.sample(space, 2, seed=0)[0], space.defaults, equal_nan=True)
-    with pytest.raises(ValueError, match=r"n \(the number of points\) must be at least 1"):
-        sampling.sample_unit(3, 0, seed=0)
+    with pytest.raises(TypeError, match=r"n \(the number of parameter sets\) must be an integer"):
+        sampling.sample(space, 10.0, seed=0)
 
 
-def test_bad_optimization_and_seed(space):
-    with pytest.raises(ValueError, match=r"Unknown optimization 'maximin'.*'random-cd', 'lloyd'"):
-        sampling.sample(space, 10, seed=0, optimization="maximin")
-    with pytest.raises(TypeError, match="seed must be a non-negative integer"):
-        sampling.sample(space, 10, seed=None)
+def test_bad_seed(space):
+    for seed in (None, -1, 1.5, True):
+        with pytest.raises(TypeError, match="seed must be a non-negative integer"):
+            sampling.sample(space, 10, seed=seed)
 
 
 def test_sobol_warns_when_not_power_of_two(space):
     with pytest.warns(UserWarning, match=r"200 points is not a power of 2") as record:
-        sampling.sample_unit(4, 200, "sobol", seed=0)
+        _unit(4, 200, "sobol", seed=0)
     # only our warning, not scipy's as well
     assert len([w for w in record if "balance" in str(w.message)]) == 1
     with pytest.warns(UserWarning, match=r"n = 2\*\*m \+ 1 \(for example 129 or 257\)"):
         sampling.sample(space, 200, "sobol", seed=0)
-
-
-def test_out_of_range_unit_values():
-    with pytest.raises(ValueError, match=r"unit cube \[0, 1\]; value 1.2 at row 1, column 0"):
-        sampling.discrepancy(np.array([[0.1, 0.2], [1.2, 0.5]]))
-    with pytest.raises(ValueError, match=r"value -0.1 at row 0, column 1"):
-        sampling.min_distance(np.array([[0.1, -0.1], [0.2, 0.5]]))
-    with pytest.raises(ValueError, match="2-D array"):
-        sampling.discrepancy(np.array([0.1, 0.2]))
-    with pytest.raises(ValueError, match="at least two points"):
-        sampling.min_distance(np.array([[0.1, 0.2]]))
-    with pytest.raises(ValueError, match="Unknown discrepancy 'XD'"):
-        sampling.discrepancy(np.array([[0.1, 0.2]]), "XD")
 
 
 def test_diagnostics_reject_values_outside_the_ranges(space):
@@ -272,3 +251,17 @@ def test_pair_plot_without_default_and_bad_names(space):
         plt.close(fig)
     with pytest.raises(ValueError, match=r"Unknown parameters \['nope'\]"):
         plotting.pair_plot(space, x, names=["fff", "nope"])
+
+
+def test_pair_plot_reads_a_sample_dataset_by_name(space):
+    x = sampling.sample(space, 30, seed=0)
+    names = ["fff", "FMAX"]
+    fig_a = plotting.pair_plot(space, x, names=names)
+    fig_b = plotting.pair_plot(space, space.to_dataset(x).isel(param=slice(None, None, -1)), names=names)
+    try:
+        for a, b in zip(fig_a.axes, fig_b.axes):
+            for ca, cb in zip(a.collections, b.collections):
+                np.testing.assert_array_equal(ca.get_offsets(), cb.get_offsets())
+    finally:
+        plt.close(fig_a)
+        plt.close(fig_b)

@@ -62,7 +62,7 @@ _MANIFEST = "manifest.json"
 
 def _run_chunk(params: np.ndarray, inputs: ModelInputs, qobs: np.ndarray,
                windows: dict[str, np.ndarray], metric_names: Sequence[str],
-               spinup_years: int, keep_flow: bool) -> dict[str, np.ndarray]:
+               spinup_years: int) -> dict[str, np.ndarray]:
     """Run and score one chunk of members in all basins (a plain function, so dask can ship it)."""
     n_member, n_basin = params.shape[0], inputs.shape[0]
     columns = np.repeat(params, n_basin, axis=0)
@@ -77,8 +77,6 @@ def _run_chunk(params: np.ndarray, inputs: ModelInputs, qobs: np.ndarray,
         result[name] = scores.astype(np.float64)
     err = balance[:, 0] - balance[:, 1] - balance[:, 2] - balance[:, 3]
     result["water_balance_error"] = err.reshape(n_member, n_basin)
-    if keep_flow:
-        result["qsim"] = flow
     return result
 
 
@@ -94,19 +92,20 @@ def _data_digest(inputs, qobs: np.ndarray) -> str:
 
 
 def _fingerprint(samples: np.ndarray, basins, time, metric_names, periods, spinup_years,
-                 chunk_size, keep_flow, data: str) -> str:
+                 chunk_size, data: str) -> str:
     sha = hashlib.sha256()
     sha.update(np.ascontiguousarray(samples, dtype=np.float64).tobytes())
     sha.update(json.dumps({
         "basins": [str(b) for b in basins], "start": str(time[0]), "end": str(time[-1]),
         "metrics": list(metric_names), "periods": {k: list(v) for k, v in periods.items()},
-        "spinup_years": spinup_years, "chunk_size": chunk_size, "keep_flow": keep_flow,
+        "spinup_years": spinup_years, "chunk_size": chunk_size,
+        "keep_flow": False,  # an option no more; kept so that stores written before stay valid
         "data": data,
     }, sort_keys=True).encode())
     return sha.hexdigest()
 
 
-def _chunk_dataset(result: dict, members: np.ndarray, basins, time, periods, metric_names):
+def _chunk_dataset(result: dict, members: np.ndarray, basins, periods, metric_names):
     data_vars = {
         name: (("member", "basin", "period"), result[name], {"long_name": name})
         for name in metric_names
@@ -115,10 +114,6 @@ def _chunk_dataset(result: dict, members: np.ndarray, basins, time, periods, met
                                         {"units": "mm"})
     coords = {"member": members, "basin": np.asarray(basins, dtype=str),
               "period": list(periods)}
-    if "qsim" in result:
-        data_vars["qsim"] = (("member", "basin", "time"), result["qsim"],
-                             {"units": "mm/day", "long_name": "simulated total runoff"})
-        coords["time"] = time
     return xr.Dataset(data_vars, coords=coords)
 
 
@@ -172,12 +167,10 @@ def run_ensemble(
     forcing: xr.Dataset,
     attrs: pd.DataFrame,
     *,
-    space: ParameterSpace | None = None,
     metrics: Sequence[str] = ("kge_prime", "norm_kge"),
     periods: Sequence[str] | dict[str, tuple[int, int]] = ("calibration", "validation"),
     chunk_size: int = 50,
     store: str | os.PathLike | None = None,
-    keep_flow: bool = False,
     client=None,
 ) -> xr.Dataset:
     """Run every parameter set in every basin and score the runs.
@@ -185,20 +178,22 @@ def run_ensemble(
     Each run starts with :data:`SPINUP_YEARS` of spin-up (the first year of
     the forcing, as :func:`emucal.model.simulate`). A progress bar over
     chunks appears when the work takes longer than :data:`PROGRESS_DELAY`
-    seconds.
+    seconds. The daily flows are not kept: :func:`emucal.model.simulate` runs
+    the members you want to look at and returns them.
 
     Parameters
     ----------
     samples
-        ``(member, param)`` values (from :func:`emucal.sampling.sample`) or the
-        Dataset of :meth:`ParameterSpace.to_dataset`.
+        ``(member, param)`` values in the ranges of
+        :meth:`ParameterSpace.tang2025` (from :func:`emucal.sampling.sample`),
+        or the Dataset of :meth:`ParameterSpace.to_dataset`, whose values are
+        read by parameter name and checked against the ranges it carries (a
+        space of your own, for example with a range widened).
     forcing
         :func:`emucal.camels.load_basins` over the simulation period (no gaps
         in the forcing; missing flow is fine).
     attrs
         :func:`emucal.camels.attributes`.
-    space
-        Parameter space the samples belong to (default: ``tang2025``).
     metrics
         Names from :data:`METRICS`.
     periods
@@ -212,9 +207,6 @@ def run_ensemble(
         Folder for finished chunks (netCDF, one file each). With a store, an
         interrupted run resumes where it stopped; a store made for other inputs
         is refused.
-    keep_flow
-        Also return the simulated daily flow ``qsim(member, basin, time)``
-        (float32; 19 basins x 350 members x 20 years is 190 MB).
     client
         A ``dask.distributed.Client``: chunks run as tasks on its workers.
         Default: chunks run one after the other here, each on all cores.
@@ -226,13 +218,15 @@ def run_ensemble(
         ``(member, basin)``, the parameter values ``params(member, param)`` (NaN:
         the basin's default, as in the default member of
         :func:`emucal.sampling.sample`), each basin's default parameters
-        ``defaults(basin, param)``, and ``qsim`` when ``keep_flow``.
+        ``defaults(basin, param)``.
     """
-    space = space or ParameterSpace.tang2025()
+    space = ParameterSpace.tang2025()
     if isinstance(samples, xr.Dataset) and "params" not in samples:
         raise ValueError(f"samples is a Dataset without 'params' (variables: {list(samples.data_vars)})"
                          ": the order is run_ensemble(samples, forcing, attrs).")
     if isinstance(samples, xr.Dataset):
+        if {"lower", "upper"} <= set(samples["params"].coords):  # the ranges it was drawn in
+            space = ParameterSpace.from_dataset(samples).subset(space.names)
         samples = samples["params"].transpose("member", "param")
     samples = np.atleast_2d(space.validate(samples))
     metrics = (metrics,) if isinstance(metrics, str) else metrics
@@ -268,7 +262,7 @@ def run_ensemble(
                              f"files, for example {store_path.with_suffix('')}_chunks.")
         store_path.mkdir(parents=True, exist_ok=True)
         print_ = _fingerprint(samples, basins, time, metrics, periods, SPINUP_YEARS,
-                              chunk_size, keep_flow, _data_digest(inputs, qobs))
+                              chunk_size, _data_digest(inputs, qobs))
         manifest = store_path / _MANIFEST
         recorded = None
         if manifest.exists():
@@ -299,7 +293,7 @@ def run_ensemble(
 
     def finish(i: int, result: dict) -> None:
         members = np.arange(starts[i], min(starts[i] + chunk_size, n_member))
-        ds = _chunk_dataset(result, members, basins, time, periods, metrics)
+        ds = _chunk_dataset(result, members, basins, periods, metrics)
         if store_path is not None:
             ds.attrs["emucal_fingerprint"] = print_
             ds.attrs["emucal_values"] = _values_digest(ds)
@@ -315,8 +309,7 @@ def run_ensemble(
         if client is None:
             for i in todo:
                 chunk = samples[starts[i]:starts[i] + chunk_size]
-                finish(i, _run_chunk(chunk, inputs, qobs, windows, metrics, SPINUP_YEARS,
-                                     keep_flow))
+                finish(i, _run_chunk(chunk, inputs, qobs, windows, metrics, SPINUP_YEARS))
                 bar.update()
         else:
             from distributed import as_completed
@@ -324,8 +317,7 @@ def run_ensemble(
             inputs_f, qobs_f = client.scatter([inputs, qobs], broadcast=True, hash=False)
             futures = {
                 client.submit(_run_chunk, samples[starts[i]:starts[i] + chunk_size], inputs_f,
-                              qobs_f, windows, list(metrics), SPINUP_YEARS, keep_flow,
-                              pure=False): i
+                              qobs_f, windows, list(metrics), SPINUP_YEARS, pure=False): i
                 for i in todo
             }
             for future in as_completed(futures):
@@ -343,7 +335,6 @@ def run_ensemble(
         parts = [results[i] for i in range(len(starts))]
     out = xr.concat(parts, dim="member")
     out["params"] = space.to_dataset(samples)["params"]
-    out = out.assign_coords(param=space.names)
     out["defaults"] = (("basin", "param"), inputs.defaults,
                        {"long_name": "each basin's default parameters (what NaN in params stands for)"})
     out.attrs.update({

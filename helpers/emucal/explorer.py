@@ -340,13 +340,13 @@ class Explorer:
 
         from .plotting import basin_map, conus_projection
 
-        lon = self.attrs.loc[self.basins, "gauge_lon"].values
-        lat = self.attrs.loc[self.basins, "gauge_lat"].values
+        shown = self.attrs.loc[self.basins]
+        lon, lat = shown["gauge_lon"].values, shown["gauge_lat"].values
         b = self.basins.index(basin)
         if self._map_fig is None:
             self._map_fig = Figure(figsize=(3.6, 2.3), layout="constrained")
             ax = self._map_fig.add_subplot(projection=conus_projection())
-            basin_map(lon, lat, ax=ax, facecolor="#bbbbbb")
+            basin_map(shown, ax=ax, facecolor="#bbbbbb")
             self._marker = ax.scatter([lon[b]], [lat[b]], s=70, marker="*", color="tab:red",
                                       edgecolor="k", linewidth=0.5, zorder=5,
                                       transform=ccrs.PlateCarree())
@@ -579,10 +579,9 @@ class EnsembleExplorer:
             raise ImportError("The explorer needs ipywidgets: pip install 'emucal[book]' "
                               "(or pip install ipywidgets).") from err
 
-        from .sensitivity import space_of
-
         self.outputs, first = _check_input(ds, output, select)
-        self.ds, self.space, self.n_draws, self.seed = ds, space_of(ds), n_draws, seed
+        self.ds, self.n_draws, self.seed = ds, n_draws, seed
+        self.space = ParameterSpace.from_dataset(ds)
         self._responses: dict = {}
         self._hold = False
         self.prediction: dict[str, float] = {}

@@ -245,6 +245,8 @@ class ParameterSpace:
         Named columns are taken by name, never by position: a table with its
         columns in another order would otherwise give each parameter another's values.
         """
+        if isinstance(values, xr.Dataset) and "params" in values:  # a Dataset is a Mapping too
+            values = values["params"]
         if isinstance(values, pd.Series) and all(isinstance(i, str) for i in values.index):
             values = values.to_dict()
         one = isinstance(values, Mapping)
@@ -252,8 +254,6 @@ class ParameterSpace:
                    and all(isinstance(v, Mapping) for v in values)):  # {name: value}, or a list of them
             table = self._by_name(pd.DataFrame([values] if one else list(values)))
             return table[0] if one else table
-        if isinstance(values, xr.Dataset) and "params" in values:
-            values = values["params"]
         if isinstance(values, xr.DataArray) and "param" in values.coords and "param" in values.dims:
             names, take = [str(n) for n in values["param"].values], \
                 lambda: values.transpose(..., "param").sel(param=list(self.names)).values
@@ -349,6 +349,34 @@ class ParameterSpace:
             },
             attrs={"title": "parameter sample"},
         )
+
+    @classmethod
+    def from_dataset(cls, ds: xr.Dataset) -> "ParameterSpace":
+        """The space of a sample or an ensemble, from the ``param`` coordinates of ``params``.
+
+        The inverse of :meth:`to_dataset`. ``lower`` and ``upper`` are needed;
+        ``log_scale`` (default linear), ``units`` (default ``"1"``) and
+        ``default`` (NaN: none) are read where present.
+        """
+        if "params" not in ds:
+            raise ValueError(f"Not a sample or an ensemble: no variable 'params(member, param)' "
+                             f"(variables: {list(ds.data_vars)}). Write one with "
+                             "ParameterSpace.to_dataset or sensitivity.ensemble_from_tables.")
+        p = ds["params"]
+        missing = [c for c in ("lower", "upper") if c not in p.coords]
+        if missing:
+            raise ValueError(f"params has no {' or '.join(repr(c) for c in missing)} coordinate along "
+                             "param: each parameter's range is needed to map it to the unit cube. Add "
+                             "them with ds.assign_coords(lower=('param', [...]), upper=('param', [...]))"
+                             " or build the file with ensemble_from_tables(..., ranges=...).")
+        n = p.sizes["param"]
+        col = {c: p[c].values if c in p.coords else np.full(n, fill)
+               for c, fill in (("default", np.nan), ("log_scale", False), ("units", "1"))}
+        default = [None if np.isnan(float(v)) else float(v) for v in col["default"]]
+        return cls([Parameter(str(name), default[i], float(p["lower"].values[i]),
+                              float(p["upper"].values[i]), bool(col["log_scale"][i]),
+                              units=str(col["units"][i]))
+                    for i, name in enumerate(p["param"].values)])
 
     # -------------------------------------------------------------- presets
     @classmethod

@@ -54,15 +54,14 @@ def conus_projection():
 
 
 def basin_map(
-    lon: Sequence[float],
-    lat: Sequence[float],
+    attrs: pd.DataFrame,
     color: Sequence[float] | None = None,
     size: Sequence[float] | None = None,
     *,
     ax=None,
     color_label: str | None = None,
     size_label: str | None = None,
-    labels: Sequence[str] | None = None,
+    labels: bool = False,
     **scatter_kwargs,
 ):
     """Plot basins as points on a map of the contiguous United States.
@@ -73,8 +72,9 @@ def basin_map(
 
     Parameters
     ----------
-    lon, lat
-        Gauge longitude and latitude in degrees.
+    attrs
+        The basins to plot: rows of :func:`emucal.camels.attributes` (or any
+        table with ``gauge_lon`` and ``gauge_lat`` in degrees).
     color
         Values that colour the points (for example the aridity index).
     size
@@ -86,7 +86,7 @@ def basin_map(
     color_label, size_label
         Colour bar label, and the title of the size legend.
     labels
-        Text written next to each point (for example gauge ids).
+        Write each basin's id (the index of ``attrs``) next to its point.
     **scatter_kwargs
         Passed to :meth:`matplotlib.axes.Axes.scatter` (``cmap``, default
         ``"viridis"``; ``facecolor``; ...).
@@ -103,10 +103,12 @@ def basin_map(
         raise ValueError(f"plotting.MAP_RESOLUTION must be one of {NATURAL_EARTH_RESOLUTIONS}; "
                          f"got {resolution!r}.")
     size_range = SIZE_RANGE
-    lon = np.asarray(lon, dtype=float)
-    lat = np.asarray(lat, dtype=float)
-    if lon.shape != lat.shape:
-        raise ValueError(f"lon and lat must have the same shape, got {lon.shape} and {lat.shape}.")
+    missing = [c for c in ("gauge_lon", "gauge_lat") if c not in getattr(attrs, "columns", ())]
+    if missing:
+        raise ValueError(f"attrs must be a table of basins with columns gauge_lon and gauge_lat "
+                         f"(camels.attributes()); {missing} not found.")
+    lon = attrs["gauge_lon"].to_numpy(dtype=float)
+    lat = attrs["gauge_lat"].to_numpy(dtype=float)
     if ax is None:
         _, ax = plt.subplots(figsize=(9, 5.2), subplot_kw={"projection": conus_projection()})
     ax.set_extent(CONUS_EXTENT, crs=ccrs.PlateCarree())
@@ -137,8 +139,8 @@ def basin_map(
         ]
         ax.legend(handles, [f"{p:,.0f}" for p in picks], title=size_label,
                   loc="lower left", frameon=True, fontsize=8, title_fontsize=8)
-    if labels is not None:
-        for x, y, text in zip(lon, lat, labels):
+    if labels:
+        for x, y, text in zip(lon, lat, attrs.index):
             ax.text(x + 0.4, y + 0.3, str(text), fontsize=6, transform=ccrs.PlateCarree(),
                     zorder=4)
     return ax
@@ -261,9 +263,6 @@ def pair_plot(
     params,
     *,
     names: Sequence[str] | None = None,
-    ax_size: float = 1.6,
-    color=None,
-    highlight_default: bool = True,
 ):
     """Scatter plots of every pair of parameters of a design, in the unit cube.
 
@@ -279,18 +278,13 @@ def pair_plot(
         The parameter space of the sample.
     params
         Shape ``(n_members, len(space))`` in parameter units, or the Dataset
-        of :func:`emucal.sampling.sample_dataset`.
+        of :meth:`ParameterSpace.to_dataset`. Member 0 is drawn as a red star
+        when it is the CTSM default.
     names
         The parameters to show, in this order (default: all). With all 16
         parameters of :meth:`ParameterSpace.tang2025` the figure has 256
-        panels and is about 26 inches wide at the default ``ax_size``; pick 3
-        to 6 parameters for a readable figure.
-    ax_size
-        Width and height of one panel in inches.
-    color
-        Colour of the design's points (default: matplotlib's first colour).
-    highlight_default
-        Draw member 0 as a red star when it equals the CTSM default.
+        panels and is about 26 inches wide; pick 3 to 6 parameters for a
+        readable figure.
 
     Returns
     -------
@@ -305,8 +299,6 @@ def pair_plot(
     >>> len(fig.axes)
     9
     """
-    if isinstance(params, xr.Dataset):  # the Dataset of sampling.sample_dataset
-        params = params["params"].sel(param=space.names).transpose("member", "param").values
     x = np.atleast_2d(space.validate(params))
     names = list(space.names if names is None else names)
     if not names:
@@ -314,14 +306,12 @@ def pair_plot(
     unknown = [nm for nm in names if nm not in space.names]
     if unknown:
         raise ValueError(f"Unknown parameters {unknown}; valid names are {space.names}.")
-    if not ax_size > 0:
-        raise ValueError(f"ax_size must be positive (inches); got {ax_size!r}.")
     columns = [space.names.index(nm) for nm in names]
     unit = np.clip(space.to_unit(x), 0.0, 1.0)[:, columns]
-    is_default = bool(highlight_default and np.allclose(x[0], space.defaults, equal_nan=True))
+    is_default = bool(np.allclose(x[0], space.defaults, equal_nan=True))
     design = unit[1:] if is_default else unit
     design = design[np.isfinite(design).all(axis=1)]
-    colour = "C0" if color is None else color
+    colour, ax_size = "C0", 1.6  # ax_size: inches per panel
     n_points, k = len(unit), len(names)
     marker_size = float(np.clip(600.0 / max(n_points, 1), 2.0, 25.0))
     bins = int(np.clip(round(np.sqrt(max(len(design), 1))), 5, 20))

@@ -11,9 +11,9 @@ is uniform in its logarithm). Three designs are offered:
 ``"lhs"``, Latin hypercube sampling (McKay, Beckman & Conover 1979)
     Each axis is cut into ``n`` equal strata and every stratum holds exactly
     one point, so each parameter on its own is covered evenly whatever the
-    number of parameters. By default the design is then improved with
-    scipy's ``"random-cd"`` optimisation, which swaps coordinates between
-    points (keeping the one-point-per-stratum property) while that lowers the
+    number of parameters. The design is then improved with scipy's
+    ``"random-cd"`` optimisation, which swaps coordinates between points
+    (keeping the one-point-per-stratum property) while that lowers the
     centred discrepancy, so that pairs of parameters are covered evenly too.
 ``"sobol"``, a scrambled Sobol' sequence (Sobol' 1967; Owen 1998)
     A low-discrepancy sequence, very even in every sub-cube of the design
@@ -29,11 +29,9 @@ contains the model as released. :func:`sample` does the same by default
 (``include_default=True``): member 0 is the default and the other ``n - 1``
 members come from the design.
 
-How even is a design? :func:`discrepancy` measures how far the empirical
-distribution of the points is from uniform (Hickernell's centred L2
-discrepancy by default; lower is more uniform), :func:`min_distance` the
-closest pair of points (larger is better: no near-duplicates), and
-:func:`design_diagnostics` reports both for a sample in parameter units.
+How even is a design? :func:`design_diagnostics` reports how far the points
+are from uniform (Hickernell's centred L2 discrepancy; lower is more uniform)
+and the closest pair of points (larger is better: no near-duplicates).
 :func:`emucal.plotting.pair_plot` shows the design as scatter plots of pairs of parameters.
 
 All functions take an explicit integer ``seed``: the same seed gives the same
@@ -62,47 +60,20 @@ from __future__ import annotations
 
 import inspect
 import warnings
-from typing import Sequence
 
 import numpy as np
-import xarray as xr
 from scipy.spatial.distance import pdist
 from scipy.stats import qmc
 
 from .parameters import ParameterSpace
 
-__all__ = [
-    "DISCREPANCY_METHODS",
-    "METHODS",
-    "OPTIMIZATIONS",
-    "design_diagnostics",
-    "discrepancy",
-    "min_distance",
-    "sample",
-    "sample_dataset",
-    "sample_unit",
-]
+__all__ = ["METHODS", "design_diagnostics", "sample"]
 
-#: The designs :func:`sample` and :func:`sample_unit` can draw.
+#: The designs :func:`sample` can draw.
 METHODS = ("lhs", "sobol", "random")
-#: Values of ``optimization`` that scipy's Latin hypercube accepts.
-OPTIMIZATIONS = (None, "random-cd", "lloyd")
-#: Discrepancies that :func:`discrepancy` can compute (see ``scipy.stats.qmc.discrepancy``).
-DISCREPANCY_METHODS = ("CD", "WD", "MD", "L2-star")
 
 # scipy 1.15 renamed the qmc engines' ``seed`` argument to ``rng``.
 _RNG_KEYWORD = "rng" if "rng" in inspect.signature(qmc.LatinHypercube).parameters else "seed"
-
-
-# ------------------------------------------------------------------ checks
-def _check_seed(seed) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(
-            f"seed must be a non-negative integer so that the design can be reproduced; "
-            f"got {seed!r}.")
-    if seed < 0:
-        raise ValueError(f"seed must be a non-negative integer; got {seed}.")
-    return int(seed)
 
 
 def _check_count(value, what: str, minimum: int) -> int:
@@ -113,67 +84,13 @@ def _check_count(value, what: str, minimum: int) -> int:
     return int(value)
 
 
-def _check_method(method: str) -> str:
-    if method not in METHODS:
-        raise ValueError(f"Unknown sampling method {method!r}; valid methods are {list(METHODS)}.")
-    return method
-
-
-def _check_optimization(optimization):
-    if optimization not in OPTIMIZATIONS:
-        raise ValueError(
-            f"Unknown optimization {optimization!r}; valid values are {list(OPTIMIZATIONS)}.")
-    return optimization
-
-
-def _check_unit(unit, what: str = "unit") -> np.ndarray:
-    """A design in the unit cube as a 2-D float array ``(n_points, d)``."""
-    u = np.asarray(unit, dtype=float)
-    if u.ndim != 2:
-        raise ValueError(
-            f"{what} must be a 2-D array of shape (n_points, n_params); got shape {u.shape}.")
-    if u.shape[0] < 1 or u.shape[1] < 1:
-        raise ValueError(f"{what} must hold at least one point and one column; got shape {u.shape}.")
-    bad = ~np.isfinite(u) | (u < 0) | (u > 1)
-    if bad.any():
-        row, col = np.argwhere(bad)[0]
-        raise ValueError(
-            f"{what} must lie in the unit cube [0, 1]; value {float(u[row, col])!r} at row {row}, "
-            f"column {col} does not. Map parameter values with ParameterSpace.to_unit first.")
-    return u
-
-
-def _as_samples(space: ParameterSpace, samples) -> np.ndarray:
-    """Samples in parameter units as ``(n_members, len(space))``, checked against the ranges.
-
-    Accepts an array or the Dataset of :func:`sample_dataset` (variable ``params``).
-    """
-    if isinstance(samples, xr.Dataset):
-        if "params" not in samples:
-            raise ValueError("A Dataset of samples needs the variable 'params(member, param)'.")
-        samples = samples["params"]
-    if isinstance(samples, xr.DataArray):
-        if "param" in samples.dims:
-            missing = [n for n in space.names if n not in samples["param"].values]
-            if missing:
-                raise ValueError(f"The samples lack the parameters {missing}.")
-            samples = samples.sel(param=space.names).transpose(..., "param")
-        samples = samples.values
-    x = np.atleast_2d(space.validate(samples))
-    if x.ndim != 2:
-        raise ValueError(f"samples must have shape (n_members, {len(space)}); got {x.shape}.")
-    return x
-
-
-# ----------------------------------------------------------------- designs
-def _design(d: int, n: int, method: str, seed: int, optimization, *,
-            default_added: bool = False, stacklevel: int = 3) -> np.ndarray:
+def _design(d: int, n: int, method: str, seed: int, *, default_added: bool) -> np.ndarray:
+    """``n`` points of the design ``method`` in the unit cube ``[0, 1)^d``."""
     if method == "random":
         return np.random.default_rng(seed).random((n, d))
     if method == "lhs":
-        engine = qmc.LatinHypercube(d, scramble=True, optimization=optimization,
-                                    **{_RNG_KEYWORD: seed})
-        return engine.random(n)
+        return qmc.LatinHypercube(d, scramble=True, optimization="random-cd",
+                                  **{_RNG_KEYWORD: seed}).random(n)
     # Sobol': the balance properties hold for n = 2**m points only.
     engine = qmc.Sobol(d, scramble=True, **{_RNG_KEYWORD: seed})
     m = int(np.log2(n)) if n > 0 else 0
@@ -189,66 +106,8 @@ def _design(d: int, n: int, method: str, seed: int, optimization, *,
     warnings.warn(
         f"A Sobol' design of {n} points is not a power of 2, so it loses the balance "
         f"properties that make Sobol' points even.{hint}",
-        UserWarning, stacklevel=stacklevel)
+        UserWarning, stacklevel=3)
     return points
-
-
-def sample_unit(
-    d: int,
-    n: int,
-    method: str = "lhs",
-    *,
-    seed: int,
-    optimization: str | None = "random-cd",
-) -> np.ndarray:
-    """Draw a design of ``n`` points in the unit cube ``[0, 1]^d``.
-
-    Parameters
-    ----------
-    d
-        Number of dimensions (parameters).
-    n
-        Number of points.
-    method
-        ``"lhs"``, ``"sobol"`` or ``"random"`` (see the module docstring).
-    seed
-        Seed of the random numbers; the same seed gives the same design.
-    optimization
-        For ``"lhs"`` only (the other methods ignore it): ``"random-cd"``
-        (default) swaps coordinates between points while that lowers the
-        centred discrepancy; the result is still a Latin hypercube.
-        ``"lloyd"`` moves the points towards the centres of their Voronoi
-        cells (a more even spread, but no longer one point per stratum).
-        ``None`` keeps the plain random Latin hypercube.
-
-    Returns
-    -------
-    numpy.ndarray
-        Shape ``(n, d)``, values in ``[0, 1)``.
-
-    Raises
-    ------
-    ValueError
-        For an unknown ``method`` or ``optimization``, or ``n`` or ``d`` below 1.
-
-    Warns
-    -----
-    UserWarning
-        For ``method="sobol"`` when ``n`` is not a power of 2.
-
-    Examples
-    --------
-    >>> u = sample_unit(3, 8, "lhs", seed=1)
-    >>> u.shape
-    (8, 3)
-    >>> sorted(np.floor(u[:, 0] * 8).astype(int).tolist())   # one point per stratum
-    [0, 1, 2, 3, 4, 5, 6, 7]
-    """
-    d = _check_count(d, "d (the number of dimensions)", 1)
-    n = _check_count(n, "n (the number of points)", 1)
-    _check_method(method)
-    _check_optimization(optimization)
-    return _design(d, n, method, _check_seed(seed), optimization)
 
 
 def sample(
@@ -258,13 +117,12 @@ def sample(
     *,
     seed: int,
     include_default: bool = True,
-    optimization: str | None = "random-cd",
 ) -> np.ndarray:
     """Draw ``n`` parameter sets from ``space``, in parameter units.
 
-    The design is drawn in the unit cube with :func:`sample_unit` and mapped
-    with :meth:`ParameterSpace.from_unit`, so log-scaled parameters are
-    uniform in their logarithm.
+    The design is drawn in the unit cube and mapped with
+    :meth:`ParameterSpace.from_unit`, so log-scaled parameters are uniform in
+    their logarithm.
 
     Parameters
     ----------
@@ -273,18 +131,17 @@ def sample(
     n
         Number of parameter sets (rows), the default member included.
     method
-        ``"lhs"`` (Latin hypercube, McKay et al. 1979), ``"sobol"``
-        (scrambled Sobol', Sobol' 1967, Owen 1998) or ``"random"``.
+        ``"lhs"`` (Latin hypercube, McKay et al. 1979, optimised with scipy's
+        ``"random-cd"``), ``"sobol"`` (scrambled Sobol', Sobol' 1967, Owen
+        1998) or ``"random"``.
     seed
-        Seed of the random numbers; the same seed gives the same sample.
+        Seed of the random numbers (a non-negative integer); the same seed
+        gives the same sample.
     include_default
         If True (default), row 0 is the CTSM default (``space.defaults``) and
         rows 1 to ``n - 1`` are a design of ``n - 1`` points, as in Tang et
         al. (2025), whose 200-member initial ensemble held the default
         parameter set. For ``"sobol"`` choose ``n = 2**m + 1`` then.
-    optimization
-        Passed to scipy's ``LatinHypercube`` for ``method="lhs"``; see
-        :func:`sample_unit`. Ignored by the other methods.
 
     Returns
     -------
@@ -312,129 +169,23 @@ def sample(
     >>> bool(np.array_equal(x[0], space.defaults))
     True
     """
-    _check_method(method)
-    _check_optimization(optimization)
+    if method not in METHODS:
+        raise ValueError(f"Unknown sampling method {method!r}; valid methods are {list(METHODS)}.")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise TypeError(f"seed must be a non-negative integer so that the design can be "
+                        f"reproduced; got {seed!r}.")
     minimum = 2 if include_default else 1
     if isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n < minimum:
         reason = (" with include_default=True (row 0 is the default, the rest the design)"
                   if include_default else "")
         raise ValueError(f"n must be at least {minimum}{reason}; got {n}.")
     n = _check_count(n, "n (the number of parameter sets)", minimum)
-    seed = _check_seed(seed)
-    n_design = n - 1 if include_default else n
-    unit = _design(len(space), n_design, method, seed, optimization,
+    unit = _design(len(space), n - 1 if include_default else n, method, int(seed),
                    default_added=include_default)
     values = space.from_unit(unit)
     if include_default:
         values = np.vstack([space.defaults[None, :], values])
     return values
-
-
-def sample_dataset(
-    space: ParameterSpace,
-    n: int,
-    method: str = "lhs",
-    *,
-    seed: int,
-    include_default: bool = True,
-    **kwargs,
-) -> xr.Dataset:
-    """:func:`sample` as an xarray Dataset, with the design recorded in its attributes.
-
-    Parameters
-    ----------
-    space, n, method, seed, include_default
-        As for :func:`sample`.
-    **kwargs
-        Passed to :func:`sample` (``optimization``).
-
-    Returns
-    -------
-    xarray.Dataset
-        ``params(member, param)`` with the parameter metadata of
-        :meth:`ParameterSpace.to_dataset`, and the attributes ``method``,
-        ``seed``, ``include_default`` (1 or 0, since netCDF has no booleans)
-        and ``optimization`` (``"none"`` when not optimised; only for ``"lhs"``).
-
-    Examples
-    --------
-    >>> ds = sample_dataset(ParameterSpace.tang2025(), 9, "sobol", seed=0)
-    >>> ds["params"].shape, ds.attrs["method"]
-    ((9, 16), 'sobol')
-    """
-    values = sample(space, n, method, seed=seed, include_default=include_default, **kwargs)
-    ds = space.to_dataset(values)
-    ds.attrs.update({
-        "title": "parameter sample",
-        "method": method,
-        "seed": int(seed),
-        "include_default": int(bool(include_default)),
-    })
-    if method == "lhs":
-        ds.attrs["optimization"] = str(kwargs.get("optimization", "random-cd") or "none")
-    if include_default:
-        ds.attrs["default_member"] = 0
-    return ds
-
-
-# ------------------------------------------------------------- diagnostics
-def discrepancy(unit: np.ndarray, method: str = "CD") -> float:
-    """Discrepancy of a design in the unit cube: how far it is from uniform.
-
-    Parameters
-    ----------
-    unit
-        Shape ``(n_points, d)``, values in ``[0, 1]``.
-    method
-        ``"CD"`` (default): Hickernell's (1998) centred L2 discrepancy, which
-        compares the fraction of points in boxes anchored at the cube's
-        corners with the boxes' volumes, and does not change when the cube is
-        reflected about its centre. ``"WD"`` (wrap-around), ``"MD"``
-        (mixture) and ``"L2-star"`` are the other measures of
-        ``scipy.stats.qmc.discrepancy``.
-
-    Returns
-    -------
-    float
-        The discrepancy; lower is more uniform. Compare designs of the same
-        ``n`` and ``d`` only.
-
-    Raises
-    ------
-    ValueError
-        For values outside ``[0, 1]``, a shape that is not 2-D, or an unknown ``method``.
-    """
-    if method not in DISCREPANCY_METHODS:
-        raise ValueError(
-            f"Unknown discrepancy {method!r}; valid methods are {list(DISCREPANCY_METHODS)}.")
-    return float(qmc.discrepancy(_check_unit(unit), method=method))
-
-
-def min_distance(unit: np.ndarray) -> float:
-    """Smallest Euclidean distance between two points of a design in the unit cube.
-
-    A small value means two nearly identical parameter sets: model runs spent
-    twice on the same place. Maximin designs make this as large as possible.
-
-    Parameters
-    ----------
-    unit
-        Shape ``(n_points, d)`` with ``n_points >= 2``, values in ``[0, 1]``.
-
-    Raises
-    ------
-    ValueError
-        For values outside ``[0, 1]``, a shape that is not 2-D, or fewer than two points.
-
-    Examples
-    --------
-    >>> min_distance(np.array([[0.0, 0.0], [0.3, 0.4], [1.0, 1.0]]))
-    0.5
-    """
-    u = _check_unit(unit)
-    if u.shape[0] < 2:
-        raise ValueError(f"min_distance needs at least two points; got {u.shape[0]}.")
-    return float(pdist(u).min())
 
 
 def design_diagnostics(space: ParameterSpace, samples) -> dict:
@@ -449,28 +200,35 @@ def design_diagnostics(space: ParameterSpace, samples) -> dict:
     space
         The parameter space the sample was drawn from.
     samples
-        Shape ``(n_members, len(space))``, or the Dataset of :func:`sample_dataset`.
+        Shape ``(n_members, len(space))``, or the Dataset of
+        :meth:`ParameterSpace.to_dataset` (read by parameter name).
 
     Returns
     -------
     dict
-        ``{"n": number of members, "centred_discrepancy": discrepancy(method="CD"),
-        "min_distance": min_distance}``. Rows with a NaN (the default
-        member: NaN stands for a basin's own value) have no place in the
-        unit cube and are left out of the two measures.
+        ``"n"``, the number of members; ``"centred_discrepancy"``,
+        Hickernell's (1998) centred L2 discrepancy (``scipy.stats.qmc``;
+        lower is more uniform; compare designs of the same size only); and
+        ``"min_distance"``, the smallest Euclidean distance between two points
+        (small: model runs spent twice on nearly the same place). Rows with a
+        NaN (the default member: NaN stands for a basin's own value) have no
+        place in the unit cube and are left out of the two measures.
 
     Raises
     ------
     ValueError
         If a value is outside its parameter's range (the message names it),
-        or the sample has fewer than two members.
+        or the sample has fewer than two members with a place in the cube.
     """
-    x = _as_samples(space, samples)
+    x = np.atleast_2d(space.validate(samples))
     # validated above; clipping only removes rounding in the log mapping
     unit = np.clip(space.to_unit(x), 0.0, 1.0)
     unit = unit[np.isfinite(unit).all(axis=1)]
+    if unit.shape[0] < 2:
+        raise ValueError(f"design_diagnostics needs at least two members without NaN; "
+                         f"got {unit.shape[0]}.")
     return {
         "n": int(x.shape[0]),
-        "centred_discrepancy": discrepancy(unit, "CD"),
-        "min_distance": min_distance(unit),
+        "centred_discrepancy": float(qmc.discrepancy(unit, method="CD")),
+        "min_distance": float(pdist(unit).min()),
     }

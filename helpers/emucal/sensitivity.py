@@ -49,7 +49,7 @@ from SALib.sample import sobol as salib_sample
 from .parameters import Parameter, ParameterSpace
 
 __all__ = ["SIGNATURES", "MEMBERS_PER_PARAM", "sobol_design", "model_outputs", "sobol_indices",
-           "emulator_indices", "top_parameters", "check_ensemble", "space_of",
+           "emulator_indices", "top_parameters", "check_ensemble",
            "ensemble_from_tables", "ensemble_outputs", "output_problems", "response",
            "Response"]
 
@@ -135,21 +135,20 @@ def model_outputs(params, forcing: xr.Dataset, attrs, *, space: ParameterSpace |
 
     from . import diagnostics
     from . import metrics as skill_metrics
-    from .ensemble import run_ensemble
+    from .model import simulate
 
-    space = space or ParameterSpace.tang2025()
     params = np.atleast_2d(np.asarray(params, dtype=float))
     period = skill_metrics.water_years(period)
     window = skill_metrics.water_year_window(forcing.time.values, period)
+    qobs = forcing["qobs"].values.astype(np.float64)
     parts = []
     for b in tqdm(range(forcing.sizes["basin"]), desc="basins", disable=not progress):
-        ens = run_ensemble(params, forcing.isel(basin=[b]), attrs, space=space,
-                           metrics=("norm_kge",), periods={"scored": period},
-                           chunk_size=len(params), keep_flow=True)
-        q = ens["qsim"].isel(basin=0, time=window).astype(np.float64)
+        flow = simulate(params, forcing.isel(basin=[b]), attrs, space=space)["qsim"]
+        q = flow.isel(basin=0, time=window).astype(np.float64)
         sig = diagnostics.signatures(q, dim="time").sel(signature=list(signatures))
         part = sig.to_dataset("signature").drop_vars(["units", "long_name"], errors="ignore")
-        part["norm_kge"] = ens["norm_kge"].isel(basin=0).sel(period="scored", drop=True)
+        skill = skill_metrics.norm_kge(flow.values[..., window], qobs[None, b:b + 1, window])
+        part["norm_kge"] = ("member", skill[:, 0].astype(np.float64))
         parts.append(part.expand_dims(basin=forcing.basin.values[b:b + 1]))
     out = xr.concat(parts, dim="basin").transpose("basin", "member")
     n_bad = int(out["norm_kge"].isnull().sum())
@@ -172,31 +171,8 @@ def _check_length(m: int, space: ParameterSpace) -> int:
                      f"computed on a design for another space? Valid lengths near it: {valid}.")
 
 
-def _check_design(design, space: ParameterSpace, m: int) -> None:
-    """Check that ``design`` is Saltelli's design for ``space`` with ``m`` rows.
-
-    Its rows come in blocks ``A, AB_1, ..., AB_d, B`` of ``d + 2``: ``AB_k``
-    is ``A`` with column ``k`` taken from ``B``.
-    """
-    design = np.asarray(design, dtype=float)
-    d = len(space)
-    if design.shape != (m, d):
-        raise ValueError(f"design has shape {design.shape}, but y and space ({d} parameters) need "
-                         f"({m}, {d}): pass the sobol_design(space, n) the outputs were computed on.")
-    blocks = design.reshape(-1, d + 2, d)
-    a, b, ab = blocks[:, :1], blocks[:, -1:], blocks[:, 1:-1]
-    wrong = np.argwhere((ab != np.where(np.eye(d, dtype=bool), b, a)).any(axis=-1))
-    if len(wrong):
-        j, k = wrong[0]
-        raise ValueError(f"design is not Saltelli's design for these {d} parameters ({space.names}): "
-                         f"row {j * (d + 2) + k + 1} should be row {j * (d + 2)} with column {k} "
-                         f"({space.names[k]}) from row {j * (d + 2) + d + 1}. Pass the "
-                         "sobol_design(space, n) of this space.")
-
-
 def sobol_indices(y, space: ParameterSpace, *, dims: Sequence[str] | None = None, coords=None,
-                  n_resamples: int = 100, conf_level: float = 0.95, seed: int = 0,
-                  design=None) -> xr.Dataset:
+                  n_resamples: int = 100, conf_level: float = 0.95, seed: int = 0) -> xr.Dataset:
     """First-order and total Sobol' indices of outputs computed on :func:`sobol_design`.
 
     Parameters
@@ -215,11 +191,6 @@ def sobol_indices(y, space: ParameterSpace, *, dims: Sequence[str] | None = None
         Bootstrap resamples and level of the confidence intervals.
     seed
         Seed of the bootstrap.
-    design
-        The :func:`sobol_design` the outputs were computed on (unit cube or
-        parameter units). Optional; given, it is checked to be Saltelli's
-        design for ``space`` with one row per output, which catches outputs
-        of another space's design even when their number fits this one.
 
     Returns
     -------
@@ -232,8 +203,7 @@ def sobol_indices(y, space: ParameterSpace, *, dims: Sequence[str] | None = None
     ------
     ValueError
         If the last axis does not match a design for ``space`` (``n * (d + 2)``
-        outputs, ``n`` a power of 2, or ``design`` not Saltelli's design for
-        ``space``), or ``y`` holds NaN or infinity (fill failed runs first,
+        outputs, ``n`` a power of 2), or ``y`` holds NaN or infinity (fill failed runs first,
         for example with the basin's worst score, and say so).
     """
     if isinstance(y, xr.DataArray):
@@ -245,8 +215,6 @@ def sobol_indices(y, space: ParameterSpace, *, dims: Sequence[str] | None = None
         raise ValueError(f"y must have a last axis of n * (d + 2) = n * {d + 2} outputs; "
                          "got a scalar.")
     n = _check_length(y.shape[-1], space)
-    if design is not None:
-        _check_design(design, space, y.shape[-1])
     if np.isnan(y).any():
         bad = np.argwhere(np.isnan(y).any(axis=-1)) if y.ndim > 1 else [[]]
         raise ValueError(f"y holds NaN (at leading index {[tuple(b) for b in bad[:5]]}); Sobol' "
@@ -328,8 +296,7 @@ def emulator_indices(emulator, space: ParameterSpace, n: int, *, n_draws: int = 
         raise ValueError(f"basins has {len(basins)} entries, the emulator {n_basin} basins.")
     design = sobol_design(space, n, seed=seed)
     mean = emulator.predict(np.broadcast_to(design, (n_basin, *design.shape)))
-    result = sobol_indices(mean, space, dims=["basin"], coords={"basin": basins}, seed=seed,
-                           design=design)
+    result = sobol_indices(mean, space, dims=["basin"], coords={"basin": basins}, seed=seed)
     if n_draws:
         small = sobol_design(space, n_draw_base, seed=seed + 1)
         draws = emulator.sample_y(np.broadcast_to(small, (n_basin, *small.shape)), n_draws,
@@ -354,34 +321,6 @@ def top_parameters(indices: xr.DataArray, k: int, *, dim: str = "basin") -> list
 #: Members an emulator needs per parameter: ``n = 10 d``, the rule of Loeppky, Sacks and
 #: Welch (2009, Technometrics 51, 366-376) for a GP of a computer model.
 MEMBERS_PER_PARAM = 10
-
-
-def space_of(ds: xr.Dataset) -> ParameterSpace:
-    """The :class:`ParameterSpace` of an ensemble, from the ``param`` coordinates of ``params``.
-
-    ``lower`` and ``upper`` are needed; ``log_scale`` (default linear), ``units``
-    (default ``"1"``) and ``default`` (NaN: none) are read where present.
-    """
-    if "params" not in ds:
-        raise ValueError(f"Not an ensemble: no variable 'params(member, param)' (variables: "
-                         f"{list(ds.data_vars)}). Write one with ParameterSpace.to_dataset or "
-                         "ensemble_from_tables.")
-    p = ds["params"]
-    missing = [c for c in ("lower", "upper") if c not in p.coords]
-    if missing:
-        raise ValueError(f"params has no {' or '.join(repr(c) for c in missing)} coordinate along "
-                         "param: each parameter's range is needed to map it to the unit cube. Add "
-                         "them with ds.assign_coords(lower=('param', [...]), upper=('param', [...]))"
-                         " or build the file with ensemble_from_tables(..., ranges=...).")
-    n = p.sizes["param"]
-    col = {c: p[c].values if c in p.coords else np.full(n, fill)
-           for c, fill in (("default", np.nan), ("log_scale", False), ("units", "1"),
-                           ("lower", 0.0), ("upper", 1.0))}
-    default = [None if np.isnan(float(v)) else float(v) for v in col["default"]]
-    return ParameterSpace([
-        Parameter(str(name), default[i], float(col["lower"][i]), float(col["upper"][i]),
-                  bool(col["log_scale"][i]), units=str(col["units"][i]))
-        for i, name in enumerate(p["param"].values)])
 
 
 def check_ensemble(ds: xr.Dataset) -> list[str]:
@@ -429,7 +368,7 @@ def ensemble_outputs(ds: xr.Dataset) -> list[str]:
 
 def _params_problems(ds: xr.Dataset) -> list[str]:
     """What is wrong with the parameters of an ensemble (raises where nothing else can be read)."""
-    space = space_of(ds)
+    space = ParameterSpace.from_dataset(ds)
     if set(ds["params"].dims) != {"member", "param"}:
         raise ValueError(f"params has dimensions {ds['params'].dims}; an ensemble needs ('member', "
                          "'param'), one row per run (rename with ds.rename(run='member')).")
@@ -522,8 +461,8 @@ class Response:
         The GP on the unit cube, a batch of one (``predict`` takes ``(1, m, d)``).
     skill
         :func:`~emucal.emulators.cross_validate`'s table (``r2``, ``rmse``,
-        ``coverage`` of the 95% interval, ``n_test`` per fold); None for an
-        emulator given to :func:`response`. :attr:`cv_r2` pools the folds.
+        ``coverage`` of the 95% interval, ``n_test`` per fold); :attr:`cv_r2`
+        pools the folds.
     indices
         ``S1``, ``ST`` over ``param``, ranked by ``ST``, with 95% intervals
         ``S1_lo``, ``S1_hi``, ``ST_lo``, ``ST_hi`` (see :func:`response`).
@@ -533,7 +472,7 @@ class Response:
 
     space: ParameterSpace
     emulator: object
-    skill: pd.DataFrame | None
+    skill: pd.DataFrame
     indices: xr.Dataset
     runs: xr.Dataset
 
@@ -542,10 +481,8 @@ class Response:
         """Out-of-fold R2 over all runs: 1 - the folds' pooled squared error / the output's variance.
 
         Steadier than the mean of the folds' own R2, each measured against its
-        few test runs' mean. NaN without cross-validation.
+        few test runs' mean.
         """
-        if self.skill is None:
-            return float("nan")
         y = self.runs[self.indices.attrs["output"]].values
         mse = float((self.skill["n_test"] * self.skill["rmse"] ** 2).sum() / self.skill["n_test"].sum())
         return 1.0 - mse / float(np.var(y))
@@ -602,7 +539,7 @@ class Response:
                                   b: self.space.from_unit(u[0])[:, ib]})
 
 
-def response(ds: xr.Dataset, output: str, *, select: dict | None = None, emulator=None,
+def response(ds: xr.Dataset, output: str, *, select: dict | None = None,
              n_draws: int = 50, seed: int = 0) -> Response:
     """Emulate one output of an ensemble: its skill, Sobol' indices, curves and maps.
 
@@ -627,9 +564,6 @@ def response(ds: xr.Dataset, output: str, *, select: dict | None = None, emulato
     select
         One value for each other dimension of the output, e.g.
         ``{"basin": "01013500", "period": "calibration"}``.
-    emulator
-        A GPEmulator already fitted to this output (inputs ``(1, member, param)``
-        on the unit cube): no fit and no cross-validation.
     n_draws, seed
         Posterior draws for the intervals (0: bootstrap only); seed of the
         folds, the fit, the designs and the draws.
@@ -656,16 +590,13 @@ def response(ds: xr.Dataset, output: str, *, select: dict | None = None, emulato
                          f"{output} does not have: there is no single default to put in their place. "
                          "Fill params, or emulate an output over those dimensions with select.")
     check_ensemble(sub)
-    space = space_of(sub)
+    space = ParameterSpace.from_dataset(sub)
     params = sub["params"].transpose("member", "param")
     if "defaults" in sub and not extra:  # run_ensemble's default member: NaN is the basin's default
         params = params.fillna(sub["defaults"])
     x, y = space.to_unit(params.values)[None], sub[output].values[None].astype(float)
-    skill = None
-    if emulator is None:
-        skill = cross_validate(lambda: GPEmulator(seed=seed), x, y, n_splits=5, seed=seed,
-                               level=0.95)
-        emulator = GPEmulator(seed=seed).fit(x, y)
+    skill = cross_validate(lambda: GPEmulator(seed=seed), x, y, n_splits=5, seed=seed, level=0.95)
+    emulator = GPEmulator(seed=seed).fit(x, y)
     d = len(space)
     base = 2 ** int(np.log2(2 ** 15 / (d + 2)))  # about 32,768 predictions
     ind = emulator_indices(emulator, space, base, n_draws=n_draws, seed=seed,

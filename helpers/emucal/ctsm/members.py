@@ -1,103 +1,47 @@
 r"""Writing the members of a CTSM perturbed-parameter ensemble.
 
 The first end of a CTSM ensemble (the second is :mod:`emucal.ctsm.history`);
-:func:`prepare_ensemble` is introduced in :mod:`emucal.ctsm`.
+the book's appendix "Running the ensemble on an HPC system" walks through it.
 :func:`example_case` writes a stand-in base case to try it without CTSM, and
 :func:`fortran_number` writes a number as a namelist reads it.
 
-Where CTSM reads a parameter
-----------------------------
-CTSM takes its parameters from three places, and a parameter's place
-depends on the CTSM version (:meth:`emucal.parameters.Parameter.location`):
+Where CTSM reads a parameter (:meth:`emucal.parameters.Parameter.location`,
+by CTSM version): the **parameter file** (each member gets a byte copy of the
+base file with only its variables rewritten in place, same format and types,
+no ``_FillValue`` added, as CTSM's ``set_paramfile.py`` does and as CTSM's
+files are since ctsm5.1.dev167, ``doc/ChangeLog``); the **namelist**
+(``name = value`` lines in ``user_nl_clm``; ``interception_fraction`` moved
+to the paramfile in ctsm5.3.010, ``baseflow_scalar`` and the rain/snow
+repartition temperatures in ctsm5.4.025); the **surface dataset** (``FMAX``
+and ``zbedrock`` per gridcell: an edited copy). Since ctsm5.2.027 the paramfile
+may carry ``zbedrock`` (a value >= 0 overrides the surface field) and
+``zbedrock_sf`` (scales it; ``initVerticalMod.F90``); the member's depth is
+then written where CTSM uses it, and ``parameters.csv`` says where.
 
-the parameter file (``paramfile``)
-    A netCDF file of scalars and per-PFT arrays (``medlynslope(pft)``).
-    Each member gets a byte copy of the base file with only the member's
-    variables rewritten in place, so the file keeps its netCDF format and
-    every variable its type and attributes. No ``_FillValue`` is added: CTSM
-    removed ``_FillValue`` from its parameter files in ctsm5.1.dev167
-    (``doc/ChangeLog``), and CTSM's own ``python/ctsm/param_utils/
-    set_paramfile.py`` likewise keeps the input's format and adds no fill value.
-the namelist (``user_nl_clm``)
-    ``name = value`` lines. Three of the 16 parameters moved from the
-    namelist to the paramfile: ``interception_fraction`` in ctsm5.3.010;
-    ``baseflow_scalar`` and the rain/snow repartition temperatures
-    (``precip_repartition_nonglc_all_rain_t`` with the three temperatures
-    bound to it) in ctsm5.4.025 (``doc/ChangeLog`` of ESCOMP/CTSM).
-the surface dataset (``fsurdat``)
-    Gridded fields of the basin: ``FMAX(lsmlat, lsmlon)`` and
-    ``zbedrock(lsmlat, lsmlon)``. A member that changes one gets an edited
-    copy of the surface dataset. Since ctsm5.2.027 the paramfile may also
-    carry ``zbedrock`` (a value >= 0 replaces the surface field everywhere)
-    and ``zbedrock_sf`` (scales it; ``initVerticalMod.F90``). When the base
-    paramfile holds either, the member's depth is written so that what CTSM
-    uses is the sampled depth: into the paramfile's ``zbedrock`` when that
-    overrides the surface data, divided by ``zbedrock_sf`` when that is not 1;
-    ``parameters.csv`` says which.
+How a sampled value becomes CTSM input follows Tang et al.'s
+``MOASMO_parameters.py`` (NCAR/CTSM_calibration), by
+:attr:`~emucal.parameters.Parameter.kind`: a ``"value"`` sets a number, or
+scales an array (per PFT, per gridcell) by ``sample / mean(array)`` so that
+its mean becomes the sample and the ratios stay; zeros (bare soil) and fill
+values stay as they are and are left out of the mean (Tang et al. averaged
+over every entry, zeros included: ``options={"zeros_in_mean": True}``). A
+``"shift"`` (``precip_repartition_nonglc_all_rain_t``) sets the value and
+moves the parameters in :attr:`~emucal.parameters.Parameter.bound_with` by
+the same difference. A NaN leaves a parameter as the base case has it; a row
+equal to the space's defaults, or to the base case's own values, is the base
+case itself, with nothing edited (Tang et al.'s member 0, ``adddefault``).
+That member is recorded at the base files' own values (:func:`base_values`;
+``read_save_load_all_default_parameters`` in ``MOASMO_parameters.py``), and
+:func:`ensemble_params` turns the plans of many basins into training inputs.
+Base values come from the base files, or for namelist parameters from
+``user_nl_clm``, ``Buildconf/clmconf/lnd_in`` and CTSM's defaults.
 
-How a sampled value becomes CTSM input
---------------------------------------
-The conventions are those of Tang et al.'s ``MOASMO_parameters.py``
-(NCAR/CTSM_calibration), by :attr:`~emucal.parameters.Parameter.kind`:
-
-``kind="value"``, one number in CTSM
-    The number is set.
-``kind="value"``, an array in CTSM (per PFT, per gridcell)
-    The array is multiplied by ``sample / mean(array)``, so that its mean
-    becomes the sampled value and the ratios between PFTs (or gridcells)
-    stay as in the base file. ``zbedrock`` is one: the basin's gridcells keep
-    their relative depths and their mean becomes the sampled depth in metres
-    (Tang et al.'s "Multiplicative, Absolute"). Zero entries (``medlynslope`` of bare soil, a
-    gridcell without saturated area) and fill values stay as they are and,
-    by default, are left out of the mean: a bare-soil "slope" of 0 is not a
-    slope, and counting it would make the mean depend on how many unused
-    PFTs a file carries. Tang et al. took ``np.nanmean`` over the whole
-    array, zeros included; ``options={"zeros_in_mean": True}`` does the same.
-NaN, and the default member
-    A NaN leaves that parameter as the base case has it. A row equal to
-    :attr:`~emucal.parameters.ParameterSpace.defaults` (member 0 of
-    :func:`emucal.sampling.sample`), or to the base case's own values, is
-    the base case itself: nothing is edited or copied, and its
-    ``user_nl_clm`` is the base case's, as Tang et al.'s member 0
-    (``MOASMO_parameters.py``, ``adddefault``).
-The base case's own values
-    That member runs with the base files' values, not with the table's
-    defaults: the basin's own ``FMAX`` and ``zbedrock`` (its surface
-    dataset), and whatever the base paramfile holds, which differs between
-    CTSM versions and physics options. :func:`base_values` reads them, by
-    the conventions above (the mean of an array's entries that count, a
-    shifted temperature in degC, ``zbedrock`` as CTSM uses it), and lists
-    them beside the space's defaults and ranges.
-    :func:`prepare_ensemble` records them (``plan.attrs["base_values"]``,
-    ``base_values.csv`` in ``out_dir``) and gives every member's row the
-    values its run uses, and :func:`ensemble_params` turns the plans of
-    many basins into training inputs where the base-case member sits at
-    each basin's own values. Tang et al. did the same: member 0's
-    ``Value`` is the case's own (``MOASMO_parameters.py`` lines 130-155 and
-    220-231, ``read_save_load_all_default_parameters``), and the emulators
-    train on the mean of each member's values
-    (``run_multiple_paramsets_Derecho.py`` line 209).
-``kind="shift"`` (``precip_repartition_nonglc_all_rain_t``)
-    The parameter is set to the sampled value, and the parameters in
-    :attr:`~emucal.parameters.Parameter.bound_with` (the other three
-    repartition temperatures) move by the same difference from their base
-    values, so that the rain/snow ramps keep their widths.
-
-Base values (for scaling and shifting) come from the base files, or for namelist
-parameters from ``user_nl_clm``, ``Buildconf/clmconf/lnd_in``, CTSM's defaults.
-
-What runs on the cluster
-------------------------
-For member ``N`` the script ``run_case.sh`` runs CIME's ``create_clone
---keepexe`` to make a new case that shares the base case's executable (no
-build: a clone costs seconds and a few megabytes), optionally ``./xmlchange``,
-installs the member's ``user_nl_clm`` (the base case's file, with the
-member's lines appended and any earlier lines setting the same variables
-commented out, so that no variable is set twice; such a line must set nothing
-else and end on its own line), then ``./case.setup`` and
-``./case.submit``. Each member is its own CIME case and its own batch job (or,
-with ``options={"submit_args": "--no-batch"}``, runs inside a job you already
-hold, such as one task of a job array).
+On the cluster, member ``N``'s ``run_case.sh`` runs CIME's ``create_clone
+--keepexe`` (a new case sharing the base case's executable: no build),
+optionally ``./xmlchange``, installs the member's ``user_nl_clm`` (the base
+case's, with earlier lines that set the same variables commented out), then
+``./case.setup`` and ``./case.submit`` (``options={"submit_args":
+"--no-batch"}`` runs it inside a job you already hold).
 
 References
 ----------

@@ -13,7 +13,8 @@ the cluster's workers (for example through dask-jobqueue on PBS or Slurm),
 and chunks are written as they come back.
 
 The result has the skill of every member in every basin, ``(member, basin,
-period)`` for each metric, and optionally the simulated flow.
+period)`` for each metric; :func:`emucal.model.simulate` gives the daily flow of the
+members you want to look at.
 
 A calibration runs the model a few parameter sets at a time instead, each
 basin with its own: a :class:`Runner` turns parameter sets ``(basin, n,

@@ -204,50 +204,31 @@ _BLOCK_VALUES = 4_000_000
 
 
 # --------------------------------------------------------------------- input
-def _time_axis(q, precip, dim: str, time):
+def _time_axis(q, precip, dim: str):
     """Return (q, precip, time, lead dims, lead coords) as NumPy arrays, time last."""
-    if isinstance(q, xr.DataArray):
-        if dim not in q.dims:
-            raise ValueError(f"q has no dimension {dim!r} (it has {q.dims}); "
-                             "pass dim='...' to name its time dimension.")
-        if time is not None:
-            raise ValueError("time is taken from q's coordinate; pass time only with NumPy arrays.")
-        if precip is not None:
-            if not isinstance(precip, xr.DataArray):
-                precip = xr.DataArray(np.asarray(precip, dtype=float), dims=q.dims, coords=q.coords)
-            if dim not in precip.dims:
-                raise ValueError(f"precip has no dimension {dim!r} (it has {precip.dims}).")
-            try:
-                precip = precip.sel({dim: q[dim]})
-            except KeyError as err:
-                raise ValueError("precip must cover every date of q.") from err
-            q, precip = xr.broadcast(q, precip)
-            precip = precip.transpose(*q.dims)
-        lead = [d for d in q.dims if d != dim]
-        q = q.transpose(*lead, dim)
-        coords = {name: c for name, c in q.coords.items() if dim not in c.dims}
-        times = q[dim].values
-        values = q.values
-        p_values = None if precip is None else precip.transpose(*lead, dim).values
-        return values, p_values, times, lead, coords
-    if time is None:
-        raise ValueError("With a NumPy array, pass the dates of its last axis as time=..."
-                         " (the half-flow date and the elasticity need water years).")
-    values = np.asarray(q)
-    if values.ndim == 0:
-        raise ValueError("q must have a time axis (its last axis).")
-    p_values = None
+    if not isinstance(q, xr.DataArray):
+        raise TypeError(f"q must be an xarray DataArray with a time dimension, not "
+                        f"{type(q).__name__}; wrap an array as xr.DataArray(q, dims=(..., 'time'), "
+                        "coords={'time': dates}).")
+    if dim not in q.dims:
+        raise ValueError(f"q has no dimension {dim!r} (it has {q.dims}); "
+                         "pass dim='...' to name its time dimension.")
     if precip is not None:
-        p_values = np.asarray(precip, dtype=float)
+        if not isinstance(precip, xr.DataArray):
+            precip = xr.DataArray(np.asarray(precip, dtype=float), dims=q.dims, coords=q.coords)
+        if dim not in precip.dims:
+            raise ValueError(f"precip has no dimension {dim!r} (it has {precip.dims}).")
         try:
-            shape = np.broadcast_shapes(values.shape, p_values.shape)
-        except ValueError as err:
-            raise ValueError(f"precip of shape {p_values.shape} does not broadcast against q "
-                             f"of shape {values.shape} (time is the last axis of both).") from err
-        values = np.broadcast_to(values, shape)
-        p_values = np.broadcast_to(p_values, shape)
-    lead = [f"dim_{i}" for i in range(values.ndim - 1)]
-    return values, p_values, np.asarray(time), lead, {}
+            precip = precip.sel({dim: q[dim]})
+        except KeyError as err:
+            raise ValueError("precip must cover every date of q.") from err
+        q, precip = xr.broadcast(q, precip)
+        precip = precip.transpose(*q.dims)
+    lead = [d for d in q.dims if d != dim]
+    q = q.transpose(*lead, dim)
+    coords = {name: c for name, c in q.coords.items() if dim not in c.dims}
+    p_values = None if precip is None else precip.transpose(*lead, dim).values
+    return q.values, p_values, q[dim].values, lead, coords
 
 
 def _check(q: np.ndarray, times) -> pd.DatetimeIndex:
@@ -516,7 +497,7 @@ def _signature_rows(q: np.ndarray, p, index: pd.DatetimeIndex, zero_flow: float)
     return out
 
 
-def signatures(q, precip=None, *, dim: str = "time", time=None,
+def signatures(q: xr.DataArray, precip=None, *, dim: str = "time",
                zero_flow: float = 0.0) -> xr.DataArray:
     """Compute the CAMELS-US hydrological signatures of daily streamflow.
 
@@ -557,9 +538,8 @@ def signatures(q, precip=None, *, dim: str = "time", time=None,
     ----------
     q
         Daily streamflow in mm/day, one value per consecutive day, missing
-        days as NaN. An xarray DataArray with a time dimension ``dim`` and any
-        others (``basin``, ``member``...), or a NumPy array with time on the
-        last axis and ``time`` given. Give whole water years (1 October to
+        days as NaN: a DataArray with a time dimension ``dim`` and any
+        others (``basin``, ``member``...). Give whole water years (1 October to
         30 September): ``hfd_mean`` and ``stream_elas`` use only water years
         with at least 347 days of data, and a part-year biases the others
         towards its season. CAMELS used water years 1990-2009
@@ -571,11 +551,7 @@ def signatures(q, precip=None, *, dim: str = "time", time=None,
         dates. Without it, ``runoff_ratio`` and ``stream_elas`` are left out.
         Both use only the days on which flow and precipitation are known.
     dim
-        Name of the time dimension of a DataArray ``q``.
-    time
-        Dates of the last axis of a NumPy ``q`` (anything
-        :class:`pandas.DatetimeIndex` takes). Not allowed with a DataArray,
-        whose ``dim`` coordinate is used.
+        Name of the time dimension of ``q``.
     zero_flow
         Flows at or below this count as zero for ``zero_q_freq`` (mm/day). 0
         as in CAMELS; a model that never dries completely may need a small
@@ -585,8 +561,8 @@ def signatures(q, precip=None, *, dim: str = "time", time=None,
     -------
     xarray.DataArray
         Dimensions ``("signature", ...)``: the signature first, then the
-        non-time dimensions of ``q`` in their order (``dim_0``, ``dim_1``...
-        for a NumPy input), with ``q``'s coordinates along them. The
+        non-time dimensions of ``q`` in their order, with ``q``'s coordinates
+        along them. The
         ``signature`` coordinate lists the names of :data:`SIGNATURES`
         (without ``runoff_ratio`` and ``stream_elas`` when ``precip`` is
         None); the coordinates ``units`` and ``long_name`` along it describe
@@ -601,9 +577,10 @@ def signatures(q, precip=None, *, dim: str = "time", time=None,
     Raises
     ------
     ValueError
-        If ``q`` has negative values, is not daily on consecutive dates, has
-        no ``dim``, or a NumPy ``q`` comes without ``time``; if ``precip``
-        does not match ``q``.
+        If ``q`` has negative values, is not daily on consecutive dates or has
+        no ``dim``; if ``precip`` does not match ``q``.
+    TypeError
+        If ``q`` is not a DataArray.
 
     Notes
     -----
@@ -615,14 +592,15 @@ def signatures(q, precip=None, *, dim: str = "time", time=None,
     Examples
     --------
     >>> time = pd.date_range("2000-10-01", "2002-09-30")
-    >>> q = 1.0 + np.sin(2 * np.pi * np.arange(time.size) / 365.25) ** 2
-    >>> sig = signatures(q, 2.0 * q, time=time)
+    >>> q = xr.DataArray(1.0 + np.sin(2 * np.pi * np.arange(time.size) / 365.25) ** 2,
+    ...                  dims="time", coords={"time": time})
+    >>> sig = signatures(q, 2.0 * q)
     >>> float(sig.sel(signature="runoff_ratio"))
     0.5
     >>> sig.sel(signature="hfd_mean").item() > 0
     True
     """
-    values, p_values, times, lead, coords = _time_axis(q, precip, dim, time)
+    values, p_values, times, lead, coords = _time_axis(q, precip, dim)
     index = _check(values, times)
     values = np.asarray(values, dtype=float)
     shape = values.shape
@@ -653,7 +631,7 @@ def signatures(q, precip=None, *, dim: str = "time", time=None,
     )
 
 
-def seasonal_cycle(q, *, dim: str = "time", time=None) -> xr.DataArray:
+def seasonal_cycle(q: xr.DataArray, *, dim: str = "time") -> xr.DataArray:
     """Mean flow of each calendar month: the mean seasonal cycle (regime).
 
     The 12 monthly means of daily flow over all years, days with missing flow
@@ -664,12 +642,9 @@ def seasonal_cycle(q, *, dim: str = "time", time=None) -> xr.DataArray:
     Parameters
     ----------
     q
-        Daily flow, a DataArray with a time dimension ``dim`` or a NumPy
-        array with time on the last axis and its dates in ``time``.
+        Daily flow, a DataArray with a time dimension ``dim``.
     dim
-        Name of the time dimension of a DataArray.
-    time
-        Dates of the last axis of a NumPy ``q``.
+        Name of the time dimension.
 
     Returns
     -------
@@ -681,11 +656,11 @@ def seasonal_cycle(q, *, dim: str = "time", time=None) -> xr.DataArray:
     Examples
     --------
     >>> time = pd.date_range("2001-01-01", "2002-12-31")
-    >>> cycle = seasonal_cycle(np.asarray(time.month, dtype=float), time=time)
+    >>> cycle = seasonal_cycle(xr.DataArray(time.month.astype(float), coords={"time": time}))
     >>> cycle.values.tolist() == list(range(1, 13))
     True
     """
-    values, _, times, lead, coords = _time_axis(q, None, dim, time)
+    values, _, times, lead, coords = _time_axis(q, None, dim)
     index = _check(values, times)
     values = np.asarray(values, dtype=float)
     month = index.month.to_numpy()
@@ -695,7 +670,7 @@ def seasonal_cycle(q, *, dim: str = "time", time=None) -> xr.DataArray:
             x = values[..., month == m]
             n = np.isfinite(x).sum(axis=-1)
             out[m - 1] = np.where(n > 0, np.nansum(x, axis=-1) / np.maximum(n, 1), np.nan)
-    units = q.attrs.get("units", "mm/day") if isinstance(q, xr.DataArray) else "mm/day"
+    units = q.attrs.get("units", "mm/day")
     return xr.DataArray(out, dims=("month", *lead), coords={**coords, "month": np.arange(1, 13)},
                         name="seasonal_cycle",
                         attrs={"units": units, "long_name": "mean flow per calendar month"})

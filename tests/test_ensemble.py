@@ -262,6 +262,8 @@ def test_a_sample_dataset_is_checked_against_its_own_ranges(toy, samples):
     run = dict(periods=PERIODS, metrics="kge_prime")
     with pytest.raises(ValueError, match="fff = .* is outside its range"):
         ensemble.run_ensemble(beyond, forcing, attrs, **run)
+    with pytest.raises(ValueError, match=r"missing \['fff'\]"):
+        ensemble.run_ensemble(wide.to_dataset(beyond).drop_sel(param="fff"), forcing, attrs, **run)
     out = ensemble.run_ensemble(wide.to_dataset(beyond), forcing, attrs, **run)
     assert float(out.params.upper.sel(param="fff")) == wide["fff"].upper
     np.testing.assert_array_equal(out.params.values, beyond)

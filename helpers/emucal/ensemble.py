@@ -227,7 +227,9 @@ def run_ensemble(
                          ": the order is run_ensemble(samples, forcing, attrs).")
     if isinstance(samples, xr.Dataset):
         if {"lower", "upper"} <= set(samples["params"].coords):  # the ranges it was drawn in
-            space = ParameterSpace.from_dataset(samples).subset(space.names)
+            own = ParameterSpace.from_dataset(samples)
+            if sorted(own.names) == sorted(space.names):  # else validate says what is missing
+                space = own.subset(space.names)
         samples = samples["params"].transpose("member", "param")
     samples = np.atleast_2d(space.validate(samples))
     metrics = (metrics,) if isinstance(metrics, str) else metrics

@@ -34,8 +34,8 @@ are from uniform (Hickernell's centred L2 discrepancy; lower is more uniform)
 and the closest pair of points (larger is better: no near-duplicates).
 :func:`emucal.plotting.pair_plot` shows the design as scatter plots of pairs of parameters.
 
-All functions take an explicit integer ``seed``: the same seed gives the same
-design, so a notebook reproduces its ensemble exactly.
+:func:`sample` takes an explicit integer ``seed``: the same seed gives the
+same design, so a notebook reproduces its ensemble exactly.
 
 References
 ----------
@@ -151,9 +151,11 @@ def sample(
     Raises
     ------
     ValueError
-        For an unknown ``method`` (the message lists the valid ones), or
-        ``n < 1`` (``n < 2`` with ``include_default``: there would be no
-        design left).
+        For an unknown ``method`` (the message lists the valid ones), a
+        negative ``seed``, or ``n < 1`` (``n < 2`` with ``include_default``:
+        there would be no design left).
+    TypeError
+        For a ``seed`` or ``n`` that is not an integer.
 
     Warns
     -----
@@ -171,9 +173,11 @@ def sample(
     """
     if method not in METHODS:
         raise ValueError(f"Unknown sampling method {method!r}; valid methods are {list(METHODS)}.")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise TypeError(f"seed must be a non-negative integer so that the design can be "
                         f"reproduced; got {seed!r}.")
+    if seed < 0:
+        raise ValueError(f"seed must be a non-negative integer; got {seed}.")
     minimum = 2 if include_default else 1
     if isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n < minimum:
         reason = (" with include_default=True (row 0 is the default, the rest the design)"

@@ -86,9 +86,8 @@ def sobol_design(space: ParameterSpace, n: int, *, seed: int = 0) -> np.ndarray:
     Returns
     -------
     ndarray ``(n * (d + 2), d)``
-        Unit-cube points, in the order :func:`sobol_indices` expects (pass
-        them as its ``design`` to have that checked). Turn them into
-        parameter values with ``space.from_unit``.
+        Unit-cube points, in the order :func:`sobol_indices` expects. Turn
+        them into parameter values with ``space.from_unit``.
     """
     n = _check_base(n)
     return salib_sample.sample(_problem(space), n, calc_second_order=False, scramble=True,
@@ -135,8 +134,10 @@ def model_outputs(params, forcing: xr.Dataset, attrs, *, space: ParameterSpace |
 
     from . import diagnostics
     from . import metrics as skill_metrics
+    from .ensemble import _check_forcing
     from .model import simulate
 
+    _check_forcing(forcing)
     params = np.atleast_2d(np.asarray(params, dtype=float))
     period = skill_metrics.water_years(period)
     window = skill_metrics.water_year_window(forcing.time.values, period)

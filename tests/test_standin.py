@@ -323,6 +323,38 @@ def test_large_sample_times_each_step_and_keeps_the_rows_of_other_basin_counts(s
                       mine.seconds[protocol_steps].sum() - mine.seconds["ensemble of 16 runs"])
 
 
+def test_large_sample_parts_of_the_protocol_each_in_their_own_rows(standin_n25, tmp_path, monkeypatch, capsys):
+    """--skip-per-basin: the steps over all basins at once; --lse-fits-only: the two LSE fits alone."""
+    monkeypatch.setattr(protocol, "TANG_DESIGN", (16, 2, 1))
+    monkeypatch.setattr(protocol, "TANG_SEARCH", dict(popsize=6, generations=2))
+    monkeypatch.setattr(regionalise, "regionalise", functools.partial(
+        regionalise.regionalise, search_kw=dict(popsize=6, generations=2)))
+    monkeypatch.setattr(variants, "fit_gp_or_forest", None)  # the SSE loop must not run
+    monkeypatch.setattr(protocol, "by_blocks", None)  # nor DDS
+    part = tmp_path / "part.csv"
+    monkeypatch.setattr(sys, "argv", ["large_sample.py", "--basins", "25", "--skip-per-basin", "--csv", str(part)])
+    runpy.run_path(str(BENCHMARKS / "large_sample.py"), run_name="__main__")
+    rows = pd.read_csv(part)
+    assert list(rows.step) == ["load basins", "ensemble of 16 runs", "LSE loop (Tang)", "LSE spatial CV"]
+    assert (rows.seconds > 0).all() and rows.command.str.endswith("--skip-per-basin").all()
+    fits = tmp_path / "fits.csv"
+    monkeypatch.setattr(sys, "argv", ["large_sample.py", "--basins", "25", "--lse-fits-only", "--csv", str(fits)])
+    runpy.run_path(str(BENCHMARKS / "large_sample.py"), run_name="__main__")
+    rows = pd.read_csv(fits)
+    assert list(rows.step) == ["load basins", "ensemble of 16 + 2 random runs",
+                               "LSE fit: forest, 16 + 2 random runs", "LSE fit: sparse GP, 16 + 2 random runs"]
+    # the two kinds of rows never share a CSV, and a part never replaces a whole protocol
+    whole = tmp_path / "whole.csv"
+    pd.DataFrame({"step": ["whole protocol"], "seconds": [1.0], "basins": [25], "command": ["x"]}).to_csv(
+        whole, index=False)
+    for argv, message in ((["--lse-fits-only", "--csv", part], "CSV of their own"),
+                          (["--csv", fits], "another CSV"),
+                          (["--skip-per-basin", "--csv", whole], "whole protocol on 25 basins"),
+                          (["--skip-per-basin", "--lse-fits-only"], "not both")):
+        code, err = _exit_of("large_sample.py", "--basins", "25", *argv, capsys=capsys, monkeypatch=monkeypatch)
+        assert code == 2 and message in err, err
+
+
 def test_large_sample_refuses_the_teaching_sample(capsys, monkeypatch):
     code, err = _exit_of("large_sample.py", "--basins", "sample", capsys=capsys, monkeypatch=monkeypatch)
     assert code == 2 and "give a number of basins" in err, err

@@ -309,6 +309,19 @@ def test_mirror_natural_earth_is_a_ready_cartopy_data_dir(synthetic, cartopy_off
     np.testing.assert_allclose(points.get_sizes(), [plotting.SIZE_RANGE[0], np.mean(plotting.SIZE_RANGE),
                                                     plotting.SIZE_RANGE[1]])
     plt.close(ax.figure)  # not drawn: the loop above found its 50m layers in the folder
+    # values labelled by basin are matched to attrs' rows by id, whatever their order
+    by_id = pd.Series([0.9, 0.1, 0.5], index=[2, 0, 1])
+    ax = plotting.basin_map(three, color=by_id, size=xr.DataArray([30.0, 10.0, 20.0], dims="basin",
+                                                                  coords={"basin": ["2", "0", "1"]}))
+    points = next(c for c in ax.collections if len(c.get_offsets()) == 3)
+    np.testing.assert_allclose(points.get_array(), [0.1, 0.5, 0.9])
+    np.testing.assert_allclose(points.get_sizes(), [plotting.SIZE_RANGE[0], np.mean(plotting.SIZE_RANGE),
+                                                    plotting.SIZE_RANGE[1]])
+    plt.close(ax.figure)
+    with pytest.raises(ValueError, match=r"no value for basin\(s\) \['1'\]"):
+        plotting.basin_map(three, color=by_id.iloc[:2])
+    with pytest.raises(ValueError, match="2 values for 3 basins"):
+        plotting.basin_map(three, size=[1.0, 2.0])
     monkeypatch.setattr(plotting, "MAP_RESOLUTION", "10m")
     with pytest.raises(ValueError, match="MAP_RESOLUTION must be one of"):
         plotting.basin_map(three)

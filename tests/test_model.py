@@ -72,6 +72,19 @@ def test_same_parameters_same_numbers_and_basin_specific_sets(toy):
     np.testing.assert_array_equal(a.qsim.values, b.qsim.values)
 
 
+def test_named_parameters_are_taken_by_name_not_position(toy):
+    """A Dataset or DataFrame with its parameters in another order runs the same sets."""
+    forcing, attrs = toy
+    params = _with("baseflow_scalar", [1e-4, 1e-2])
+    as_array = model.simulate(params, forcing, attrs)
+    backwards = SPACE.to_dataset(params).isel(param=slice(None, None, -1))
+    from_dataset = model.simulate(backwards, forcing, attrs)
+    np.testing.assert_array_equal(from_dataset.qsim.values, as_array.qsim.values)
+    np.testing.assert_array_equal(from_dataset.member.values, [0, 1])
+    table = pd.DataFrame(params, columns=SPACE.names)[list(reversed(SPACE.names))]
+    np.testing.assert_array_equal(model.simulate(table, forcing, attrs).qsim.values, as_array.qsim.values)
+
+
 def test_bad_input_is_explained(toy):
     forcing, attrs = toy
     bad = SPACE.defaults.copy()

@@ -758,21 +758,16 @@ def simulate(params, forcing: xr.Dataset, attrs: pd.DataFrame, *, outputs=("qsim
     if space.names != _PARAMS:
         raise ValueError(f"The teaching model needs the 16 parameters of tang2025() in order; "
                          f"got {space.names}.")
-    members = None
-    if isinstance(params, xr.Dataset):
-        members = params.member.values
-        params = params["params"].transpose("member", "param").values
-    values = np.asarray(params, dtype=float)
+    members = params.member.values if isinstance(params, xr.Dataset) else None
+    values = space.validate(params)  # named parameters (a Dataset, a DataFrame) are taken by name
     if values.ndim == 1:
         values = values[None, :]
     n_basin = forcing.sizes["basin"]
     if values.ndim == 2:
-        space.validate(values)
         values = np.broadcast_to(values[:, None, :], (values.shape[0], n_basin, values.shape[1]))
     elif values.ndim == 3:
         if values.shape[1] != n_basin:
             raise ValueError(f"params has {values.shape[1]} basins, forcing has {n_basin}.")
-        space.validate(values.reshape(-1, values.shape[-1]))
     else:
         raise ValueError(f"params must be 1-D, 2-D or 3-D, got shape {values.shape}.")
     n_member = values.shape[0]

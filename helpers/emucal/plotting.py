@@ -76,10 +76,12 @@ def basin_map(
         The basins to plot: rows of :func:`emucal.camels.attributes` (or any
         table with ``gauge_lon`` and ``gauge_lat`` in degrees).
     color
-        Values that colour the points (for example the aridity index).
+        Values that colour the points (for example the aridity index). A
+        Series indexed by basin, or a DataArray over ``basin``, is matched to
+        ``attrs``' rows by basin id; other sequences are taken in ``attrs``' order.
     size
-        Values that size the points (for example the basin area); scaled
-        linearly into :data:`SIZE_RANGE` (points squared).
+        Values that size the points (for example the basin area), matched as
+        ``color``; scaled linearly into :data:`SIZE_RANGE` (points squared).
     ax
         A cartopy ``GeoAxes``; a new figure in an Albers equal-area projection
         is made when None.
@@ -109,6 +111,7 @@ def basin_map(
                          f"(camels.attributes()); {missing} not found.")
     lon = attrs["gauge_lon"].to_numpy(dtype=float)
     lat = attrs["gauge_lat"].to_numpy(dtype=float)
+    color, size = _by_basin(color, attrs, "color"), _by_basin(size, attrs, "size")
     if ax is None:
         _, ax = plt.subplots(figsize=(9, 5.2), subplot_kw={"projection": conus_projection()})
     ax.set_extent(CONUS_EXTENT, crs=ccrs.PlateCarree())
@@ -144,6 +147,20 @@ def basin_map(
             ax.text(x + 0.4, y + 0.3, str(text), fontsize=6, transform=ccrs.PlateCarree(),
                     zorder=4)
     return ax
+
+
+def _by_basin(values, attrs: pd.DataFrame, name: str):
+    """``values`` in the order of ``attrs``' rows: a Series or a ``basin`` DataArray by id, else as given."""
+    if isinstance(values, xr.DataArray) and "basin" in values.dims:
+        values = values.to_series()
+    if not isinstance(values, pd.Series):
+        if values is not None and len(values) != len(attrs):
+            raise ValueError(f"{name} has {len(values)} values for {len(attrs)} basins.")
+        return values
+    ids, index = attrs.index.astype(str), values.index.astype(str)
+    if ids.difference(index).size:
+        raise ValueError(f"{name} has no value for basin(s) {list(ids.difference(index))[:5]} of attrs.")
+    return values.set_axis(index).loc[ids].to_numpy(dtype=float)
 
 
 def hydrograph(

@@ -162,15 +162,19 @@ def _case_namelist_files(base_case: Path) -> list[Path]:
                         base_case / "CaseDocs" / "lnd_in") if p.is_file()]
 
 
-def _case_setting(base_case: Path, name: str):
-    """A namelist variable as the base case sets it: user_nl_clm, then lnd_in; None if unset."""
+def _case_setting(base_case: Path, name: str, *, text: bool = False):
+    """A namelist setting of the base case and its file: user_nl_clm, then lnd_in; (None, None) if unset.
+
+    A number, or with ``text`` a string (a path).
+    """
     for path in _case_namelist_files(base_case):
-        text = _namelist_setting(path.read_text().splitlines(), name)
-        if text is not None:
+        found = _namelist_setting(path.read_text().splitlines(), name)
+        if found is not None:
             try:
-                return _parse_fortran_value(text), path
+                value = _parse_fortran_value(found)
             except ValueError as err:
-                raise ValueError(f"{path}: cannot read {name} = {text!r} as a number.") from err
+                raise ValueError(f"{path}: cannot read {name} = {found!r} (a number, or a string in quotes).") from err
+            return (str(value) if text else value), path
     return None, None
 
 
@@ -657,7 +661,7 @@ def _prepare(space, samples, base_case, paramfile, out_dir, *, ctsm_version, sur
 
     # the base case's own settings: a different paramfile is worth a warning, and then every
     # member (the base-case member too) reads the given file, so that its values are the record
-    case_paramfile, found_in = _case_setting_text(base_case, "paramfile")
+    case_paramfile, found_in = _case_setting(base_case, "paramfile", text=True)
     redirect_param = case_paramfile is not None and Path(case_paramfile).name != paramfile.name
     if redirect_param:
         warnings.warn(f"The base case reads the parameter file {case_paramfile} ({found_in}), "
@@ -675,7 +679,7 @@ def _prepare(space, samples, base_case, paramfile, out_dir, *, ctsm_version, sur
     base_param = _open_copy(paramfile)
     surf_path, base_surf, redirect_surf = None, None, False
     if by_place["surface"]:
-        case_surf, _ = _case_setting_text(base_case, "fsurdat")
+        case_surf, _ = _case_setting(base_case, "fsurdat", text=True)
         if surfdata is None:
             if case_surf is None:
                 raise ValueError(
@@ -999,7 +1003,7 @@ def _warn_ignored(space: ParameterSpace, base_case: Path) -> None:
         warnings.warn("The base case sets use_bedrock = .false.: CTSM then ignores zbedrock "
                       "(initVerticalMod.F90), so perturbing it changes nothing.", UserWarning,
                       stacklevel=4)
-    profile, _ = _case_setting_text(base_case, "hillslope_soil_profile_method")
+    profile, _ = _case_setting(base_case, "hillslope_soil_profile_method", text=True)
     if ("zbedrock" in sampled and logical("use_hillslope", False) and profile is not None
             and profile.strip().lower() != "uniform"):
         warnings.warn(
@@ -1100,7 +1104,7 @@ def base_values(space: ParameterSpace, paramfile: str | os.PathLike, *, ctsm_ver
             raise FileNotFoundError(f"The base case {case} does not exist.")
     where, by_place = _places(space, ctsm_version)
     if surfdata is None and case is not None and by_place["surface"]:
-        text, _ = _case_setting_text(case, "fsurdat")
+        text, _ = _case_setting(case, "fsurdat", text=True)
         if text is not None and Path(text).expanduser().is_file():
             surfdata = text
     base_param = _open_copy(paramfile)
@@ -1225,15 +1229,6 @@ def ensemble_params(space: ParameterSpace, plans: Mapping[str, pd.DataFrame]) ->
             "long_name": "each basin's base case values (what NaN in params stands for)"}),
     }, coords={"member": members, "basin": np.asarray(basins, dtype=str), "param": names},
         attrs={"model": "CTSM", "source": "emucal.ctsm.prepare_ensemble tables"})
-
-
-def _case_setting_text(base_case: Path, name: str):
-    """A string namelist setting (a path) of the base case, or (None, None)."""
-    for path in _case_namelist_files(base_case):
-        text = _namelist_setting(path.read_text().splitlines(), name)
-        if text is not None:
-            return str(_parse_fortran_value(text)), path
-    return None, None
 
 
 def example_case(folder: str | os.PathLike, *, ctsm_version: str = "ctsm5.3.012",

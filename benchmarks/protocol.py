@@ -226,7 +226,11 @@ def by_blocks(step, s: SimpleNamespace, seed: int, checkpoint=None, *, block_siz
         parts = [_run_block(step, ds, s.attrs, s.space, k_seed, path, None) for ds, k_seed, path in blocks]
     else:
         threads = threads or emucal.size_thread_pools().threads
-        data = client.scatter([ds for ds, _, _ in blocks])  # each block's forcing as data, not in the graph
+        # each block's forcing as data, not in the graph; hash=False gives each call its own keys: with
+        # keys hashed from the data, a second call on the same basins reuses the keys of the first's
+        # futures while the scheduler still releases them, and its blocks are cancelled for "lost
+        # dependencies" (dask/distributed#8576)
+        data = client.scatter([ds for ds, _, _ in blocks], hash=False)
         parts = client.gather([client.submit(_run_block, step, ds, s.attrs, s.space, k_seed, path,
                                              threads, pure=False)
                                for ds, (_, k_seed, path) in zip(data, blocks)])

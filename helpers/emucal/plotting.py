@@ -159,7 +159,9 @@ def _by_basin(values, attrs: pd.DataFrame, name: str):
         return values
     ids, index = attrs.index.astype(str), values.index.astype(str)
     if ids.difference(index).size:
-        raise ValueError(f"{name} has no value for basin(s) {list(ids.difference(index))[:5]} of attrs.")
+        raise ValueError(f"{name} has no value for basin(s) {list(ids.difference(index))[:5]} of attrs: a "
+                         f"Series is matched to attrs' rows by its index of basin ids (pass "
+                         f"{name}.to_numpy() for values already in attrs' order).")
     return values.set_axis(index).loc[ids].to_numpy(dtype=float)
 
 

@@ -322,7 +322,8 @@ def test_mirror_natural_earth_is_a_ready_cartopy_data_dir(synthetic, cartopy_off
         plotting.basin_map(three, color=by_id.iloc[:2])
     # a Series of values by position (a RangeIndex) is told how to pass them in attrs' order
     with pytest.raises(ValueError, match=r"color\.to_numpy\(\) for values already in attrs' order"):
-        plotting.basin_map(three, color=pd.Series([0.1, 0.5, 0.9]))
+        plotting.basin_map(three.set_axis(["01013500", "01022500", "08013000"]),
+                           color=pd.Series([0.1, 0.5, 0.9]))
     with pytest.raises(ValueError, match="2 values for 3 basins"):
         plotting.basin_map(three, size=[1.0, 2.0])
     monkeypatch.setattr(plotting, "MAP_RESOLUTION", "10m")
